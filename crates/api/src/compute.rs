@@ -1,0 +1,136 @@
+//! Compute: instance types, images and instances.
+
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct InstanceType {
+    /// e.g. `n1.nano`.
+    pub name: String,
+    pub vcpus: u32,
+    pub memory_mib: u32,
+    /// Price of one running second, in billionths of the region's currency unit.
+    pub price_per_second_nanos: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ImageVisibility {
+    /// Offered by the region to every account.
+    Public,
+    /// Registered by, and visible to, one account.
+    Private,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct Image {
+    pub id: String,
+    pub name: String,
+    pub visibility: ImageVisibility,
+    pub description: String,
+    /// RFC 3339.
+    pub created_at: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum InstanceState {
+    /// Accepted; being placed and booted.
+    Pending,
+    /// The guest signalled that it is up.
+    Running,
+    Stopping,
+    Stopped,
+    ShuttingDown,
+    Terminated,
+    /// The VM died unexpectedly; `state_reason` says why.
+    Failed,
+}
+
+impl InstanceState {
+    pub const ALL: [InstanceState; 7] = [
+        InstanceState::Pending,
+        InstanceState::Running,
+        InstanceState::Stopping,
+        InstanceState::Stopped,
+        InstanceState::ShuttingDown,
+        InstanceState::Terminated,
+        InstanceState::Failed,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            InstanceState::Pending => "pending",
+            InstanceState::Running => "running",
+            InstanceState::Stopping => "stopping",
+            InstanceState::Stopped => "stopped",
+            InstanceState::ShuttingDown => "shutting-down",
+            InstanceState::Terminated => "terminated",
+            InstanceState::Failed => "failed",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|st| st.as_str() == s)
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct Instance {
+    pub id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    pub image_id: String,
+    pub instance_type: String,
+    pub vcpus: u32,
+    pub memory_mib: u32,
+    pub state: InstanceState,
+    /// Why the instance is in its state, for `failed` and `terminated`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state_reason: Option<String>,
+    /// The host it runs on, once placed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host_id: Option<String>,
+    pub region: String,
+    /// RFC 3339.
+    pub launched_at: String,
+    /// RFC 3339, last state change.
+    pub state_changed_at: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LaunchRequest {
+    /// Image id or public image name (`nubo-micro`).
+    pub image: String,
+    pub instance_type: String,
+    /// How many identical instances, 1 to 100 (default 1); spread over hosts.
+    #[serde(default)]
+    pub count: Option<u32>,
+    #[serde(default)]
+    pub name: Option<String>,
+    /// Script or cloud-config handed to the guest, at most 16 KiB.
+    #[serde(default)]
+    pub user_data: Option<String>,
+    /// Idempotency token: the same token with the same request returns the same
+    /// instances instead of launching again.
+    #[serde(default)]
+    pub client_token: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct LaunchResponse {
+    pub instances: Vec<Instance>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct InstanceListParams {
+    /// Items per page, 1 to 1000 (default 100).
+    pub limit: Option<u32>,
+    /// `next_page_token` of the previous page.
+    pub page_token: Option<String>,
+    /// Only instances in this state.
+    pub state: Option<InstanceState>,
+}

@@ -1,0 +1,241 @@
+//! The command line.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use nubo_api::compute::InstanceState;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "nubo",
+    version,
+    about = "The nubo cloud, from the command line"
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: Global,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Args)]
+pub struct Global {
+    /// API endpoint, e.g. http://127.0.0.1:8080 (default: the profile's).
+    #[arg(long, global = true, env = "NUBO_ENDPOINT")]
+    pub endpoint: Option<String>,
+    /// Region name; another region of the same cloud is found through the catalog.
+    #[arg(long, global = true, env = "NUBO_REGION")]
+    pub region: Option<String>,
+    /// Profile in ~/.config/nubo/config.toml.
+    #[arg(long, global = true, env = "NUBO_PROFILE", default_value = "default")]
+    pub profile: String,
+    /// Output format.
+    #[arg(short, long, global = true, value_enum, default_value_t = Output::Table)]
+    pub output: Output,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Output {
+    Table,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Create an account; prints its credentials and saves them in the profile.
+    Signup {
+        #[arg(long)]
+        email: String,
+        /// Do not write the credentials to the profile.
+        #[arg(long)]
+        no_save: bool,
+    },
+    /// Save credentials and an endpoint in a profile.
+    Configure {
+        #[arg(long, env = "NUBO_ACCESS_KEY_ID")]
+        access_key_id: String,
+        #[arg(long, env = "NUBO_SECRET_ACCESS_KEY", hide_env_values = true)]
+        secret_access_key: String,
+    },
+    /// Show the calling account and key.
+    Whoami,
+    /// The account itself.
+    #[command(subcommand)]
+    Account(AccountCommand),
+    /// Access keys.
+    #[command(subcommand)]
+    Keys(KeysCommand),
+    /// Regions of this cloud.
+    #[command(subcommand)]
+    Regions(RegionsCommand),
+    /// Quotas of the account.
+    #[command(subcommand)]
+    Quota(QuotaCommand),
+    /// Instance types and prices.
+    #[command(subcommand, name = "instance-types")]
+    InstanceTypes(ListOnly),
+    /// Images.
+    #[command(subcommand)]
+    Images(ImagesCommand),
+    /// Instances.
+    #[command(subcommand)]
+    Instance(InstanceCommand),
+    /// Operator commands (need the operator token).
+    #[command(subcommand)]
+    Admin(AdminCommand),
+    /// Print a shell completion script.
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AccountCommand {
+    /// Close the account: keys stop working, instances are terminated.
+    Close {
+        /// The account id, repeated to confirm.
+        #[arg(long)]
+        confirm: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// Create an access key (the secret is printed once).
+    Create {
+        #[arg(long, value_enum, default_value_t = Scope::Full)]
+        scope: Scope,
+    },
+    List,
+    Show {
+        key_id: String,
+    },
+    Enable {
+        key_id: String,
+    },
+    Disable {
+        key_id: String,
+    },
+    Delete {
+        key_id: String,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Scope {
+    Full,
+    ReadOnly,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RegionsCommand {
+    List,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ListOnly {
+    List,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum QuotaCommand {
+    /// Limits, usage and ceilings.
+    Show,
+    /// Raise (or lower) a limit, up to the operator's ceiling.
+    Raise {
+        /// vcpus, memory_mib, instances, volume_gib or buckets.
+        #[arg(long)]
+        resource: String,
+        #[arg(long)]
+        to: u64,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ImagesCommand {
+    List,
+    Show { image: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum InstanceCommand {
+    /// Launch one or more instances.
+    Launch(LaunchArgs),
+    List {
+        #[arg(long, value_parser = parse_state)]
+        state: Option<InstanceState>,
+    },
+    Show {
+        instance_id: String,
+    },
+    Stop(Transition),
+    Start(Transition),
+    Reboot {
+        instance_id: String,
+    },
+    Terminate(Transition),
+}
+
+#[derive(Debug, Args)]
+pub struct LaunchArgs {
+    /// Image id or public image name.
+    #[arg(long)]
+    pub image: String,
+    /// Instance type, e.g. n1.nano.
+    #[arg(long = "type")]
+    pub instance_type: String,
+    #[arg(long, default_value_t = 1)]
+    pub count: u32,
+    #[arg(long)]
+    pub name: Option<String>,
+    /// File whose content is handed to the guest as user-data.
+    #[arg(long)]
+    pub user_data: Option<PathBuf>,
+    /// Idempotency token: retrying with it never launches twice.
+    #[arg(long)]
+    pub client_token: Option<String>,
+    #[command(flatten)]
+    pub wait: Wait,
+}
+
+#[derive(Debug, Args)]
+pub struct Transition {
+    pub instance_id: String,
+    #[command(flatten)]
+    pub wait: Wait,
+}
+
+#[derive(Debug, Args, Clone, Copy)]
+pub struct Wait {
+    /// Return once the change is complete.
+    #[arg(long)]
+    pub wait: bool,
+    /// Give up waiting after this many seconds.
+    #[arg(long, default_value_t = 300)]
+    pub timeout: u64,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AdminCommand {
+    #[command(subcommand)]
+    Hosts(AdminHostsCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AdminHostsCommand {
+    List {
+        /// The region's operator token (from its data dir).
+        #[arg(long, env = "NUBO_OPERATOR_TOKEN", hide_env_values = true)]
+        operator_token: String,
+    },
+}
+
+fn parse_state(s: &str) -> Result<InstanceState, String> {
+    InstanceState::parse(s).ok_or_else(|| {
+        format!(
+            "unknown state; one of: {}",
+            InstanceState::ALL.map(|s| s.as_str()).join(", ")
+        )
+    })
+}

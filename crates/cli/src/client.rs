@@ -1,0 +1,232 @@
+//! The API client: signs every request with SigV4 and turns error bodies into
+//! one-line errors.
+
+use std::time::SystemTime;
+
+use nubo_api::SIGV4_SERVICE;
+use nubo_api::error::ErrorBody;
+use nubo_api::regions::Region;
+use reqwest::Method;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// The API refused the request.
+    #[error("{}: {} (request {})", .0.code_str(), .0.body.message, .0.body.request_id)]
+    Api(Box<ApiFailure>),
+    #[error("{0}")]
+    Usage(String),
+    #[error("cannot reach {endpoint}: {detail}")]
+    Connect { endpoint: String, detail: String },
+    #[error("{0}")]
+    Other(String),
+}
+
+#[derive(Debug)]
+pub struct ApiFailure {
+    pub status: u16,
+    pub body: ErrorBody,
+}
+
+impl ApiFailure {
+    fn code_str(&self) -> String {
+        serde_json::to_value(self.body.code)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_string))
+            .unwrap_or_default()
+    }
+}
+
+impl ClientError {
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            ClientError::Usage(_) => 2,
+            _ => 1,
+        }
+    }
+}
+
+/// What a request authenticates with.
+#[derive(Debug, Clone)]
+pub enum Credentials {
+    None,
+    Key { id: String, secret: String },
+    Operator(String),
+}
+
+#[derive(Debug, Clone)]
+pub struct Client {
+    http: reqwest::Client,
+    endpoint: String,
+    region: String,
+    credentials: Credentials,
+}
+
+impl Client {
+    pub fn new(endpoint: &str, region: &str, credentials: Credentials) -> Client {
+        Client {
+            http: reqwest::Client::new(),
+            endpoint: endpoint.trim_end_matches('/').to_string(),
+            region: region.to_string(),
+            credentials,
+        }
+    }
+
+    pub fn endpoint(&self) -> &str {
+        &self.endpoint
+    }
+
+    /// The regions an endpoint knows (a public call), to learn its name or find
+    /// another region's endpoint.
+    pub async fn regions(endpoint: &str) -> Result<Vec<Region>, ClientError> {
+        Client::new(endpoint, "", Credentials::None)
+            .call(Method::GET, "/v1/regions", None::<&()>)
+            .await
+    }
+
+    pub async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, ClientError> {
+        self.call(Method::GET, path, None::<&()>).await
+    }
+
+    pub async fn post<B: Serialize, T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &B,
+    ) -> Result<T, ClientError> {
+        self.call(Method::POST, path, Some(body)).await
+    }
+
+    /// A `POST` without a body, for actions such as `/stop`.
+    pub async fn post_empty<T: DeserializeOwned>(&self, path: &str) -> Result<T, ClientError> {
+        self.call(Method::POST, path, None::<&()>).await
+    }
+
+    pub async fn put<B: Serialize, T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &B,
+    ) -> Result<T, ClientError> {
+        self.call(Method::PUT, path, Some(body)).await
+    }
+
+    pub async fn patch<B: Serialize, T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &B,
+    ) -> Result<T, ClientError> {
+        self.call(Method::PATCH, path, Some(body)).await
+    }
+
+    /// A `DELETE` whose answer has no body.
+    pub async fn delete_empty(&self, path: &str) -> Result<(), ClientError> {
+        self.send(Method::DELETE, path, None).await.map(|_| ())
+    }
+
+    pub async fn delete<T: DeserializeOwned>(&self, path: &str) -> Result<T, ClientError> {
+        self.call(Method::DELETE, path, None::<&()>).await
+    }
+
+    async fn call<B: Serialize, T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&B>,
+    ) -> Result<T, ClientError> {
+        let body = body
+            .map(serde_json::to_vec)
+            .transpose()
+            .map_err(|e| ClientError::Other(e.to_string()))?;
+        let bytes = self.send(method, path, body).await?;
+        serde_json::from_slice(&bytes)
+            .map_err(|e| ClientError::Other(format!("unexpected answer from {path}: {e}")))
+    }
+
+    async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Vec<u8>>,
+    ) -> Result<Vec<u8>, ClientError> {
+        let url = format!("{}{path}", self.endpoint);
+        let mut req = self.http.request(method.clone(), &url);
+        let body = body.unwrap_or_default();
+        let has_body = !body.is_empty();
+        if has_body {
+            req = req.header("content-type", "application/json");
+        }
+        match &self.credentials {
+            Credentials::None => {}
+            Credentials::Operator(token) => req = req.bearer_auth(token),
+            Credentials::Key { id, secret } => {
+                // The server refuses a signed change it has seen before; the nonce
+                // keeps two identical commands in one second distinct.
+                let nonce = nonce();
+                let mut signed_headers = vec![(NONCE_HEADER, nonce.as_str())];
+                if has_body {
+                    signed_headers.push(("content-type", "application/json"));
+                }
+                req = req.header(NONCE_HEADER, &nonce);
+                let added = nubo_auth::sigv4::sign(
+                    method.as_str(),
+                    &url,
+                    &signed_headers,
+                    &body,
+                    id,
+                    secret,
+                    &self.region,
+                    SIGV4_SERVICE,
+                    SystemTime::now(),
+                )
+                .map_err(|e| ClientError::Other(e.to_string()))?;
+                for (name, value) in added {
+                    req = req.header(name, value);
+                }
+            }
+        }
+        let response = req
+            .body(body)
+            .send()
+            .await
+            .map_err(|e| ClientError::Connect {
+                endpoint: self.endpoint.clone(),
+                detail: error_chain(&e),
+            })?;
+        let status = response.status();
+        let bytes = response.bytes().await.map_err(|e| ClientError::Connect {
+            endpoint: self.endpoint.clone(),
+            detail: error_chain(&e),
+        })?;
+        if status.is_success() {
+            return Ok(bytes.to_vec());
+        }
+        match serde_json::from_slice::<ErrorBody>(&bytes) {
+            Ok(body) => Err(ClientError::Api(Box::new(ApiFailure {
+                status: status.as_u16(),
+                body,
+            }))),
+            Err(_) => Err(ClientError::Other(format!(
+                "{url} answered {status} without an API error body"
+            ))),
+        }
+    }
+}
+
+const NONCE_HEADER: &str = "x-nubo-nonce";
+
+fn nonce() -> String {
+    let mut bytes = [0u8; 12];
+    getrandom::fill(&mut bytes).expect("the OS random source is available");
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}

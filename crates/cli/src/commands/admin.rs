@@ -1,0 +1,46 @@
+//! nubo admin … (operator token)
+
+use nubo_api::hosts::Host;
+
+use crate::args::{AdminCommand, AdminHostsCommand};
+use crate::client::{Client, ClientError, Credentials};
+use crate::commands::Context;
+use crate::output::print;
+
+pub async fn run(ctx: &Context, cmd: AdminCommand) -> Result<(), ClientError> {
+    match cmd {
+        AdminCommand::Hosts(AdminHostsCommand::List { operator_token }) => {
+            let (endpoint, region) = ctx.region().await?;
+            let client = Client::new(&endpoint, &region, Credentials::Operator(operator_token));
+            let hosts: Vec<Host> = client.get("/v1/admin/hosts").await?;
+            let rows = hosts
+                .iter()
+                .map(|h| {
+                    vec![
+                        h.id.clone(),
+                        h.name.clone(),
+                        h.driver.clone(),
+                        format!("{:?}", h.state).to_lowercase(),
+                        format!("{}/{}", h.allocated.vcpus, h.capacity.vcpus),
+                        format!("{}/{}", h.allocated.memory_mib, h.capacity.memory_mib),
+                        h.instances.to_string(),
+                    ]
+                })
+                .collect();
+            print(
+                ctx.output(),
+                &hosts,
+                &[
+                    "id",
+                    "name",
+                    "driver",
+                    "state",
+                    "vcpus",
+                    "memory_mib",
+                    "instances",
+                ],
+                rows,
+            )
+        }
+    }
+}

@@ -1,0 +1,224 @@
+//! nubo instance-types, images, instance …
+
+use std::time::{Duration, Instant};
+
+use nubo_api::compute::{
+    Image, Instance, InstanceState, InstanceType, LaunchRequest, LaunchResponse,
+};
+
+use crate::args::{ImagesCommand, InstanceCommand, Transition, Wait};
+use crate::client::{Client, ClientError};
+use crate::commands::{Context, all_pages};
+use crate::output::{opt, print};
+
+pub async fn instance_types(ctx: &Context) -> Result<(), ClientError> {
+    let types: Vec<InstanceType> = ctx.public().await?.get("/v1/instance-types").await?;
+    let rows = types
+        .iter()
+        .map(|t| {
+            vec![
+                t.name.clone(),
+                t.vcpus.to_string(),
+                t.memory_mib.to_string(),
+                format!("{:.4}", t.price_per_second_nanos as f64 * 3600.0 / 1e9),
+            ]
+        })
+        .collect();
+    print(
+        ctx.output(),
+        &types,
+        &["name", "vcpus", "memory_mib", "price_per_hour"],
+        rows,
+    )
+}
+
+pub async fn images(ctx: &Context, cmd: ImagesCommand) -> Result<(), ClientError> {
+    let client = ctx.client().await?;
+    let images: Vec<Image> = match cmd {
+        ImagesCommand::List => all_pages(&client, "/v1/images").await?,
+        ImagesCommand::Show { image } => vec![client.get(&format!("/v1/images/{image}")).await?],
+    };
+    let rows = images
+        .iter()
+        .map(|i| {
+            vec![
+                i.id.clone(),
+                i.name.clone(),
+                format!("{:?}", i.visibility).to_lowercase(),
+                i.description.clone(),
+            ]
+        })
+        .collect();
+    print(
+        ctx.output(),
+        &images,
+        &["id", "name", "visibility", "description"],
+        rows,
+    )
+}
+
+const HEADERS: &[&str] = &["id", "name", "type", "state", "host", "launched"];
+
+fn row(i: &Instance) -> Vec<String> {
+    let mut state = i.state.as_str().to_string();
+    if let Some(reason) = &i.state_reason {
+        state = format!("{state} ({reason})");
+    }
+    vec![
+        i.id.clone(),
+        opt(&i.name),
+        i.instance_type.clone(),
+        state,
+        opt(&i.host_id),
+        i.launched_at.clone(),
+    ]
+}
+
+fn print_instances(ctx: &Context, instances: &[Instance]) -> Result<(), ClientError> {
+    print(
+        ctx.output(),
+        &instances,
+        HEADERS,
+        instances.iter().map(row).collect(),
+    )
+}
+
+pub async fn instances(ctx: &Context, cmd: InstanceCommand) -> Result<(), ClientError> {
+    let client = ctx.client().await?;
+    match cmd {
+        InstanceCommand::Launch(a) => {
+            let user_data = match &a.user_data {
+                Some(path) => Some(std::fs::read_to_string(path).map_err(|e| {
+                    ClientError::Usage(format!("user-data {}: {e}", path.display()))
+                })?),
+                None => None,
+            };
+            let launched: LaunchResponse = client
+                .post(
+                    "/v1/instances",
+                    &LaunchRequest {
+                        image: a.image,
+                        instance_type: a.instance_type,
+                        count: Some(a.count),
+                        name: a.name,
+                        user_data,
+                        client_token: a.client_token,
+                    },
+                )
+                .await?;
+            let mut instances = launched.instances;
+            if a.wait.wait {
+                instances = wait_for(&client, instances, InstanceState::Running, a.wait).await?;
+            }
+            match ctx.output() {
+                crate::args::Output::Json => {
+                    print(ctx.output(), &LaunchResponse { instances }, HEADERS, vec![])
+                }
+                crate::args::Output::Table => print_instances(ctx, &instances),
+            }
+        }
+        InstanceCommand::List { state } => {
+            let path = match state {
+                Some(s) => format!("/v1/instances?state={}", s.as_str()),
+                None => "/v1/instances".to_string(),
+            };
+            let instances: Vec<Instance> = all_pages(&client, &path).await?;
+            print_instances(ctx, &instances)
+        }
+        InstanceCommand::Show { instance_id } => {
+            let i: Instance = client.get(&format!("/v1/instances/{instance_id}")).await?;
+            print(ctx.output(), &i, HEADERS, vec![row(&i)])
+        }
+        InstanceCommand::Reboot { instance_id } => {
+            let i: Instance = client
+                .post_empty(&format!("/v1/instances/{instance_id}/reboot"))
+                .await?;
+            print(ctx.output(), &i, HEADERS, vec![row(&i)])
+        }
+        InstanceCommand::Stop(t) => {
+            transition(ctx, &client, t, "stop", InstanceState::Stopped).await
+        }
+        InstanceCommand::Start(t) => {
+            transition(ctx, &client, t, "start", InstanceState::Running).await
+        }
+        InstanceCommand::Terminate(t) => {
+            let i: Instance = client
+                .delete(&format!("/v1/instances/{}", t.instance_id))
+                .await?;
+            finish(ctx, &client, i, InstanceState::Terminated, t.wait).await
+        }
+    }
+}
+
+async fn transition(
+    ctx: &Context,
+    client: &Client,
+    t: Transition,
+    verb: &str,
+    target: InstanceState,
+) -> Result<(), ClientError> {
+    let i: Instance = client
+        .post_empty(&format!("/v1/instances/{}/{verb}", t.instance_id))
+        .await?;
+    finish(ctx, client, i, target, t.wait).await
+}
+
+async fn finish(
+    ctx: &Context,
+    client: &Client,
+    i: Instance,
+    target: InstanceState,
+    wait: Wait,
+) -> Result<(), ClientError> {
+    let i = if wait.wait {
+        wait_for(client, vec![i], target, wait).await?.remove(0)
+    } else {
+        i
+    };
+    print(ctx.output(), &i, HEADERS, vec![row(&i)])
+}
+
+/// Polls until every instance is in `target`; an instance that fails instead ends
+/// the wait with an error.
+async fn wait_for(
+    client: &Client,
+    mut instances: Vec<Instance>,
+    target: InstanceState,
+    wait: Wait,
+) -> Result<Vec<Instance>, ClientError> {
+    let deadline = Instant::now() + Duration::from_secs(wait.timeout);
+    let mut delay = Duration::from_millis(50);
+    loop {
+        if let Some(failed) = instances
+            .iter()
+            .find(|i| i.state == InstanceState::Failed && target != InstanceState::Failed)
+        {
+            return Err(ClientError::Other(format!(
+                "instance {} failed: {}",
+                failed.id,
+                failed.state_reason.as_deref().unwrap_or("no reason given")
+            )));
+        }
+        if instances.iter().all(|i| i.state == target) {
+            return Ok(instances);
+        }
+        if Instant::now() >= deadline {
+            let waiting: Vec<String> = instances
+                .iter()
+                .filter(|i| i.state != target)
+                .map(|i| format!("{} ({})", i.id, i.state.as_str()))
+                .collect();
+            return Err(ClientError::Other(format!(
+                "gave up after {} s waiting for {}: {}",
+                wait.timeout,
+                target.as_str(),
+                waiting.join(", ")
+            )));
+        }
+        tokio::time::sleep(delay).await;
+        delay = (delay * 2).min(Duration::from_millis(500));
+        for i in instances.iter_mut().filter(|i| i.state != target) {
+            *i = client.get(&format!("/v1/instances/{}", i.id)).await?;
+        }
+    }
+}

@@ -1,0 +1,100 @@
+//! The host agent: everything the region asks of one machine.
+//!
+//! The region never knows which driver it talks to. Each operation is idempotent
+//! and keyed by instance id, so the region can repeat any of them after a crash
+//! (its own, the agent's, or a VMM's) and converge.
+
+pub mod sim;
+
+use std::future::Future;
+use std::pin::Pin;
+
+use serde::{Deserialize, Serialize};
+use tokio::sync::broadcast;
+
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// What a host offers to instances.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Capacity {
+    pub vcpus: u32,
+    pub memory_mib: u64,
+    pub disk_gib: u64,
+}
+
+/// What the region asks a host to run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VmSpec {
+    pub instance_id: String,
+    pub vcpus: u32,
+    pub memory_mib: u32,
+    /// The image's boot description, as the region stores it (driver-specific JSON).
+    pub image: String,
+    pub user_data: Option<String>,
+}
+
+/// A VM's state as its host sees it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum VmState {
+    /// The VMM runs; the guest has not yet said it is up.
+    Booting,
+    /// The guest said it is up.
+    Running,
+    /// Asked to shut down; not yet down.
+    Stopping,
+    /// Shut down cleanly; the VMM is gone.
+    Stopped,
+    /// The VMM died or the guest crashed; the reason is for the user.
+    Failed(String),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VmStatus {
+    pub instance_id: String,
+    pub state: VmState,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum HostError {
+    #[error("the host has no room for this VM: {0}")]
+    NoRoom(String),
+    #[error("the image cannot be booted here: {0}")]
+    BadImage(String),
+    #[error("host agent: {0}")]
+    Agent(String),
+}
+
+/// The interface between the region and a host.
+pub trait HostAgent: Send + Sync {
+    /// The host's stable name (its registry key).
+    fn name(&self) -> &str;
+
+    /// `sim`, `qemu`, …
+    fn driver(&self) -> &'static str;
+
+    fn capacity(&self) -> Capacity;
+
+    /// Creates and boots the VM unless it exists already.
+    fn start(&self, spec: VmSpec) -> BoxFuture<'_, Result<(), HostError>>;
+
+    /// Asks the guest to shut down; done when it reports `Stopped`.
+    fn stop<'a>(&'a self, instance_id: &'a str) -> BoxFuture<'a, Result<(), HostError>>;
+
+    /// Resets the guest; it reports `Booting`, then `Running` again.
+    fn reboot<'a>(&'a self, instance_id: &'a str) -> BoxFuture<'a, Result<(), HostError>>;
+
+    /// Removes the VM and everything it holds on the host; absent VMs are done.
+    fn destroy<'a>(&'a self, instance_id: &'a str) -> BoxFuture<'a, Result<(), HostError>>;
+
+    /// The state of one VM; `None` when the host has no such VM.
+    fn status<'a>(
+        &'a self,
+        instance_id: &'a str,
+    ) -> BoxFuture<'a, Result<Option<VmState>, HostError>>;
+
+    /// Every VM the host has.
+    fn list(&self) -> BoxFuture<'_, Result<Vec<VmStatus>, HostError>>;
+
+    /// State changes as they happen. A receiver that lags must call `list`.
+    fn subscribe(&self) -> broadcast::Receiver<VmStatus>;
+}

@@ -1,0 +1,304 @@
+//! A simulated host: VMs that live in memory with the timing of real ones, so that
+//! tests and benchmarks can model many hosts and thousands of instances without a
+//! hypervisor. It also fails on demand (`crash`), as real VMs do.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::broadcast;
+
+use crate::{BoxFuture, Capacity, HostAgent, HostError, VmSpec, VmState, VmStatus};
+
+#[derive(Debug, Clone, Copy)]
+pub struct SimTiming {
+    /// From `start` (or `reboot`) to the guest saying it is up.
+    pub boot: Duration,
+    /// From `stop` to the VM being down.
+    pub shutdown: Duration,
+}
+
+impl Default for SimTiming {
+    fn default() -> Self {
+        SimTiming {
+            boot: Duration::from_millis(150),
+            shutdown: Duration::from_millis(50),
+        }
+    }
+}
+
+struct Vm {
+    state: VmState,
+    /// Bumped by every command, so that a timer of an older command does nothing.
+    generation: u64,
+}
+
+pub struct SimHost {
+    name: String,
+    capacity: Capacity,
+    timing: SimTiming,
+    vms: Arc<Mutex<HashMap<String, Vm>>>,
+    events: broadcast::Sender<VmStatus>,
+}
+
+impl SimHost {
+    pub fn new(name: impl Into<String>, capacity: Capacity, timing: SimTiming) -> SimHost {
+        SimHost {
+            name: name.into(),
+            capacity,
+            timing,
+            vms: Arc::default(),
+            events: broadcast::channel(4096).0,
+        }
+    }
+
+    /// Makes a VM die as if its VMM had crashed.
+    pub fn crash(&self, instance_id: &str) -> bool {
+        self.transition(instance_id, VmState::Failed("the VM process exited".into()))
+    }
+
+    fn vms(&self) -> std::sync::MutexGuard<'_, HashMap<String, Vm>> {
+        self.vms
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Sets a VM's state now, and returns whether it exists.
+    fn transition(&self, instance_id: &str, state: VmState) -> bool {
+        let mut vms = self.vms();
+        let Some(vm) = vms.get_mut(instance_id) else {
+            return false;
+        };
+        vm.generation += 1;
+        vm.state = state.clone();
+        drop(vms);
+        let _ = self.events.send(VmStatus {
+            instance_id: instance_id.to_string(),
+            state,
+        });
+        true
+    }
+
+    /// Moves the VM to `to` after `delay`, unless another command came first.
+    fn later(&self, instance_id: &str, generation: u64, delay: Duration, to: VmState) {
+        let vms = self.vms.clone();
+        let events = self.events.clone();
+        let id = instance_id.to_string();
+        tokio::spawn(async move {
+            tokio::time::sleep(delay).await;
+            let mut guard = vms.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some(vm) = guard.get_mut(&id).filter(|vm| vm.generation == generation) {
+                vm.state = to.clone();
+                drop(guard);
+                let _ = events.send(VmStatus {
+                    instance_id: id,
+                    state: to,
+                });
+            }
+        });
+    }
+
+    /// Starts a command on an existing VM: sets `now` and schedules `then`.
+    fn command(&self, instance_id: &str, now: VmState, delay: Duration, then: VmState) -> bool {
+        let generation = {
+            let mut vms = self.vms();
+            let Some(vm) = vms.get_mut(instance_id) else {
+                return false;
+            };
+            vm.generation += 1;
+            vm.state = now.clone();
+            vm.generation
+        };
+        let _ = self.events.send(VmStatus {
+            instance_id: instance_id.to_string(),
+            state: now,
+        });
+        self.later(instance_id, generation, delay, then);
+        true
+    }
+}
+
+impl HostAgent for SimHost {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn driver(&self) -> &'static str {
+        "sim"
+    }
+
+    fn capacity(&self) -> Capacity {
+        self.capacity
+    }
+
+    fn start(&self, spec: VmSpec) -> BoxFuture<'_, Result<(), HostError>> {
+        Box::pin(async move {
+            let fresh = {
+                let mut vms = self.vms();
+                match vms.get(&spec.instance_id).map(|vm| &vm.state) {
+                    Some(VmState::Booting | VmState::Running) => false,
+                    _ => {
+                        vms.insert(
+                            spec.instance_id.clone(),
+                            Vm {
+                                state: VmState::Booting,
+                                generation: 0,
+                            },
+                        );
+                        true
+                    }
+                }
+            };
+            if fresh {
+                self.command(
+                    &spec.instance_id,
+                    VmState::Booting,
+                    self.timing.boot,
+                    VmState::Running,
+                );
+            }
+            Ok(())
+        })
+    }
+
+    fn stop<'a>(&'a self, instance_id: &'a str) -> BoxFuture<'a, Result<(), HostError>> {
+        Box::pin(async move {
+            let state = self.vms().get(instance_id).map(|vm| vm.state.clone());
+            match state {
+                None | Some(VmState::Stopping | VmState::Stopped | VmState::Failed(_)) => {}
+                Some(_) => {
+                    self.command(
+                        instance_id,
+                        VmState::Stopping,
+                        self.timing.shutdown,
+                        VmState::Stopped,
+                    );
+                }
+            }
+            Ok(())
+        })
+    }
+
+    fn reboot<'a>(&'a self, instance_id: &'a str) -> BoxFuture<'a, Result<(), HostError>> {
+        Box::pin(async move {
+            if self.command(
+                instance_id,
+                VmState::Booting,
+                self.timing.boot,
+                VmState::Running,
+            ) {
+                Ok(())
+            } else {
+                Err(HostError::Agent(format!(
+                    "no VM {instance_id} on this host"
+                )))
+            }
+        })
+    }
+
+    fn destroy<'a>(&'a self, instance_id: &'a str) -> BoxFuture<'a, Result<(), HostError>> {
+        Box::pin(async move {
+            self.vms().remove(instance_id);
+            Ok(())
+        })
+    }
+
+    fn status<'a>(
+        &'a self,
+        instance_id: &'a str,
+    ) -> BoxFuture<'a, Result<Option<VmState>, HostError>> {
+        Box::pin(async move { Ok(self.vms().get(instance_id).map(|vm| vm.state.clone())) })
+    }
+
+    fn list(&self) -> BoxFuture<'_, Result<Vec<VmStatus>, HostError>> {
+        Box::pin(async move {
+            Ok(self
+                .vms()
+                .iter()
+                .map(|(id, vm)| VmStatus {
+                    instance_id: id.clone(),
+                    state: vm.state.clone(),
+                })
+                .collect())
+        })
+    }
+
+    fn subscribe(&self) -> broadcast::Receiver<VmStatus> {
+        self.events.subscribe()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn host() -> SimHost {
+        SimHost::new(
+            "sim-0",
+            Capacity {
+                vcpus: 4,
+                memory_mib: 4096,
+                disk_gib: 10,
+            },
+            SimTiming {
+                boot: Duration::from_millis(20),
+                shutdown: Duration::from_millis(10),
+            },
+        )
+    }
+
+    fn spec(id: &str) -> VmSpec {
+        VmSpec {
+            instance_id: id.into(),
+            vcpus: 1,
+            memory_mib: 128,
+            image: "{}".into(),
+            user_data: None,
+        }
+    }
+
+    async fn next_state(rx: &mut broadcast::Receiver<VmStatus>) -> VmState {
+        tokio::time::timeout(Duration::from_secs(5), rx.recv())
+            .await
+            .expect("an event within 5 s")
+            .expect("channel open")
+            .state
+    }
+
+    #[tokio::test]
+    async fn boots_stops_and_is_idempotent() {
+        let h = host();
+        let mut rx = h.subscribe();
+        h.start(spec("i-1")).await.unwrap();
+        h.start(spec("i-1")).await.unwrap();
+        assert_eq!(next_state(&mut rx).await, VmState::Booting);
+        assert_eq!(next_state(&mut rx).await, VmState::Running);
+        h.stop("i-1").await.unwrap();
+        h.stop("i-1").await.unwrap();
+        assert_eq!(next_state(&mut rx).await, VmState::Stopping);
+        assert_eq!(next_state(&mut rx).await, VmState::Stopped);
+        h.destroy("i-1").await.unwrap();
+        h.destroy("i-1").await.unwrap();
+        assert!(h.list().await.unwrap().is_empty());
+        assert!(
+            rx.try_recv().is_err(),
+            "repeated commands emit nothing more"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_crash_reports_failed_and_a_stale_timer_does_nothing() {
+        let h = host();
+        let mut rx = h.subscribe();
+        h.start(spec("i-2")).await.unwrap();
+        assert_eq!(next_state(&mut rx).await, VmState::Booting);
+        assert!(h.crash("i-2"));
+        assert!(matches!(next_state(&mut rx).await, VmState::Failed(_)));
+        tokio::time::sleep(Duration::from_millis(60)).await;
+        let vms = h.list().await.unwrap();
+        assert!(
+            matches!(vms[0].state, VmState::Failed(_)),
+            "boot timer was superseded"
+        );
+    }
+}

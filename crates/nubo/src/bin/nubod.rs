@@ -1,0 +1,26 @@
+//! nubod, the region server.
+
+use clap::Parser;
+use nubo_region::{Args, Config};
+
+fn main() -> std::process::ExitCode {
+    let config = match Config::load(Args::parse()) {
+        Ok(config) => config,
+        Err(e) => {
+            eprintln!("nubod: {e}");
+            return std::process::ExitCode::from(2);
+        }
+    };
+    if let Err(e) = nubo_region::init_logging(&config.log) {
+        eprintln!("nubod: {e}");
+        return std::process::ExitCode::from(2);
+    }
+    let runtime = tokio::runtime::Runtime::new().expect("a tokio runtime");
+    match runtime.block_on(nubo_region::server::run(config)) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("nubod: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,482 @@
+//! The API over plain HTTP: authentication, bad input, idempotency, capacity,
+//! rate limits, closing accounts, restarts.
+
+mod common;
+
+use std::time::{Duration, SystemTime};
+
+use common::{Region, StoreKind};
+use serde_json::{Value, json};
+
+fn code(v: &Value) -> &str {
+    v["code"].as_str().unwrap_or_default()
+}
+
+fn launch_body(count: u32) -> String {
+    json!({ "image": "nubo-micro", "instance_type": "n1.nano", "count": count }).to_string()
+}
+
+/// The observable state of an account: its keys and instances.
+fn snapshot(r: &Region, c: &common::Creds) -> (Value, Value) {
+    let (_, keys) = r.signed(c, "GET", "/v1/keys", None);
+    let (_, instances) = r.signed(c, "GET", "/v1/instances", None);
+    (keys, instances)
+}
+
+on_both_stores!(
+    bad_input_gets_a_clear_4xx_and_changes_nothing,
+    |store: StoreKind| {
+        let r = Region::start(store);
+        let c = r.signup("bad@example.com");
+        let before = snapshot(&r, &c);
+        let big = format!(
+            "{{\"scope\":\"full\",\"pad\":\"{}\"}}",
+            "x".repeat(300 * 1024)
+        );
+        let cases: Vec<(&str, &str, Option<String>, u16, &str)> = vec![
+            (
+                "POST",
+                "/v1/keys",
+                Some("{\"scope\":".into()),
+                400,
+                "InvalidRequest",
+            ),
+            (
+                "POST",
+                "/v1/keys",
+                Some("{\"scope\":\"full\",\"extra\":1}".into()),
+                400,
+                "InvalidRequest",
+            ),
+            (
+                "POST",
+                "/v1/keys",
+                Some("{\"scope\":42}".into()),
+                400,
+                "InvalidRequest",
+            ),
+            ("POST", "/v1/keys", Some("[]".into()), 400, "InvalidRequest"),
+            ("POST", "/v1/keys", Some(big), 413, "PayloadTooLarge"),
+            (
+                "POST",
+                "/v1/instances",
+                Some(launch_body(0)),
+                400,
+                "InvalidParameter",
+            ),
+            (
+                "POST",
+                "/v1/instances",
+                Some(launch_body(101)),
+                400,
+                "InvalidParameter",
+            ),
+            (
+                "POST",
+                "/v1/instances",
+                Some(json!({"image":"nubo-micro","instance_type":"n9.huge"}).to_string()),
+                400,
+                "InvalidParameter",
+            ),
+            (
+                "POST",
+                "/v1/instances",
+                Some(json!({"image":"img-0000000000000000","instance_type":"n1.nano"}).to_string()),
+                400,
+                "InvalidParameter",
+            ),
+            (
+                "POST",
+                "/v1/instances",
+                Some(
+                    json!({"image":"nubo-micro","instance_type":"n1.nano",
+                        "user_data":"x".repeat(17 * 1024)})
+                    .to_string(),
+                ),
+                400,
+                "InvalidParameter",
+            ),
+            (
+                "GET",
+                "/v1/instances/i-0000000000000000",
+                None,
+                404,
+                "NotFound",
+            ),
+            ("GET", "/v1/instances/nonsense", None, 404, "NotFound"),
+            ("DELETE", "/v1/keys/AKNOPE", None, 404, "NotFound"),
+            (
+                "GET",
+                "/v1/instances?limit=0",
+                None,
+                400,
+                "InvalidParameter",
+            ),
+            (
+                "GET",
+                "/v1/instances?limit=abc",
+                None,
+                400,
+                "InvalidParameter",
+            ),
+            (
+                "GET",
+                "/v1/instances?colour=blue",
+                None,
+                400,
+                "InvalidParameter",
+            ),
+            (
+                "GET",
+                "/v1/instances?state=dancing",
+                None,
+                400,
+                "InvalidParameter",
+            ),
+            (
+                "PUT",
+                "/v1/quotas/vcpus",
+                Some("{\"limit\":-1}".into()),
+                400,
+                "InvalidRequest",
+            ),
+            ("GET", "/v1/nothing-here", None, 404, "NotFound"),
+            ("PUT", "/v1/instances", None, 405, "MethodNotAllowed"),
+        ];
+        for (method, path, body, status, expected) in cases {
+            let (got, v) = if status == 413 {
+                // Too large to sign cheaply in a loop; the bearer form reaches the same limit.
+                let bearer = format!("Bearer {}:{}", c.key_id, c.secret);
+                r.curl(method, path, body.as_deref(), &[("authorization", &bearer)])
+                    .unwrap()
+            } else {
+                r.signed(&c, method, path, body.as_deref())
+            };
+            assert_eq!((got, code(&v)), (status, expected), "{method} {path}: {v}");
+            assert!(v["request_id"].as_str().unwrap().starts_with("req-"));
+            assert!(!v["message"].as_str().unwrap().is_empty());
+        }
+        let (status, v) = r
+            .curl(
+                "POST",
+                "/v1/signup",
+                None,
+                &[("content-type", "text/plain")],
+            )
+            .unwrap();
+        assert_eq!((status, code(&v)), (415, "UnsupportedMediaType"));
+        assert_eq!(snapshot(&r, &c), before, "nothing changed");
+        assert_eq!(
+            r.curl("GET", "/healthz", None, &[]).unwrap().0,
+            200,
+            "still serving"
+        );
+    }
+);
+
+#[test]
+fn signatures_are_checked_and_not_replayable() {
+    let r = Region::start(StoreKind::Sqlite);
+    let c = r.signup("sig@example.com");
+    let now = SystemTime::now();
+    assert_eq!(r.signed(&c, "GET", "/v1/account", None).0, 200);
+
+    let wrong = common::Creds {
+        secret: "not-the-secret".into(),
+        ..c.clone()
+    };
+    let (s, v) = r.signed(&wrong, "GET", "/v1/account", None);
+    assert_eq!((s, code(&v)), (403, "SignatureDoesNotMatch"));
+
+    let unknown = common::Creds {
+        key_id: "AKAAAAAAAAAAAAAAAAAA".into(),
+        ..c.clone()
+    };
+    let (s, v) = r.signed(&unknown, "GET", "/v1/account", None);
+    assert_eq!((s, code(&v)), (403, "InvalidAccessKeyId"));
+
+    let (s, v) = r.signed_at(
+        &c,
+        "GET",
+        "/v1/account",
+        None,
+        now - Duration::from_secs(900),
+    );
+    assert_eq!((s, code(&v)), (403, "RequestExpired"));
+    let (s, v) = r.signed_at(
+        &c,
+        "GET",
+        "/v1/account",
+        None,
+        now + Duration::from_secs(900),
+    );
+    assert_eq!((s, code(&v)), (403, "RequestExpired"));
+
+    // The same signed POST twice: the first creates a key, the second is refused.
+    let url = format!("{}/v1/keys", r.endpoint);
+    let body = "{\"scope\":\"read-only\"}";
+    let added = nubo_auth::sigv4::sign(
+        "POST",
+        &url,
+        &[("content-type", "application/json")],
+        body.as_bytes(),
+        &c.key_id,
+        &c.secret,
+        "local-1",
+        "nubo",
+        now,
+    )
+    .unwrap();
+    let headers: Vec<(&str, &str)> = added
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    assert_eq!(
+        r.curl("POST", "/v1/keys", Some(body), &headers).unwrap().0,
+        201
+    );
+    let (s, v) = r.curl("POST", "/v1/keys", Some(body), &headers).unwrap();
+    assert_eq!((s, code(&v)), (403, "RequestReplayed"));
+    // The signed body cannot be swapped.
+    let (s, v) = r
+        .curl("POST", "/v1/keys", Some("{\"scope\":\"full\"}"), &headers)
+        .unwrap();
+    assert_eq!((s, code(&v)), (403, "SignatureDoesNotMatch"));
+
+    let bearer = format!("Bearer {}:{}", c.key_id, c.secret);
+    let (s, who) = r
+        .curl("GET", "/v1/account", None, &[("authorization", &bearer)])
+        .unwrap();
+    assert_eq!(
+        (s, who["account"]["id"].as_str()),
+        (200, Some(c.account_id.as_str()))
+    );
+    let bad_bearer = format!("Bearer {}:nope", c.key_id);
+    let (s, v) = r
+        .curl(
+            "GET",
+            "/v1/account",
+            None,
+            &[("authorization", &bad_bearer)],
+        )
+        .unwrap();
+    assert_eq!((s, code(&v)), (403, "SignatureDoesNotMatch"));
+    let (s, v) = r
+        .curl(
+            "GET",
+            "/v1/account",
+            None,
+            &[("authorization", "Basic abc")],
+        )
+        .unwrap();
+    assert_eq!((s, code(&v)), (401, "Unauthenticated"));
+    let (s, v) = r.curl("GET", "/v1/account", None, &[]).unwrap();
+    assert_eq!((s, code(&v)), (401, "Unauthenticated"));
+
+    // A disabled key stops working at once.
+    let (_, k) = r.signed(&c, "POST", "/v1/keys", Some("{\"scope\":\"full\"}"));
+    let second = common::Creds {
+        key_id: k["id"].as_str().unwrap().into(),
+        secret: k["secret_access_key"].as_str().unwrap().into(),
+        ..c.clone()
+    };
+    assert_eq!(r.signed(&second, "GET", "/v1/account", None).0, 200);
+    let path = format!("/v1/keys/{}", second.key_id);
+    let (s, v) = r.signed(&c, "PATCH", &path, Some("{\"status\":\"disabled\"}"));
+    assert_eq!((s, v["status"].as_str()), (200, Some("disabled")));
+    let (s, v) = r.signed(&second, "GET", "/v1/account", None);
+    assert_eq!((s, code(&v)), (403, "InvalidAccessKeyId"));
+}
+
+#[test]
+fn every_response_carries_its_request_id_and_metrics_count_requests() {
+    let r = Region::start(StoreKind::Sqlite);
+    for path in ["/healthz", "/v1/nowhere", "/v1/account"] {
+        let (_, headers, text) = r.http("GET", path, None, &[]).unwrap();
+        let id = headers["x-request-id"].to_str().unwrap().to_string();
+        assert!(id.starts_with("req-"), "{path}: {id}");
+        if path != "/healthz" {
+            let body: Value = serde_json::from_str(&text).unwrap();
+            assert_eq!(body["request_id"].as_str(), Some(id.as_str()), "{path}");
+        }
+    }
+    let (status, headers, text) = r.http("GET", "/metrics", None, &[]).unwrap();
+    assert_eq!(status, 200);
+    assert!(
+        headers["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/plain")
+    );
+    assert!(text.contains("nubo_http_requests_total{"), "{text}");
+    assert!(
+        text.contains("route=\"/v1/account\",status=\"401\""),
+        "{text}"
+    );
+    assert!(text.contains("nubo_accounts "), "{text}");
+}
+
+on_both_stores!(
+    launches_are_idempotent_with_a_client_token,
+    |store: StoreKind| {
+        let r = Region::start(store);
+        let c = r.signup("idem@example.com");
+        let body = json!({"image":"nubo-micro","instance_type":"n1.nano","count":2,
+                      "client_token":"deploy-42"})
+        .to_string();
+        let (s1, first) = r.signed(&c, "POST", "/v1/instances", Some(&body));
+        assert_eq!(s1, 202, "{first}");
+        let (s2, second) = r.signed(&c, "POST", "/v1/instances", Some(&body));
+        assert_eq!(s2, 200, "a retry answers with the first launch: {second}");
+        let ids = |v: &Value| -> Vec<String> {
+            v["instances"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|i| i["id"].as_str().unwrap().to_string())
+                .collect()
+        };
+        assert_eq!(ids(&first), ids(&second));
+        let other = json!({"image":"nubo-micro","instance_type":"n1.micro","count":2,
+                       "client_token":"deploy-42"})
+        .to_string();
+        let (s3, v) = r.signed(&c, "POST", "/v1/instances", Some(&other));
+        assert_eq!((s3, code(&v)), (409, "IdempotencyMismatch"));
+        let (_, all) = r.signed(&c, "GET", "/v1/instances", None);
+        assert_eq!(
+            all["items"].as_array().unwrap().len(),
+            2,
+            "no second launch"
+        );
+    }
+);
+
+on_both_stores!(
+    a_full_region_refuses_before_accepting,
+    |store: StoreKind| {
+        let dir =
+            std::env::temp_dir().join(format!("nubo-cap-{:016x}", nubo_store::ids::random_u64()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let cfg = dir.join("nubod.toml");
+        std::fs::write(
+            &cfg,
+            "sim_hosts = 2\n[sim_host]\nvcpus = 2\nmemory_mib = 1024\ndisk_gib = 10\nboot_ms = 20\n\
+         [[regions]]\nname = \"eu-2\"\napi_endpoint = \"http://eu-2.example\"\n\
+         s3_endpoint = \"http://s3.eu-2.example\"\n",
+        )
+        .unwrap();
+        let r = Region::start_with(store, &["--config", cfg.to_str().unwrap()]);
+        let c = r.signup("cap@example.com");
+        let big = json!({"image":"nubo-micro","instance_type":"n1.xlarge"}).to_string();
+        let (s, v) = r.signed(&c, "POST", "/v1/instances", Some(&big));
+        assert_eq!((s, code(&v)), (507, "InsufficientCapacity"), "{v}");
+        let msg = v["message"].as_str().unwrap();
+        assert!(
+            msg.contains("Largest free slot: 2 vCPU / 1024 MiB"),
+            "{msg}"
+        );
+        assert!(msg.contains("eu-2"), "names the other regions: {msg}");
+        let (s, v) = r.signed(&c, "POST", "/v1/instances", Some(&launch_body(4)));
+        assert_eq!(s, 202, "four 1-vCPU instances fit on two 2-vCPU hosts: {v}");
+        let (s, v) = r.signed(&c, "POST", "/v1/instances", Some(&launch_body(1)));
+        assert_eq!((s, code(&v)), (507, "InsufficientCapacity"), "{v}");
+        let (_, quotas) = r.signed(&c, "GET", "/v1/quotas", None);
+        let instances = quotas
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|q| q["resource"] == "instances")
+            .unwrap();
+        assert_eq!(instances["used"], 4, "refused launches take no quota");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+);
+
+#[test]
+fn quotas_refuse_what_exceeds_them_until_raised() {
+    let r = Region::start(StoreKind::Sqlite);
+    let c = r.signup("quota@example.com");
+    let (s, v) = r.signed(&c, "PUT", "/v1/quotas/instances", Some("{\"limit\":2}"));
+    assert_eq!(s, 200, "{v}");
+    let (s, v) = r.signed(&c, "POST", "/v1/instances", Some(&launch_body(3)));
+    assert_eq!((s, code(&v)), (403, "QuotaExceeded"));
+    assert!(
+        v["message"].as_str().unwrap().contains("nubo quota raise"),
+        "{v}"
+    );
+    assert_eq!(
+        r.signed(&c, "POST", "/v1/instances", Some(&launch_body(2)))
+            .0,
+        202
+    );
+}
+
+#[test]
+fn signups_are_rate_limited_per_address() {
+    let r = Region::start_with(StoreKind::Sqlite, &["--signups-per-hour", "2"]);
+    r.signup("one@example.com");
+    r.signup("two@example.com");
+    let body = json!({"email":"three@example.com"}).to_string();
+    let (status, headers, text) = r.http("POST", "/v1/signup", Some(&body), &[]).unwrap();
+    assert_eq!(status, 429, "{text}");
+    assert!(text.contains("RateLimited"));
+    let wait: u64 = headers["retry-after"].to_str().unwrap().parse().unwrap();
+    assert!((1..=1800).contains(&wait), "{wait}");
+}
+
+on_both_stores!(
+    closing_an_account_terminates_and_locks_it,
+    |store: StoreKind| {
+        let r = Region::start(store);
+        let c = r.signup("leaving@example.com");
+        let (_, v) = r.signed(&c, "POST", "/v1/instances", Some(&launch_body(2)));
+        let id = v["instances"][0]["id"].as_str().unwrap().to_string();
+        r.wait_state(&c, &id, "running");
+        let wrong = json!({"confirm_account_id": "acc-0000000000000000"}).to_string();
+        let (s, v) = r.signed(&c, "POST", "/v1/account/close", Some(&wrong));
+        assert_eq!((s, code(&v)), (400, "InvalidParameter"));
+        let confirm = json!({"confirm_account_id": c.account_id}).to_string();
+        let (s, v) = r.signed(&c, "POST", "/v1/account/close", Some(&confirm));
+        assert_eq!((s, v["status"].as_str()), (200, Some("closed")), "{v}");
+        let (s, v) = r.signed(&c, "GET", "/v1/account", None);
+        assert_eq!((s, code(&v)), (403, "InvalidAccessKeyId"));
+        let token = r.operator_token();
+        let bearer = format!("Bearer {token}");
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            let (_, hosts) = r
+                .curl(
+                    "GET",
+                    "/v1/admin/hosts",
+                    None,
+                    &[("authorization", &bearer)],
+                )
+                .unwrap();
+            if hosts[0]["instances"] == 0 {
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "instances were not terminated: {hosts}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let again = r.signup("leaving@example.com");
+        assert_ne!(again.account_id, c.account_id, "the email is free again");
+    }
+);
+
+on_both_stores!(
+    a_restart_keeps_accounts_and_shuts_down_cleanly,
+    |store: StoreKind| {
+        let mut r = Region::start(store);
+        let c = r.signup("stay@example.com");
+        assert!(r.stop().success(), "SIGTERM ends nubod cleanly");
+        r.restart();
+        let (s, who) = r.signed(&c, "GET", "/v1/account", None);
+        assert_eq!(
+            (s, who["account"]["id"].as_str()),
+            (200, Some(c.account_id.as_str()))
+        );
+    }
+);

@@ -1,0 +1,201 @@
+//! A user's session with the `nubo` CLI against a real `nubod`.
+
+mod common;
+
+use common::{Region, StoreKind};
+use serde_json::Value;
+
+fn stderr(out: &std::process::Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+on_both_stores!(signup_keys_regions_and_quotas, |store: StoreKind| {
+    let r = Region::start(store);
+    let creds = r.json(&["signup", "--email", "me@example.com"]);
+    let account = creds["account_id"].as_str().unwrap().to_string();
+    assert!(creds["access_key_id"].as_str().unwrap().starts_with("AK"));
+    assert_eq!(creds["secret_access_key"].as_str().unwrap().len(), 40);
+
+    let who = r.json(&["whoami"]);
+    assert_eq!(who["account"]["id"], account.as_str());
+    assert_eq!(who["account"]["email"], "me@example.com");
+    assert_eq!(who["scope"], "full");
+    assert!(
+        r.ok(&["whoami"]).contains(&account),
+        "table output names the account"
+    );
+
+    let ro = r.json(&["keys", "create", "--scope", "read-only"]);
+    let ro_id = ro["id"].as_str().unwrap();
+    let ro_env = [
+        ("NUBO_ACCESS_KEY_ID", ro_id),
+        (
+            "NUBO_SECRET_ACCESS_KEY",
+            ro["secret_access_key"].as_str().unwrap(),
+        ),
+    ];
+    let as_ro = r.nubo_env(&["-o", "json", "whoami"], &ro_env);
+    assert!(
+        as_ro.status.success(),
+        "a read-only key reads: {}",
+        stderr(&as_ro)
+    );
+    let denied = r.nubo_env(&["keys", "create"], &ro_env);
+    assert_eq!(denied.status.code(), Some(1));
+    assert!(
+        stderr(&denied).contains("AccessDenied"),
+        "{}",
+        stderr(&denied)
+    );
+    assert_eq!(stderr(&denied).trim().lines().count(), 1, "one-line error");
+
+    let keys = r.json(&["keys", "list"]);
+    assert_eq!(keys.as_array().unwrap().len(), 2);
+    r.ok(&["keys", "delete", ro_id]);
+    let root = creds["access_key_id"].as_str().unwrap();
+    let last = r.nubo(&["keys", "delete", root]);
+    assert_eq!(last.status.code(), Some(1));
+    assert!(stderr(&last).contains("LastAccessKey"), "{}", stderr(&last));
+    let disable_last = r.nubo(&["keys", "disable", root]);
+    assert!(stderr(&disable_last).contains("LastAccessKey"));
+    assert_eq!(r.json(&["keys", "show", root])["status"], "active");
+
+    let regions = r.json(&["regions", "list"]);
+    assert_eq!(regions[0]["name"], "local-1");
+    assert_eq!(regions[0]["api_endpoint"], r.endpoint.as_str());
+    assert_eq!(regions[0]["current"], true);
+
+    let quotas = r.json(&["quota", "show"]);
+    let vcpus = quotas
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|q| q["resource"] == "vcpus")
+        .unwrap();
+    assert_eq!(vcpus["limit"], 32);
+    let raised = r.json(&["quota", "raise", "--resource", "vcpus", "--to", "64"]);
+    assert_eq!(raised["limit"], 64);
+    let too_far = r.nubo(&["quota", "raise", "--resource", "vcpus", "--to", "100000"]);
+    assert!(
+        stderr(&too_far).contains("QuotaCeilingExceeded"),
+        "{}",
+        stderr(&too_far)
+    );
+    let unknown = r.nubo(&["quota", "raise", "--resource", "gpus", "--to", "1"]);
+    assert!(stderr(&unknown).contains("InvalidParameter"));
+});
+
+on_both_stores!(launch_and_drive_instances, |store: StoreKind| {
+    let r = Region::start_with(store, &["--sim-hosts", "3"]);
+    r.ok(&["signup", "--email", "ops@example.com"]);
+    assert!(r.ok(&["instance-types", "list"]).contains("n1.nano"));
+    let images = r.json(&["images", "list"]);
+    assert_eq!(images[0]["name"], "nubo-micro");
+
+    let launched = r.json(&[
+        "instance",
+        "launch",
+        "--image",
+        "nubo-micro",
+        "--type",
+        "n1.nano",
+        "--count",
+        "3",
+        "--wait",
+    ]);
+    let instances = launched["instances"].as_array().unwrap();
+    assert_eq!(instances.len(), 3);
+    assert!(
+        instances.iter().all(|i| i["state"] == "running"),
+        "{launched}"
+    );
+    let mut hosts: Vec<&str> = instances
+        .iter()
+        .map(|i| i["host_id"].as_str().unwrap())
+        .collect();
+    hosts.sort();
+    hosts.dedup();
+    assert_eq!(hosts.len(), 3, "one launch spreads over hosts: {launched}");
+
+    let id = instances[0]["id"].as_str().unwrap();
+    assert_eq!(
+        r.json(&["instance", "stop", id, "--wait"])["state"],
+        "stopped"
+    );
+    let stopped = r.json(&["instance", "show", id]);
+    assert!(
+        stopped.get("host_id").is_none(),
+        "a stopped instance holds no host"
+    );
+    assert_eq!(
+        r.json(&["instance", "start", id, "--wait"])["state"],
+        "running"
+    );
+    assert_eq!(r.json(&["instance", "reboot", id])["state"], "running");
+    assert_eq!(
+        r.json(&["instance", "terminate", id, "--wait"])["state"],
+        "terminated"
+    );
+    let again = r.nubo(&["instance", "stop", id]);
+    assert!(
+        stderr(&again).contains("InvalidState"),
+        "{}",
+        stderr(&again)
+    );
+
+    let running = r.json(&["instance", "list", "--state", "running"]);
+    assert_eq!(running.as_array().unwrap().len(), 2);
+    let quotas = r.json(&["quota", "show"]);
+    let used = |name: &str| -> Value {
+        quotas
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|q| q["resource"] == name)
+            .unwrap()["used"]
+            .clone()
+    };
+    assert_eq!(
+        used("instances"),
+        2,
+        "a terminated instance gives its quota back"
+    );
+    assert_eq!(used("memory_mib"), 128);
+
+    let missing = r.nubo(&["instance", "show", "i-0000000000000000"]);
+    assert_eq!(missing.status.code(), Some(1));
+    assert!(stderr(&missing).contains("NotFound"));
+
+    let token = r.operator_token();
+    let hosts = r.json(&["admin", "hosts", "list", "--operator-token", &token]);
+    let total: u64 = hosts
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["instances"].as_u64().unwrap())
+        .sum();
+    assert_eq!(total, 2);
+});
+
+#[test]
+fn usage_errors_completions_and_unreachable_endpoints() {
+    let r = Region::start(StoreKind::Sqlite);
+    let bad = r.nubo(&["instance", "launch"]);
+    assert_eq!(
+        bad.status.code(),
+        Some(2),
+        "missing arguments are usage errors"
+    );
+    let nocreds = r.nubo(&["whoami"]);
+    assert_eq!(nocreds.status.code(), Some(2));
+    assert!(
+        stderr(&nocreds).contains("nubo signup"),
+        "{}",
+        stderr(&nocreds)
+    );
+    let completions = r.ok(&["completions", "bash"]);
+    assert!(completions.contains("_nubo"), "a bash completion script");
+    let down = r.nubo(&["--endpoint", "http://127.0.0.1:9", "regions", "list"]);
+    assert_eq!(down.status.code(), Some(1));
+    assert!(stderr(&down).contains("cannot reach"), "{}", stderr(&down));
+}

@@ -1,0 +1,340 @@
+//! A real region for end-to-end tests: the `nubod` binary on a free loopback port,
+//! with its own data dir and store, driven through the `nubo` binary and HTTP.
+#![allow(dead_code)]
+
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant, SystemTime};
+
+use serde_json::Value;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StoreKind {
+    Sqlite,
+    Postgres,
+}
+
+pub struct Region {
+    child: Option<Child>,
+    pub endpoint: String,
+    pub dir: PathBuf,
+    pub store: StoreKind,
+    database_url: Option<String>,
+    extra: Vec<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Creds {
+    pub account_id: String,
+    pub key_id: String,
+    pub secret: String,
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A fresh PostgreSQL database on the test cluster.
+fn postgres_database() -> String {
+    let admin = std::env::var("NUBO_TEST_POSTGRES_URL").expect(
+        "NUBO_TEST_POSTGRES_URL is not set: end-to-end tests run on PostgreSQL too. \
+         Run `cargo xtask test`, or `export NUBO_TEST_POSTGRES_URL=$(cargo xtask pg-url)`",
+    );
+    let name = format!("nubo_e2e_{:016x}", nubo_store::ids::random_u64());
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let store = nubo_store::Store::open(&admin).await.unwrap();
+        let mut c = store.conn().await.unwrap();
+        sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+            .execute(&mut *c)
+            .await
+            .unwrap();
+    });
+    let base = admin.rsplit_once('/').map(|(b, _)| b.to_string()).unwrap();
+    format!("{base}/{name}")
+}
+
+impl Region {
+    pub fn start(store: StoreKind) -> Region {
+        Region::start_with(store, &[])
+    }
+
+    /// Starts nubod with extra flags.
+    pub fn start_with(store: StoreKind, extra: &[&str]) -> Region {
+        let dir =
+            std::env::temp_dir().join(format!("nubo-e2e-{:016x}", nubo_store::ids::random_u64()));
+        std::fs::create_dir_all(dir.join("config")).unwrap();
+        let database_url = (store == StoreKind::Postgres).then(postgres_database);
+        let mut region = Region {
+            child: None,
+            endpoint: String::new(),
+            dir,
+            store,
+            database_url,
+            extra: extra.iter().map(|s| s.to_string()).collect(),
+        };
+        region.boot();
+        region
+    }
+
+    fn boot(&mut self) {
+        let port = free_port();
+        self.endpoint = format!("http://127.0.0.1:{port}");
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_nubod"));
+        cmd.arg("--data-dir")
+            .arg(self.dir.join("data"))
+            .arg("--listen")
+            .arg(format!("127.0.0.1:{port}"))
+            .arg("--s3-listen")
+            .arg(format!("127.0.0.1:{}", free_port()))
+            .args(&self.extra)
+            .env_remove("NUBO_DATABASE_URL")
+            .env("NUBO_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(self.dir.join("nubod.log")).unwrap());
+        if let Some(url) = &self.database_url {
+            cmd.arg("--database-url").arg(url);
+        }
+        self.child = Some(cmd.spawn().expect("nubod starts"));
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if let Ok(out) = self.curl("GET", "/healthz", None, &[])
+                && out.0 == 200
+            {
+                return;
+            }
+            if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
+                panic!("nubod exited with {status}: {}", self.log());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("nubod did not become healthy: {}", self.log());
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("nubod.log")).unwrap_or_default()
+    }
+
+    pub fn operator_token(&self) -> String {
+        std::fs::read_to_string(self.dir.join("data/operator.token"))
+            .unwrap()
+            .trim()
+            .to_string()
+    }
+
+    /// Sends SIGTERM and waits for a clean exit.
+    pub fn stop(&mut self) -> std::process::ExitStatus {
+        let mut child = self.child.take().expect("running");
+        Command::new("kill")
+            .arg("-TERM")
+            .arg(child.id().to_string())
+            .status()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(Instant::now() < deadline, "nubod did not stop on SIGTERM");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Starts nubod again on the same data dir and store.
+    pub fn restart(&mut self) {
+        if self.child.is_some() {
+            assert!(self.stop().success());
+        }
+        self.boot();
+    }
+
+    /// Runs the `nubo` CLI against this region with its own config home.
+    pub fn nubo(&self, args: &[&str]) -> Output {
+        self.nubo_env(args, &[])
+    }
+
+    pub fn nubo_env(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_nubo"));
+        cmd.args(args)
+            .env("XDG_CONFIG_HOME", self.dir.join("config"))
+            .env("NUBO_ENDPOINT", &self.endpoint)
+            .env_remove("NUBO_ACCESS_KEY_ID")
+            .env_remove("NUBO_SECRET_ACCESS_KEY")
+            .env_remove("NUBO_REGION")
+            .env_remove("NUBO_PROFILE");
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        cmd.output().expect("nubo runs")
+    }
+
+    /// Runs the CLI, asserts success, returns stdout.
+    pub fn ok(&self, args: &[&str]) -> String {
+        let out = self.nubo(args);
+        assert!(
+            out.status.success(),
+            "nubo {args:?} failed: {}\n{}",
+            String::from_utf8_lossy(&out.stderr),
+            self.log()
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    /// Runs the CLI with `-o json` and parses its output.
+    pub fn json(&self, args: &[&str]) -> Value {
+        let mut all = vec!["-o", "json"];
+        all.extend_from_slice(args);
+        serde_json::from_str(&self.ok(&all)).expect("nubo -o json prints JSON")
+    }
+
+    /// Signs up through the API (not saved in any profile).
+    pub fn signup(&self, email: &str) -> Creds {
+        let body = serde_json::json!({ "email": email }).to_string();
+        let (status, v) = self.curl("POST", "/v1/signup", Some(&body), &[]).unwrap();
+        assert_eq!(status, 201, "{v}");
+        Creds {
+            account_id: v["account_id"].as_str().unwrap().into(),
+            key_id: v["access_key_id"].as_str().unwrap().into(),
+            secret: v["secret_access_key"].as_str().unwrap().into(),
+        }
+    }
+
+    /// A plain HTTP request; returns the status and the JSON body (or Null).
+    pub fn curl(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<&str>,
+        headers: &[(&str, &str)],
+    ) -> Result<(u16, Value), String> {
+        self.http(method, path, body, headers)
+            .map(|(status, _, text)| (status, serde_json::from_str(&text).unwrap_or(Value::Null)))
+    }
+
+    /// A plain HTTP request; returns the status, the headers and the body text.
+    pub fn http(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<&str>,
+        headers: &[(&str, &str)],
+    ) -> Result<(u16, reqwest::header::HeaderMap, String), String> {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let client = reqwest::Client::new();
+            let mut req =
+                client.request(method.parse().unwrap(), format!("{}{path}", self.endpoint));
+            if let Some(b) = body {
+                req = req
+                    .header("content-type", "application/json")
+                    .body(b.to_string());
+            }
+            for (k, v) in headers {
+                req = req.header(*k, *v);
+            }
+            let resp = req.send().await.map_err(|e| e.to_string())?;
+            let status = resp.status().as_u16();
+            let headers = resp.headers().clone();
+            let text = resp.text().await.map_err(|e| e.to_string())?;
+            Ok((status, headers, text))
+        })
+    }
+
+    /// A SigV4-signed request as of `when`, with the `content-type` and
+    /// `x-nubo-nonce` headers signed.
+    pub fn signed_at(
+        &self,
+        creds: &Creds,
+        method: &str,
+        path: &str,
+        body: Option<&str>,
+        when: SystemTime,
+    ) -> (u16, Value) {
+        let url = format!("{}{path}", self.endpoint);
+        let nonce = format!("{:016x}", nubo_store::ids::random_u64());
+        let mut signed = vec![("x-nubo-nonce", nonce.as_str())];
+        if body.is_some() {
+            signed.push(("content-type", "application/json"));
+        }
+        let added = nubo_auth::sigv4::sign(
+            method,
+            &url,
+            &signed,
+            body.unwrap_or("").as_bytes(),
+            &creds.key_id,
+            &creds.secret,
+            "local-1",
+            "nubo",
+            when,
+        )
+        .unwrap();
+        let mut headers: Vec<(&str, &str)> = vec![("x-nubo-nonce", nonce.as_str())];
+        headers.extend(added.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+        self.curl(method, path, body, &headers).unwrap()
+    }
+
+    pub fn signed(
+        &self,
+        creds: &Creds,
+        method: &str,
+        path: &str,
+        body: Option<&str>,
+    ) -> (u16, Value) {
+        self.signed_at(creds, method, path, body, SystemTime::now())
+    }
+
+    /// Polls an instance until it reaches `state`.
+    pub fn wait_state(&self, creds: &Creds, id: &str, state: &str) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let (status, v) = self.signed(creds, "GET", &format!("/v1/instances/{id}"), None);
+            assert_eq!(status, 200, "{v}");
+            if v["state"] == state {
+                return v;
+            }
+            assert!(Instant::now() < deadline, "{id} never became {state}: {v}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Region {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        if !std::thread::panicking() {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+}
+
+/// Declares a test that runs once per store engine.
+#[macro_export]
+macro_rules! on_both_stores {
+    ($name:ident, $body:expr) => {
+        mod $name {
+            use super::*;
+            #[test]
+            fn sqlite() {
+                ($body)(common::StoreKind::Sqlite)
+            }
+            #[test]
+            fn postgres() {
+                ($body)(common::StoreKind::Postgres)
+            }
+        }
+    };
+}

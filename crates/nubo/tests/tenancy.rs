@@ -1,0 +1,249 @@
+//! Tenancy, walked over every endpoint of the OpenAPI document the server serves,
+//! so that an endpoint added later is covered (or fails here until it is):
+//!
+//! - without credentials, every endpoint that declares security answers 401, and
+//!   only the known public ones answer anything else;
+//! - with a second account's credentials, every endpoint that names a resource of
+//!   the first answers 404 (403 for operator endpoints), no answer mentions the
+//!   first account's ids, and the first account's resources are unchanged.
+
+mod common;
+
+use std::collections::BTreeMap;
+
+use common::{Creds, Region, StoreKind};
+use serde_json::{Value, json};
+
+/// Endpoints anyone may call, by operation id.
+const PUBLIC: &[&str] = &[
+    "healthz",
+    "metrics",
+    "region_list",
+    "instance_type_list",
+    "account_signup",
+];
+
+struct Operation {
+    id: String,
+    method: String,
+    path: String,
+    secured: bool,
+    operator: bool,
+}
+
+fn operations(r: &Region) -> Vec<Operation> {
+    let (status, doc) = r.curl("GET", "/v1/openapi.json", None, &[]).unwrap();
+    assert_eq!(status, 200);
+    let mut ops = Vec::new();
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for (method, op) in item.as_object().unwrap() {
+            let security = op["security"].as_array().cloned().unwrap_or_default();
+            ops.push(Operation {
+                id: op["operationId"].as_str().unwrap().to_string(),
+                method: method.to_uppercase(),
+                path: path.clone(),
+                secured: !security.is_empty(),
+                operator: security.iter().any(|s| s.get("operator").is_some()),
+            });
+        }
+    }
+    assert!(ops.len() >= 20, "the document lists the API");
+    ops
+}
+
+/// A request body for each operation that takes one. A new operation with a body
+/// must be added here, which is the point.
+fn body_for(op: &str, victim: &Creds) -> Option<String> {
+    let body = match op {
+        "account_signup" => json!({"email": "walker@example.com"}),
+        "account_close" => json!({"confirm_account_id": victim.account_id}),
+        "key_create" => json!({"scope": "read-only"}),
+        "key_update" => json!({"status": "disabled"}),
+        "quota_set" => json!({"limit": 1}),
+        "instance_launch" => json!({"image": "nubo-micro", "instance_type": "n1.nano"}),
+        _ => return None,
+    };
+    Some(body.to_string())
+}
+
+/// The first account's resources, by path parameter name.
+struct Victim {
+    creds: Creds,
+    params: BTreeMap<&'static str, String>,
+    secrets: Vec<String>,
+}
+
+fn victim(r: &Region) -> Victim {
+    let creds = r.signup("victim@example.com");
+    let (_, key) = r.signed(
+        &creds,
+        "POST",
+        "/v1/keys",
+        Some(&json!({"scope": "full"}).to_string()),
+    );
+    let (_, launched) = r.signed(
+        &creds,
+        "POST",
+        "/v1/instances",
+        Some(
+            &json!({"image": "nubo-micro", "instance_type": "n1.nano", "name": "victim-vm"})
+                .to_string(),
+        ),
+    );
+    let instance = launched["instances"][0]["id"].as_str().unwrap().to_string();
+    r.wait_state(&creds, &instance, "running");
+    let (_, images) = r.signed(&creds, "GET", "/v1/images", None);
+    let image = images["items"][0]["id"].as_str().unwrap().to_string();
+    let token = format!("Bearer {}", r.operator_token());
+    let (_, hosts) = r
+        .curl("GET", "/v1/admin/hosts", None, &[("authorization", &token)])
+        .unwrap();
+    let host = hosts[0]["id"].as_str().unwrap().to_string();
+    let mut params = BTreeMap::new();
+    params.insert("key_id", key["id"].as_str().unwrap().to_string());
+    params.insert("instance_id", instance.clone());
+    params.insert("image_id", image);
+    params.insert("host_id", host);
+    params.insert("resource", "vcpus".to_string());
+    let secrets = vec![
+        creds.account_id.clone(),
+        creds.key_id.clone(),
+        key["id"].as_str().unwrap().to_string(),
+        instance,
+        "victim@example.com".to_string(),
+        "victim-vm".to_string(),
+    ];
+    Victim {
+        creds,
+        params,
+        secrets,
+    }
+}
+
+fn fill(path: &str, params: &BTreeMap<&str, String>) -> (String, Vec<String>) {
+    let mut out = path.to_string();
+    let mut used = Vec::new();
+    while let Some(start) = out.find('{') {
+        let end = out[start..].find('}').unwrap() + start;
+        let name = out[start + 1..end].to_string();
+        let value = params.get(name.as_str()).unwrap_or_else(|| {
+            panic!("no fixture for path parameter {{{name}}} of {path}: add one")
+        });
+        out.replace_range(start..=end, value);
+        used.push(name);
+    }
+    (out, used)
+}
+
+fn state_of(r: &Region, v: &Victim) -> Value {
+    let (_, keys) = r.signed(&v.creds, "GET", "/v1/keys", None);
+    let (_, instances) = r.signed(&v.creds, "GET", "/v1/instances", None);
+    let (_, quotas) = r.signed(&v.creds, "GET", "/v1/quotas", None);
+    json!({"keys": keys, "instances": instances, "quotas": quotas})
+}
+
+fn walk(store: StoreKind) {
+    let r = Region::start(store);
+    let ops = operations(&r);
+
+    for op in &ops {
+        let dummy: BTreeMap<&str, String> = [
+            ("key_id", "AKAAAAAAAAAAAAAAAAAA"),
+            ("instance_id", "i-0000000000000000"),
+            ("image_id", "img-0000000000000000"),
+            ("host_id", "host-0000000000000000"),
+            ("resource", "vcpus"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k, v.to_string()))
+        .collect();
+        let (path, _) = fill(&op.path, &dummy);
+        let body = if op.id == "account_signup" {
+            None
+        } else {
+            body_for(
+                &op.id,
+                &Creds {
+                    account_id: "acc-0000000000000000".into(),
+                    key_id: String::new(),
+                    secret: String::new(),
+                },
+            )
+        };
+        let (status, v) = r.curl(&op.method, &path, body.as_deref(), &[]).unwrap();
+        if op.secured {
+            assert_eq!(
+                status, 401,
+                "{} {} without credentials: {v}",
+                op.method, op.path
+            );
+            assert_eq!(v["code"], "Unauthenticated");
+        } else {
+            assert!(
+                PUBLIC.contains(&op.id.as_str()),
+                "{} ({} {}) declares no security but is not a known public endpoint",
+                op.id,
+                op.method,
+                op.path
+            );
+        }
+    }
+
+    let victim = victim(&r);
+    let before = state_of(&r, &victim);
+    let walker = r.signup("walker-b@example.com");
+    let mut ordered: Vec<&Operation> = ops.iter().filter(|o| o.secured).collect();
+    ordered.sort_by_key(|o| (o.method != "GET", o.id == "account_close"));
+    for op in ordered {
+        let (path, used) = fill(&op.path, &victim.params);
+        let body = body_for(&op.id, &victim.creds);
+        let (status, v) = r.signed(&walker, &op.method, &path, body.as_deref());
+        let names_victims_resource = used
+            .iter()
+            .any(|p| matches!(p.as_str(), "key_id" | "instance_id"));
+        if op.operator {
+            assert_eq!(
+                status, 403,
+                "{} {} with an account key: {v}",
+                op.method, path
+            );
+        } else if names_victims_resource {
+            assert_eq!(
+                (status, v["code"].as_str()),
+                (404, Some("NotFound")),
+                "{} {} as another account must look like a missing resource: {v}",
+                op.method,
+                path
+            );
+        }
+        let text = v.to_string();
+        let asked = format!("{path} {}", body.as_deref().unwrap_or(""));
+        for secret in victim
+            .secrets
+            .iter()
+            .filter(|s| !asked.contains(s.as_str()))
+        {
+            assert!(
+                !text.contains(secret.as_str()),
+                "{} {} leaked {secret}: {text}",
+                op.method,
+                path
+            );
+        }
+    }
+    assert_eq!(
+        state_of(&r, &victim),
+        before,
+        "the first account is untouched"
+    );
+}
+
+#[test]
+fn every_endpoint_keeps_accounts_apart_on_sqlite() {
+    walk(StoreKind::Sqlite);
+}
+
+#[test]
+fn every_endpoint_keeps_accounts_apart_on_postgres() {
+    walk(StoreKind::Postgres);
+}

@@ -1,0 +1,229 @@
+//! Launching instances: validate, honour the idempotency token, take quota and
+//! host capacity, record the instances as `pending`, all in one transaction;
+//! the reconciler boots them.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use nubo_api::compute::{InstanceState, LaunchRequest, LaunchResponse};
+use nubo_api::error::{ErrorBody, ErrorCode};
+use nubo_api::quotas::QuotaResource;
+use nubo_store::instances::{self, InstanceRow};
+use nubo_store::{StoreError, ids, images};
+use sha2::{Digest, Sha256};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use crate::api::auth::Caller;
+use crate::api::error::{ApiError, ApiResult};
+use crate::api::extract::Json;
+use crate::compute::catalog;
+use crate::compute::instances::view;
+use crate::compute::scheduler::{self, Shape};
+use crate::quotas;
+use crate::state::AppState;
+
+pub const MAX_COUNT: u32 = 100;
+pub const MAX_USER_DATA: usize = 16 * 1024;
+
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(instance_launch))
+}
+
+fn validate(req: &LaunchRequest) -> ApiResult<u32> {
+    let count = req.count.unwrap_or(1);
+    if !(1..=MAX_COUNT).contains(&count) {
+        return Err(ApiError::invalid(format!(
+            "count must be between 1 and {MAX_COUNT}"
+        )));
+    }
+    if let Some(name) = &req.name
+        && (name.is_empty() || name.chars().count() > 128 || name.chars().any(char::is_control))
+    {
+        return Err(ApiError::invalid(
+            "name must be 1 to 128 characters without control characters",
+        ));
+    }
+    if req
+        .user_data
+        .as_ref()
+        .is_some_and(|u| u.len() > MAX_USER_DATA)
+    {
+        return Err(ApiError::invalid(format!(
+            "user_data is larger than {MAX_USER_DATA} bytes"
+        )));
+    }
+    if let Some(token) = &req.client_token
+        && (token.is_empty() || token.len() > 64 || !token.bytes().all(|b| b.is_ascii_graphic()))
+    {
+        return Err(ApiError::invalid(
+            "client_token must be 1 to 64 printable ASCII characters",
+        ));
+    }
+    Ok(count)
+}
+
+/// Identifies a request's parameters, to tell a retry from a different launch.
+fn request_hash(req: &LaunchRequest) -> String {
+    let canonical = LaunchRequest {
+        client_token: None,
+        count: Some(req.count.unwrap_or(1)),
+        ..req.clone()
+    };
+    let json = serde_json::to_vec(&canonical).expect("a launch request serializes");
+    hex::encode(Sha256::digest(json))
+}
+
+/// The instances an earlier launch with the same token created.
+async fn replay(
+    state: &AppState,
+    caller: &Caller,
+    token: &str,
+    hash: &str,
+) -> ApiResult<Option<Vec<InstanceRow>>> {
+    let mut c = state.store.conn().await?;
+    let Some((launch_id, earlier)) =
+        instances::launch_token(&mut c, &caller.account_id, token).await?
+    else {
+        return Ok(None);
+    };
+    if earlier != hash {
+        return Err(ApiError::new(
+            ErrorCode::IdempotencyMismatch,
+            format!("client_token {token:?} was used for a different launch request"),
+        ));
+    }
+    Ok(Some(
+        instances::by_launch(&mut c, &caller.account_id, &launch_id).await?,
+    ))
+}
+
+/// Launches instances. Answers once they are accepted (`pending`), after quota and
+/// capacity are secured; with a `client_token`, a retry returns the same instances.
+#[utoipa::path(post, path = "/v1/instances", tag = "compute", operation_id = "instance_launch",
+    request_body = LaunchRequest,
+    responses((status = 202, body = LaunchResponse, description = "Accepted; instances are pending"),
+              (status = 200, body = LaunchResponse, description = "A retry of an earlier launch"),
+              (status = 400, body = ErrorBody), (status = 403, body = ErrorBody),
+              (status = 409, body = ErrorBody), (status = 507, body = ErrorBody)),
+    security(("sigv4" = []), ("bearer" = [])))]
+async fn instance_launch(
+    State(state): State<AppState>,
+    caller: Caller,
+    Json(req): Json<LaunchRequest>,
+) -> ApiResult<(StatusCode, axum::Json<LaunchResponse>)> {
+    let count = validate(&req)?;
+    let itype = catalog::find(&req.instance_type).ok_or_else(|| {
+        ApiError::invalid(format!(
+            "unknown instance type {:?}; see `nubo instance-types list`",
+            req.instance_type
+        ))
+    })?;
+    let hash = request_hash(&req);
+    let respond = |status, rows: Vec<InstanceRow>| {
+        let region = &state.config.region;
+        (
+            status,
+            axum::Json(LaunchResponse {
+                instances: rows.into_iter().map(|r| view(r, region)).collect(),
+            }),
+        )
+    };
+    if let Some(token) = &req.client_token
+        && let Some(rows) = replay(&state, &caller, token, &hash).await?
+    {
+        return Ok(respond(StatusCode::OK, rows));
+    }
+
+    let at = state.clock.now_micros();
+    let mut tx = state.store.begin().await?;
+    let image = images::visible(&mut tx, &caller.account_id, &req.image)
+        .await?
+        .ok_or_else(|| ApiError::invalid(format!("image {:?} not found", req.image)))?;
+    let what = format!("launching {count} × {}", itype.name);
+    let (vcpus, memory) = (u64::from(itype.vcpus), u64::from(itype.memory_mib));
+    let n = u64::from(count);
+    let cfg = &state.config;
+    quotas::reserve(
+        &mut tx,
+        cfg,
+        &caller.account_id,
+        QuotaResource::Instances,
+        n,
+        &what,
+    )
+    .await?;
+    quotas::reserve(
+        &mut tx,
+        cfg,
+        &caller.account_id,
+        QuotaResource::Vcpus,
+        n * vcpus,
+        &what,
+    )
+    .await?;
+    quotas::reserve(
+        &mut tx,
+        cfg,
+        &caller.account_id,
+        QuotaResource::MemoryMib,
+        n * memory,
+        &what,
+    )
+    .await?;
+    let shape = Shape {
+        vcpus: i64::from(itype.vcpus),
+        memory_mib: i64::from(itype.memory_mib),
+    };
+    let hosts = scheduler::place(&mut tx, cfg, count, shape, &what).await?;
+
+    let launch_id = ids::new("launch");
+    let mut rows = Vec::with_capacity(hosts.len());
+    for host_id in hosts {
+        let row = InstanceRow {
+            id: ids::new("i"),
+            account_id: caller.account_id.clone(),
+            name: req.name.clone(),
+            image_id: image.id.clone(),
+            instance_type: itype.name.clone(),
+            vcpus: shape.vcpus,
+            memory_mib: shape.memory_mib,
+            host_id: Some(host_id),
+            state: InstanceState::Pending.as_str().into(),
+            desired_state: InstanceState::Running.as_str().into(),
+            state_reason: None,
+            user_data: req.user_data.clone(),
+            launch_id: launch_id.clone(),
+            launched_at: at,
+            state_changed_at: at,
+            version: 0,
+        };
+        instances::insert(&mut tx, &row).await?;
+        rows.push(row);
+    }
+    if let Some(token) = &req.client_token {
+        match instances::insert_launch_token(
+            &mut tx,
+            &caller.account_id,
+            token,
+            &hash,
+            &launch_id,
+            at,
+        )
+        .await
+        {
+            Err(StoreError::Conflict(_)) => {
+                // A concurrent request with the same token won; answer as it did.
+                drop(tx);
+                if let Some(rows) = replay(&state, &caller, token, &hash).await? {
+                    return Ok(respond(StatusCode::OK, rows));
+                }
+                return Err(ApiError::new(ErrorCode::Unavailable, "retry the launch"));
+            }
+            other => other?,
+        }
+    }
+    tx.commit().await?;
+    state.reconcile.notify_one();
+    rows.sort_by(|a, b| a.id.cmp(&b.id));
+    Ok(respond(StatusCode::ACCEPTED, rows))
+}

@@ -1,0 +1,21 @@
+//! Compute: instance types, images, and instances from launch to termination.
+
+pub mod catalog;
+pub mod images;
+pub mod instances;
+pub mod launch;
+pub mod lifecycle;
+pub mod reconciler;
+pub mod scheduler;
+
+use utoipa_axum::router::OpenApiRouter;
+
+use crate::state::AppState;
+
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .merge(catalog::routes())
+        .merge(images::routes())
+        .merge(launch::routes())
+        .merge(instances::routes())
+}

@@ -1,0 +1,115 @@
+//! Placement: which host runs each new instance.
+//!
+//! Instances of one request are spread over hosts (fewest of this request first,
+//! then the host with most free memory), so that one host's loss takes as few of
+//! them as possible. Each placement takes the capacity with a conditional update
+//! in the caller's transaction, so concurrent launches never overcommit a host.
+//! When nothing fits, the request is refused before anything is accepted.
+
+use std::collections::HashMap;
+
+use nubo_api::error::ErrorCode;
+use nubo_store::Conn;
+use nubo_store::hosts::{self, HostRow};
+
+use crate::api::error::{ApiError, ApiResult};
+use crate::config::Config;
+
+/// What one instance needs.
+#[derive(Debug, Clone, Copy)]
+pub struct Shape {
+    pub vcpus: i64,
+    pub memory_mib: i64,
+}
+
+/// Places `count` instances of `shape`; returns a host id per instance.
+pub async fn place(
+    c: &mut Conn,
+    config: &Config,
+    count: u32,
+    shape: Shape,
+    what: &str,
+) -> ApiResult<Vec<String>> {
+    let mut hosts: Vec<HostRow> = hosts::list(&mut *c)
+        .await?
+        .into_iter()
+        .filter(|h| h.state == hosts::ACTIVE)
+        .collect();
+    let mut placed_here: HashMap<String, u32> = HashMap::new();
+    let mut placements = Vec::with_capacity(count as usize);
+    while placements.len() < count as usize {
+        let best = hosts
+            .iter()
+            .enumerate()
+            .filter(|(_, h)| fits(h, shape))
+            .min_by_key(|(_, h)| {
+                (
+                    placed_here.get(&h.id).copied().unwrap_or(0),
+                    -h.free_memory_mib(),
+                    -h.free_vcpus(),
+                )
+            })
+            .map(|(i, _)| i);
+        let Some(i) = best else {
+            return Err(no_room(config, &hosts, count, shape, what));
+        };
+        let host = &mut hosts[i];
+        if hosts::allocate(&mut *c, &host.id, shape.vcpus, shape.memory_mib).await? {
+            host.used_vcpus += shape.vcpus;
+            host.used_memory_mib += shape.memory_mib;
+            *placed_here.entry(host.id.clone()).or_default() += 1;
+            placements.push(host.id.clone());
+        } else if let Some(fresh) = hosts::get(&mut *c, &host.id).await? {
+            // Another launch took capacity since the list was read: look again.
+            *host = fresh;
+            if host.state != hosts::ACTIVE {
+                host.used_vcpus = host.vcpus;
+            }
+        }
+    }
+    Ok(placements)
+}
+
+fn fits(h: &HostRow, shape: Shape) -> bool {
+    h.free_vcpus() >= shape.vcpus && h.free_memory_mib() >= shape.memory_mib
+}
+
+fn no_room(config: &Config, hosts: &[HostRow], count: u32, shape: Shape, what: &str) -> ApiError {
+    let largest = hosts
+        .iter()
+        .max_by_key(|h| {
+            (
+                h.free_memory_mib().min(h.free_vcpus() * 1_000_000),
+                h.free_vcpus(),
+            )
+        })
+        .map(|h| {
+            format!(
+                "{} vCPU / {} MiB",
+                h.free_vcpus().max(0),
+                h.free_memory_mib().max(0)
+            )
+        })
+        .unwrap_or_else(|| "none (no active host)".into());
+    let elsewhere = if config.peers.is_empty() {
+        "no other region is configured".to_string()
+    } else {
+        format!(
+            "other regions: {}",
+            config
+                .peers
+                .iter()
+                .map(|p| format!("{} ({})", p.name, p.api_endpoint))
+                .collect::<Vec<_>>()
+                .join(", ")
+        )
+    };
+    ApiError::new(
+        ErrorCode::InsufficientCapacity,
+        format!(
+            "region {} has no room for {what} ({count} × {} vCPU / {} MiB); nothing was \
+             launched. Largest free slot: {largest}; {elsewhere}",
+            config.region, shape.vcpus, shape.memory_mib
+        ),
+    )
+}

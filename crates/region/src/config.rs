@@ -1,0 +1,319 @@
+//! nubod's configuration: flags, then `NUBO_*` environment variables, then the
+//! TOML file named by `--config`, then defaults.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use clap::{Parser, ValueEnum};
+use nubo_api::quotas::QuotaResource;
+use serde::Deserialize;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Hypervisor {
+    /// Simulated hosts: VMs live in memory with realistic timing.
+    Sim,
+}
+
+/// nubod, the region server of the nubo cloud.
+#[derive(Debug, Parser, Default)]
+#[command(name = "nubod", version, about)]
+pub struct Args {
+    /// TOML file with any of the settings below (flags and environment win).
+    #[arg(long, env = "NUBO_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Where the region keeps its store, keys and files.
+    #[arg(long, env = "NUBO_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Address of the REST API.
+    #[arg(long, env = "NUBO_LISTEN")]
+    pub listen: Option<SocketAddr>,
+    /// Address of the S3-compatible object storage endpoint.
+    #[arg(long, env = "NUBO_S3_LISTEN")]
+    pub s3_listen: Option<SocketAddr>,
+    /// Host driver.
+    #[arg(long, env = "NUBO_HYPERVISOR")]
+    pub hypervisor: Option<Hypervisor>,
+    /// The region's name.
+    #[arg(long, env = "NUBO_REGION")]
+    pub region: Option<String>,
+    /// Store: `postgres://…` or `sqlite://PATH` (default: SQLite in the data dir).
+    #[arg(long, env = "NUBO_DATABASE_URL", hide_env_values = true)]
+    pub database_url: Option<String>,
+    /// URL clients use to reach the API (default: http://LISTEN).
+    #[arg(long, env = "NUBO_PUBLIC_ENDPOINT")]
+    pub public_endpoint: Option<String>,
+    /// URL clients use to reach S3 (default: http://S3_LISTEN).
+    #[arg(long, env = "NUBO_PUBLIC_S3_ENDPOINT")]
+    pub public_s3_endpoint: Option<String>,
+    /// How many simulated hosts to run (with --hypervisor sim).
+    #[arg(long, env = "NUBO_SIM_HOSTS")]
+    pub sim_hosts: Option<u32>,
+    /// Signups one client address may make per hour.
+    #[arg(long, env = "NUBO_SIGNUPS_PER_HOUR")]
+    pub signups_per_hour: Option<u32>,
+    /// Log filter, e.g. `info` or `nubo_region=debug,info`.
+    #[arg(long, env = "NUBO_LOG")]
+    pub log: Option<String>,
+}
+
+/// The config file: the flags' settings, plus what only a file can say.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    data_dir: Option<PathBuf>,
+    listen: Option<SocketAddr>,
+    s3_listen: Option<SocketAddr>,
+    hypervisor: Option<Hypervisor>,
+    region: Option<String>,
+    database_url: Option<String>,
+    public_endpoint: Option<String>,
+    public_s3_endpoint: Option<String>,
+    sim_hosts: Option<u32>,
+    signups_per_hour: Option<u32>,
+    log: Option<String>,
+    sim_host: Option<SimHostConfig>,
+    #[serde(default)]
+    quota_defaults: BTreeMap<String, u64>,
+    #[serde(default)]
+    quota_ceilings: BTreeMap<String, u64>,
+    #[serde(default)]
+    regions: Vec<PeerRegion>,
+}
+
+/// Capacity of each simulated host.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SimHostConfig {
+    pub vcpus: u32,
+    pub memory_mib: u64,
+    pub disk_gib: u64,
+    /// Milliseconds from start to the guest being up.
+    pub boot_ms: u64,
+}
+
+impl Default for SimHostConfig {
+    fn default() -> Self {
+        SimHostConfig {
+            vcpus: 32,
+            memory_mib: 128 * 1024,
+            disk_gib: 2048,
+            boot_ms: 150,
+        }
+    }
+}
+
+/// Another region of the same cloud, for the catalog.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PeerRegion {
+    pub name: String,
+    pub api_endpoint: String,
+    pub s3_endpoint: String,
+}
+
+/// Quota of one resource: the default limit of a new account, and the most an
+/// account may raise it to by itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct QuotaRule {
+    pub default: u64,
+    pub ceiling: u64,
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub data_dir: PathBuf,
+    pub listen: SocketAddr,
+    pub s3_listen: SocketAddr,
+    pub hypervisor: Hypervisor,
+    pub region: String,
+    pub database_url: String,
+    pub public_endpoint: String,
+    pub public_s3_endpoint: String,
+    pub sim_hosts: u32,
+    pub sim_host: SimHostConfig,
+    pub signups_per_hour: u32,
+    pub log: String,
+    pub quotas: BTreeMap<QuotaResource, QuotaRule>,
+    pub peers: Vec<PeerRegion>,
+}
+
+impl Config {
+    pub fn load(args: Args) -> Result<Config, String> {
+        let file = match &args.config {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .map_err(|e| format!("config file {}: {e}", path.display()))?;
+                toml::from_str::<FileConfig>(&text)
+                    .map_err(|e| format!("config file {}: {e}", path.display()))?
+            }
+            None => FileConfig::default(),
+        };
+        let data_dir = args
+            .data_dir
+            .or(file.data_dir)
+            .unwrap_or_else(|| PathBuf::from(".nubo"));
+        let listen = args
+            .listen
+            .or(file.listen)
+            .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8080)));
+        let s3_listen = args
+            .s3_listen
+            .or(file.s3_listen)
+            .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8081)));
+        let region = args
+            .region
+            .or(file.region)
+            .unwrap_or_else(|| "local-1".into());
+        if !valid_region_name(&region) {
+            return Err(format!(
+                "region name {region:?}: use 1-32 lower-case letters, digits and dashes"
+            ));
+        }
+        let database_url = args
+            .database_url
+            .or(file.database_url)
+            .unwrap_or_else(|| sqlite_url(&data_dir.join("region.db")));
+        let public_endpoint = args
+            .public_endpoint
+            .or(file.public_endpoint)
+            .unwrap_or_else(|| format!("http://{listen}"));
+        let public_s3_endpoint = args
+            .public_s3_endpoint
+            .or(file.public_s3_endpoint)
+            .unwrap_or_else(|| format!("http://{s3_listen}"));
+        let quotas = quota_rules(&file.quota_defaults, &file.quota_ceilings)?;
+        Ok(Config {
+            data_dir,
+            listen,
+            s3_listen,
+            hypervisor: args
+                .hypervisor
+                .or(file.hypervisor)
+                .unwrap_or(Hypervisor::Sim),
+            region,
+            database_url,
+            public_endpoint: public_endpoint.trim_end_matches('/').to_string(),
+            public_s3_endpoint: public_s3_endpoint.trim_end_matches('/').to_string(),
+            sim_hosts: args.sim_hosts.or(file.sim_hosts).unwrap_or(1).max(1),
+            sim_host: file.sim_host.unwrap_or_default(),
+            signups_per_hour: args
+                .signups_per_hour
+                .or(file.signups_per_hour)
+                .unwrap_or(20),
+            log: args.log.or(file.log).unwrap_or_else(|| "info".into()),
+            quotas,
+            peers: file.regions,
+        })
+    }
+
+    pub fn quota(&self, resource: QuotaResource) -> QuotaRule {
+        self.quotas[&resource]
+    }
+}
+
+fn sqlite_url(path: &Path) -> String {
+    format!("sqlite://{}", path.display())
+}
+
+pub fn valid_region_name(name: &str) -> bool {
+    (1..=32).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+}
+
+/// The built-in quota rules, overridden by the file's `[quota_defaults]` and
+/// `[quota_ceilings]` tables.
+fn quota_rules(
+    defaults: &BTreeMap<String, u64>,
+    ceilings: &BTreeMap<String, u64>,
+) -> Result<BTreeMap<QuotaResource, QuotaRule>, String> {
+    for name in defaults.keys().chain(ceilings.keys()) {
+        if QuotaResource::parse(name).is_none() {
+            return Err(format!(
+                "unknown quota resource {name:?} in the config file"
+            ));
+        }
+    }
+    let mut rules = BTreeMap::new();
+    for resource in QuotaResource::ALL {
+        let (default, ceiling) = match resource {
+            QuotaResource::Vcpus => (32, 1024),
+            QuotaResource::MemoryMib => (64 * 1024, 4 * 1024 * 1024),
+            QuotaResource::Instances => (20, 1000),
+            QuotaResource::VolumeGib => (500, 100 * 1024),
+            QuotaResource::Buckets => (100, 1000),
+        };
+        let rule = QuotaRule {
+            default: defaults.get(resource.as_str()).copied().unwrap_or(default),
+            ceiling: ceilings.get(resource.as_str()).copied().unwrap_or(ceiling),
+        };
+        if rule.default > rule.ceiling {
+            return Err(format!(
+                "quota {}: the default {} is above the ceiling {}",
+                resource.as_str(),
+                rule.default,
+                rule.ceiling
+            ));
+        }
+        rules.insert(resource, rule);
+    }
+    Ok(rules)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_win_over_the_file_and_the_file_over_defaults() {
+        let dir = std::env::temp_dir().join(format!("nubo-cfg-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("nubod.toml");
+        std::fs::write(
+            &file,
+            "region = \"eu-1\"\nlisten = \"127.0.0.1:9000\"\n\
+             [quota_defaults]\nvcpus = 8\n[[regions]]\nname = \"us-2\"\n\
+             api_endpoint = \"http://a\"\ns3_endpoint = \"http://b\"\n",
+        )
+        .unwrap();
+        let args = Args {
+            config: Some(file.clone()),
+            listen: Some("127.0.0.1:9100".parse().unwrap()),
+            ..Args::default()
+        };
+        let c = Config::load(args).unwrap();
+        assert_eq!(c.listen.port(), 9100);
+        assert_eq!(c.region, "eu-1");
+        assert_eq!(c.public_endpoint, "http://127.0.0.1:9100");
+        assert_eq!(c.quota(QuotaResource::Vcpus).default, 8);
+        assert_eq!(c.peers.len(), 1);
+        assert!(c.database_url.starts_with("sqlite://"));
+
+        std::fs::write(&file, "colour = \"blue\"\n").unwrap();
+        let err = Config::load(Args {
+            config: Some(file),
+            ..Args::default()
+        })
+        .unwrap_err();
+        assert!(err.contains("colour"), "{err}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn bad_region_names_and_quota_rules_are_refused() {
+        let bad = Args {
+            region: Some("Bad Region".into()),
+            ..Args::default()
+        };
+        assert!(Config::load(bad).is_err());
+        let mut defaults = BTreeMap::new();
+        defaults.insert("vcpus".to_string(), 5000);
+        assert!(quota_rules(&defaults, &BTreeMap::new()).is_err());
+        defaults.clear();
+        defaults.insert("gpus".to_string(), 1);
+        assert!(quota_rules(&defaults, &BTreeMap::new()).is_err());
+    }
+}

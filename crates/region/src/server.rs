@@ -1,0 +1,135 @@
+//! Starting and stopping a region server.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::Write;
+use std::net::SocketAddr;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::Path;
+
+use nubo_auth::SecretBox;
+use nubo_store::Store;
+use tokio::net::TcpListener;
+use tokio::sync::{Notify, watch};
+
+use crate::accounts::signup_limit::SignupLimiter;
+use crate::api::auth::{OPERATOR_TOKEN_PREFIX, ReplayGuard};
+use crate::api::metrics::Metrics;
+use crate::clock::Clock;
+use crate::config::Config;
+use crate::hosts::Fleet;
+use crate::keys::lookup::KeyLookup;
+use crate::state::{AppState, Shared};
+use crate::{api, compute};
+
+/// Runs the region until SIGTERM or SIGINT.
+pub async fn run(config: Config) -> Result<(), String> {
+    fs::create_dir_all(&config.data_dir)
+        .map_err(|e| format!("data dir {}: {e}", config.data_dir.display()))?;
+    fs::set_permissions(&config.data_dir, fs::Permissions::from_mode(0o700))
+        .map_err(|e| format!("data dir {}: {e}", config.data_dir.display()))?;
+    let _lock = lock_data_dir(&config.data_dir)?;
+    let secrets = SecretBox::load_or_create(&config.data_dir.join("secrets.key"))
+        .map_err(|e| e.to_string())?;
+    let operator_token = operator_token(&config.data_dir.join("operator.token"))?;
+    let store = Store::open(&config.database_url)
+        .await
+        .map_err(|e| format!("store: {e}"))?;
+    let clock = Clock;
+    compute::images::register_public(&config, &store, &clock)
+        .await
+        .map_err(|e| format!("images: {e}"))?;
+    let fleet = Fleet::start(&config, &store, &clock)
+        .await
+        .map_err(|e| format!("hosts: {e}"))?;
+
+    let listener = TcpListener::bind(config.listen)
+        .await
+        .map_err(|e| format!("listen on {}: {e}", config.listen))?;
+    let state = AppState::new(Shared {
+        keys: KeyLookup::new(store.clone(), secrets.clone()),
+        signups: SignupLimiter::new(config.signups_per_hour),
+        replay: ReplayGuard::default(),
+        metrics: Metrics::default(),
+        reconcile: Notify::new(),
+        fleet,
+        secrets,
+        operator_token,
+        store: store.clone(),
+        clock,
+        config: config.clone(),
+    });
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let reconciler = compute::reconciler::spawn(state.clone(), stop_rx);
+
+    tracing::info!(
+        region = config.region,
+        endpoint = config.public_endpoint,
+        store = store.engine().name(),
+        hypervisor = ?config.hypervisor,
+        "nubod serving"
+    );
+    axum::serve(
+        listener,
+        api::app(state).into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown_signal())
+    .await
+    .map_err(|e| format!("serve: {e}"))?;
+
+    tracing::info!("shutting down");
+    let _ = stop_tx.send(true);
+    let _ = reconciler.await;
+    store.close().await;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+}
+
+/// Holds an exclusive lock on the data dir for the life of the server, so that
+/// two servers never share one store file.
+fn lock_data_dir(dir: &Path) -> Result<File, String> {
+    let path = dir.join("nubod.lock");
+    let file = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    file.try_lock().map_err(|_| {
+        format!(
+            "another nubod is using {}; stop it or pick another --data-dir",
+            dir.display()
+        )
+    })?;
+    Ok(file)
+}
+
+/// The operator token, created on first start (mode 0600) and read afterwards.
+fn operator_token(path: &Path) -> Result<String, String> {
+    if let Ok(token) = fs::read_to_string(path) {
+        let token = token.trim().to_string();
+        if token.starts_with(OPERATOR_TOKEN_PREFIX) {
+            return Ok(token);
+        }
+        return Err(format!(
+            "{} does not hold an operator token",
+            path.display()
+        ));
+    }
+    let token = format!("{OPERATOR_TOKEN_PREFIX}{}", nubo_auth::new_secret());
+    let mut file = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    writeln!(file, "{token}").map_err(|e| format!("{}: {e}", path.display()))?;
+    Ok(token)
+}

@@ -1,0 +1,47 @@
+//! What every handler and reconciler shares.
+
+use std::ops::Deref;
+use std::sync::Arc;
+
+use nubo_auth::SecretBox;
+use nubo_store::Store;
+use tokio::sync::Notify;
+
+use crate::accounts::signup_limit::SignupLimiter;
+use crate::api::auth::ReplayGuard;
+use crate::api::metrics::Metrics;
+use crate::clock::Clock;
+use crate::config::Config;
+use crate::hosts::Fleet;
+use crate::keys::lookup::KeyLookup;
+
+#[derive(Clone)]
+pub struct AppState(Arc<Shared>);
+
+pub struct Shared {
+    pub config: Config,
+    pub store: Store,
+    pub secrets: SecretBox,
+    pub keys: KeyLookup,
+    pub replay: ReplayGuard,
+    pub signups: SignupLimiter,
+    pub fleet: Fleet,
+    pub metrics: Metrics,
+    /// Wakes the instance reconciler after a change it should act on.
+    pub reconcile: Notify,
+    pub operator_token: String,
+    pub clock: Clock,
+}
+
+impl AppState {
+    pub fn new(shared: Shared) -> AppState {
+        AppState(Arc::new(shared))
+    }
+}
+
+impl Deref for AppState {
+    type Target = Shared;
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
+}

@@ -1,0 +1,76 @@
+//! The append-only event log: every state change of every resource.
+
+use serde_json::Value;
+use sqlx::Row;
+use sqlx::any::AnyRow;
+
+use crate::{Conn, Result, StoreError, ids};
+
+/// An event about to be recorded.
+#[derive(Debug, Clone)]
+pub struct NewEvent<'a> {
+    pub at: i64,
+    pub account_id: Option<&'a str>,
+    pub resource_type: &'a str,
+    pub resource_id: &'a str,
+    /// What happened: `created`, `deleted`, `state.running`, …
+    pub action: &'a str,
+    pub data: Value,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Event {
+    pub id: String,
+    pub at: i64,
+    pub account_id: Option<String>,
+    pub resource_type: String,
+    pub resource_id: String,
+    pub action: String,
+    pub data: Value,
+}
+
+pub async fn append(c: &mut Conn, e: NewEvent<'_>) -> Result<String> {
+    let id = ids::event(e.at);
+    sqlx::query(
+        "INSERT INTO events (id, at, account_id, resource_type, resource_id, action, data) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+    )
+    .bind(&id)
+    .bind(e.at)
+    .bind(e.account_id)
+    .bind(e.resource_type)
+    .bind(e.resource_id)
+    .bind(e.action)
+    .bind(e.data.to_string())
+    .execute(c)
+    .await?;
+    Ok(id)
+}
+
+fn from_row(r: AnyRow) -> Result<Event> {
+    let data: String = r.try_get("data")?;
+    Ok(Event {
+        id: r.try_get("id")?,
+        at: r.try_get("at")?,
+        account_id: r.try_get("account_id")?,
+        resource_type: r.try_get("resource_type")?,
+        resource_id: r.try_get("resource_id")?,
+        action: r.try_get("action")?,
+        data: serde_json::from_str(&data).map_err(|e| StoreError::Corrupt(e.to_string()))?,
+    })
+}
+
+const COLUMNS: &str = "id, at, account_id, resource_type, resource_id, action, data";
+
+/// A resource's events in the order they happened.
+pub async fn for_resource(c: &mut Conn, resource_id: &str) -> Result<Vec<Event>> {
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "SELECT {COLUMNS} FROM events WHERE resource_id = $1 ORDER BY id"
+    )))
+    .bind(resource_id)
+    .fetch_all(c)
+    .await?
+    .into_iter()
+    .map(from_row)
+    .collect()
+}

@@ -1,0 +1,162 @@
+//! Images: public ones the region offers, private ones an account registered.
+
+use serde_json::json;
+use sqlx::Row;
+use sqlx::any::AnyRow;
+
+use crate::events::{self, NewEvent};
+use crate::{Conn, PageQuery, Paged, Result};
+
+pub const PUBLIC: &str = "public";
+pub const PRIVATE: &str = "private";
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ImageRow {
+    pub id: String,
+    /// `None` for public images.
+    pub account_id: Option<String>,
+    pub name: String,
+    pub visibility: String,
+    pub description: String,
+    /// How a host boots it (driver-specific JSON).
+    pub spec: String,
+    pub created_at: i64,
+}
+
+fn from_row(r: &AnyRow) -> Result<ImageRow> {
+    Ok(ImageRow {
+        id: r.try_get("id")?,
+        account_id: r.try_get("account_id")?,
+        name: r.try_get("name")?,
+        visibility: r.try_get("visibility")?,
+        description: r.try_get("description")?,
+        spec: r.try_get("spec")?,
+        created_at: r.try_get("created_at")?,
+    })
+}
+
+const COLUMNS: &str = "id, account_id, name, visibility, description, spec, created_at";
+
+/// Registers a public image by name, or updates its description and spec. Returns its id.
+pub async fn upsert_public(
+    c: &mut Conn,
+    new_id: &str,
+    name: &str,
+    description: &str,
+    spec: &str,
+    at: i64,
+) -> Result<ImageRow> {
+    let existing = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "SELECT {COLUMNS} FROM images WHERE name = $1 AND visibility = $2"
+    )))
+    .bind(name)
+    .bind(PUBLIC)
+    .fetch_optional(&mut *c)
+    .await?
+    .as_ref()
+    .map(from_row)
+    .transpose()?;
+    if let Some(mut image) = existing {
+        if image.description != description || image.spec != spec {
+            sqlx::query("UPDATE images SET description = $1, spec = $2 WHERE id = $3")
+                .bind(description)
+                .bind(spec)
+                .bind(&image.id)
+                .execute(&mut *c)
+                .await?;
+            image.description = description.to_string();
+            image.spec = spec.to_string();
+            append(c, &image, at, "updated").await?;
+        }
+        return Ok(image);
+    }
+    let image = ImageRow {
+        id: new_id.to_string(),
+        account_id: None,
+        name: name.to_string(),
+        visibility: PUBLIC.to_string(),
+        description: description.to_string(),
+        spec: spec.to_string(),
+        created_at: at,
+    };
+    sqlx::query(
+        "INSERT INTO images (id, account_id, name, visibility, description, spec, created_at) \
+         VALUES ($1, NULL, $2, $3, $4, $5, $6)",
+    )
+    .bind(&image.id)
+    .bind(&image.name)
+    .bind(PUBLIC)
+    .bind(&image.description)
+    .bind(&image.spec)
+    .bind(at)
+    .execute(&mut *c)
+    .await?;
+    append(c, &image, at, "registered").await?;
+    Ok(image)
+}
+
+async fn append(c: &mut Conn, image: &ImageRow, at: i64, action: &str) -> Result<()> {
+    events::append(
+        c,
+        NewEvent {
+            at,
+            account_id: image.account_id.as_deref(),
+            resource_type: "image",
+            resource_id: &image.id,
+            action,
+            data: json!({ "name": image.name, "visibility": image.visibility }),
+        },
+    )
+    .await?;
+    Ok(())
+}
+
+/// An image the account may use, by id or (for public images) by name.
+pub async fn visible(c: &mut Conn, account_id: &str, id_or_name: &str) -> Result<Option<ImageRow>> {
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "SELECT {COLUMNS} FROM images \
+         WHERE (id = $1 AND (account_id IS NULL OR account_id = $2)) \
+            OR (name = $1 AND visibility = $3) \
+         ORDER BY visibility LIMIT 1"
+    )))
+    .bind(id_or_name)
+    .bind(account_id)
+    .bind(PUBLIC)
+    .fetch_optional(c)
+    .await?
+    .as_ref()
+    .map(from_row)
+    .transpose()
+}
+
+/// Images the account may use: public ones and its own.
+pub async fn list_visible(
+    c: &mut Conn,
+    account_id: &str,
+    page: &PageQuery,
+) -> Result<Paged<ImageRow>> {
+    let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "SELECT {COLUMNS} FROM images WHERE (account_id IS NULL OR account_id = $1) AND id > $2 \
+         ORDER BY id LIMIT $3"
+    )))
+    .bind(account_id)
+    .bind(page.after())
+    .bind(page.fetch_limit())
+    .fetch_all(c)
+    .await?;
+    let images = rows.iter().map(from_row).collect::<Result<Vec<_>>>()?;
+    Ok(Paged::from_rows(images, page, |i| &i.id))
+}
+
+/// Any image by id, for hosts that boot it.
+pub async fn get(c: &mut Conn, id: &str) -> Result<Option<ImageRow>> {
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "SELECT {COLUMNS} FROM images WHERE id = $1"
+    )))
+    .bind(id)
+    .fetch_optional(c)
+    .await?
+    .as_ref()
+    .map(from_row)
+    .transpose()
+}

@@ -1,0 +1,216 @@
+//! The region's store: one schema on two engines.
+//!
+//! SQLite is the embedded default; PostgreSQL serves a region that spans hosts or
+//! runs several `nubod` replicas. Both run the same migrations (`migrations/`) and
+//! the same queries, written in the SQL both understand, through sqlx's `Any`
+//! driver. Times are microseconds since the Unix epoch.
+//!
+//! Every function that changes the state of a resource also appends its event in
+//! the same transaction, so the event log (which metering reads) cannot disagree
+//! with the resources.
+
+pub mod accounts;
+mod error;
+pub mod events;
+pub mod hosts;
+pub mod ids;
+pub mod images;
+pub mod instances;
+pub mod keys;
+mod migrations;
+pub mod quotas;
+
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
+use sqlx::pool::PoolConnection;
+use sqlx::{Any, AnyPool, Executor, Transaction};
+use tokio::sync::{Mutex, OwnedMutexGuard};
+
+pub use error::StoreError;
+pub use sqlx::AnyConnection as Conn;
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Engine {
+    Sqlite,
+    Postgres,
+}
+
+impl Engine {
+    pub fn name(self) -> &'static str {
+        match self {
+            Engine::Sqlite => "sqlite",
+            Engine::Postgres => "postgres",
+        }
+    }
+}
+
+/// A handle on the store; cheap to clone.
+#[derive(Clone)]
+pub struct Store {
+    pool: AnyPool,
+    engine: Engine,
+    /// SQLite allows one writer at a time and does not retry a deferred transaction
+    /// that must upgrade to a write lock, so writers queue here instead of failing
+    /// with SQLITE_BUSY. PostgreSQL needs no such gate.
+    writer: Option<Arc<Mutex<()>>>,
+}
+
+/// A write transaction. Dropping it without `commit` rolls back.
+pub struct Tx {
+    inner: Transaction<'static, Any>,
+    _writer: Option<OwnedMutexGuard<()>>,
+}
+
+impl Store {
+    /// Opens (creating it if needed) and migrates the store at `url`:
+    /// `sqlite://PATH` or `postgres://…`.
+    pub async fn open(url: &str) -> Result<Store> {
+        sqlx::any::install_default_drivers();
+        let engine = if url.starts_with("sqlite:") {
+            Engine::Sqlite
+        } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+            Engine::Postgres
+        } else {
+            return Err(StoreError::Config(format!(
+                "unsupported database URL scheme (use sqlite:// or postgres://): {}",
+                url.split(':').next().unwrap_or_default()
+            )));
+        };
+        let url = match engine {
+            Engine::Sqlite if !url.contains('?') => format!("{url}?mode=rwc"),
+            _ => url.to_string(),
+        };
+        let options = AnyConnectOptions::from_str(&url).map_err(StoreError::from)?;
+        let pool = match engine {
+            Engine::Sqlite => {
+                AnyPoolOptions::new()
+                    .max_connections(8)
+                    .acquire_timeout(Duration::from_secs(30))
+                    .after_connect(|conn, _| {
+                        Box::pin(async move {
+                            // WAL: readers never wait for the writer. FULL: a committed
+                            // transaction survives power loss, which billing relies on.
+                            conn.execute(
+                                "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; \
+                                 PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 10000;",
+                            )
+                            .await?;
+                            Ok(())
+                        })
+                    })
+                    .connect_with(options)
+                    .await?
+            }
+            Engine::Postgres => {
+                AnyPoolOptions::new()
+                    .max_connections(16)
+                    .acquire_timeout(Duration::from_secs(30))
+                    .connect_with(options)
+                    .await?
+            }
+        };
+        let store = Store {
+            pool,
+            engine,
+            writer: (engine == Engine::Sqlite).then(|| Arc::new(Mutex::new(()))),
+        };
+        migrations::run(&store).await?;
+        Ok(store)
+    }
+
+    pub fn engine(&self) -> Engine {
+        self.engine
+    }
+
+    /// A connection for reads outside a transaction.
+    pub async fn conn(&self) -> Result<PoolConnection<Any>> {
+        Ok(self.pool.acquire().await?)
+    }
+
+    /// Begins a write transaction.
+    pub async fn begin(&self) -> Result<Tx> {
+        let writer = match &self.writer {
+            Some(gate) => Some(gate.clone().lock_owned().await),
+            None => None,
+        };
+        Ok(Tx {
+            inner: self.pool.begin().await?,
+            _writer: writer,
+        })
+    }
+
+    pub(crate) fn pool(&self) -> &AnyPool {
+        &self.pool
+    }
+
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+impl Tx {
+    pub async fn commit(self) -> Result<()> {
+        self.inner.commit().await?;
+        Ok(())
+    }
+}
+
+impl std::ops::Deref for Tx {
+    type Target = Conn;
+    fn deref(&self) -> &Conn {
+        &self.inner
+    }
+}
+
+impl std::ops::DerefMut for Tx {
+    fn deref_mut(&mut self) -> &mut Conn {
+        &mut self.inner
+    }
+}
+
+/// Page bounds for keyset pagination on a resource's id.
+#[derive(Debug, Clone, Default)]
+pub struct PageQuery {
+    /// Only ids strictly greater than this.
+    pub after: Option<String>,
+    pub limit: u32,
+}
+
+impl PageQuery {
+    pub(crate) fn after(&self) -> &str {
+        self.after.as_deref().unwrap_or("")
+    }
+
+    /// Asks for one row more than the page, to learn whether another page follows.
+    pub(crate) fn fetch_limit(&self) -> i64 {
+        i64::from(self.limit) + 1
+    }
+}
+
+/// A page of rows and the id to continue after, if there is more.
+#[derive(Debug, Clone)]
+pub struct Paged<T> {
+    pub items: Vec<T>,
+    pub next_after: Option<String>,
+}
+
+impl<T> Paged<T> {
+    pub(crate) fn from_rows(mut rows: Vec<T>, page: &PageQuery, id: impl Fn(&T) -> &str) -> Self {
+        let limit = page.limit as usize;
+        let next_after = if rows.len() > limit {
+            rows.truncate(limit);
+            rows.last().map(|r| id(r).to_string())
+        } else {
+            None
+        };
+        Paged {
+            items: rows,
+            next_after,
+        }
+    }
+}

@@ -1,0 +1,334 @@
+//! The store's contract, run against both engines: SQLite always, PostgreSQL at
+//! `NUBO_TEST_POSTGRES_URL` (which `cargo xtask test` starts and sets).
+
+use std::sync::Arc;
+
+use nubo_store::instances::InstanceRow;
+use nubo_store::{
+    Engine, PageQuery, Store, StoreError, accounts, events, hosts, ids, images, instances, keys,
+    quotas,
+};
+
+/// A fresh, empty store of each engine.
+async fn stores() -> Vec<Store> {
+    let dir = std::env::temp_dir().join(format!("nubo-store-test-{}", ids::random_u64()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let sqlite = Store::open(&format!("sqlite://{}", dir.join("t.db").display()))
+        .await
+        .unwrap();
+    vec![sqlite, postgres().await]
+}
+
+async fn postgres() -> Store {
+    let admin_url = std::env::var("NUBO_TEST_POSTGRES_URL").expect(
+        "NUBO_TEST_POSTGRES_URL is not set: the store suite runs on PostgreSQL too. \
+         Run `cargo xtask test`, or `export NUBO_TEST_POSTGRES_URL=$(cargo xtask pg-url)`",
+    );
+    let name = format!("nubo_test_{:016x}", ids::random_u64());
+    let admin = Store::open(&admin_url).await.unwrap();
+    let mut c = admin.conn().await.unwrap();
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+        .execute(&mut *c)
+        .await
+        .unwrap();
+    drop(c);
+    admin.close().await;
+    let base = admin_url.rsplit_once('/').map(|(b, _)| b).unwrap();
+    let store = Store::open(&format!("{base}/{name}")).await.unwrap();
+    assert_eq!(store.engine(), Engine::Postgres);
+    store
+}
+
+async fn account(store: &Store, email: &str) -> String {
+    let id = ids::new("acc");
+    let mut tx = store.begin().await.unwrap();
+    accounts::insert(&mut tx, &id, email, 1).await.unwrap();
+    tx.commit().await.unwrap();
+    id
+}
+
+#[tokio::test]
+async fn migrations_are_idempotent_and_the_schema_matches_on_both_engines() {
+    for store in stores().await {
+        let mut c = store.conn().await.unwrap();
+        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM _sqlx_migrations")
+            .fetch_one(&mut *c)
+            .await
+            .unwrap();
+        assert_eq!(n, 1, "{:?}", store.engine());
+    }
+}
+
+#[tokio::test]
+async fn an_active_email_is_unique_and_free_again_once_closed() {
+    for store in stores().await {
+        let first = account(&store, "a@example.com").await;
+        let mut tx = store.begin().await.unwrap();
+        let dup = accounts::insert(&mut tx, &ids::new("acc"), "a@example.com", 2).await;
+        assert!(
+            matches!(dup, Err(StoreError::Conflict(_))),
+            "{:?}",
+            store.engine()
+        );
+        drop(tx);
+        let mut tx = store.begin().await.unwrap();
+        assert!(accounts::close(&mut tx, &first, 3).await.unwrap());
+        assert!(
+            !accounts::close(&mut tx, &first, 3).await.unwrap(),
+            "closing twice is a no-op"
+        );
+        tx.commit().await.unwrap();
+        account(&store, "a@example.com").await;
+        let mut c = store.conn().await.unwrap();
+        assert_eq!(accounts::count_active(&mut c).await.unwrap(), 1);
+    }
+}
+
+#[tokio::test]
+async fn events_are_written_with_their_change_and_never_rewritten() {
+    for store in stores().await {
+        let kept = account(&store, "kept@example.com").await;
+        let mut tx = store.begin().await.unwrap();
+        let lost = ids::new("acc");
+        accounts::insert(&mut tx, &lost, "lost@example.com", 5)
+            .await
+            .unwrap();
+        drop(tx);
+        let mut c = store.conn().await.unwrap();
+        let kept_events = events::for_resource(&mut c, &kept).await.unwrap();
+        assert_eq!(kept_events.len(), 1);
+        assert_eq!(kept_events[0].action, "created");
+        assert!(
+            events::for_resource(&mut c, &lost)
+                .await
+                .unwrap()
+                .is_empty(),
+            "a rolled-back change leaves no event"
+        );
+        for sql in ["UPDATE events SET action = 'x'", "DELETE FROM events"] {
+            let r = sqlx::query(sql).execute(&mut *c).await;
+            assert!(r.is_err(), "{sql} must fail on {:?}", store.engine());
+        }
+        assert_eq!(
+            events::for_resource(&mut c, &kept).await.unwrap(),
+            kept_events
+        );
+    }
+}
+
+#[tokio::test]
+async fn quota_reservations_never_overshoot_under_concurrency() {
+    for store in stores().await {
+        let acc = account(&store, "q@example.com").await;
+        let store = Arc::new(store);
+        let tasks: Vec<_> = (0..24)
+            .map(|_| {
+                let (store, acc) = (store.clone(), acc.clone());
+                tokio::spawn(async move {
+                    let mut tx = store.begin().await.unwrap();
+                    let ok = quotas::reserve(&mut tx, &acc, "vcpus", 1, 10)
+                        .await
+                        .unwrap();
+                    tx.commit().await.unwrap();
+                    ok
+                })
+            })
+            .collect();
+        let mut granted = 0;
+        for t in tasks {
+            granted += usize::from(t.await.unwrap());
+        }
+        assert_eq!(granted, 10, "{:?}", store.engine());
+        let mut tx = store.begin().await.unwrap();
+        quotas::release(&mut tx, &acc, "vcpus", 25).await.unwrap();
+        tx.commit().await.unwrap();
+        let mut c = store.conn().await.unwrap();
+        assert_eq!(
+            quotas::usage(&mut c, &acc).await.unwrap()["vcpus"],
+            0,
+            "never below zero"
+        );
+    }
+}
+
+#[tokio::test]
+async fn host_allocation_respects_capacity_under_concurrency() {
+    for store in stores().await {
+        let mut tx = store.begin().await.unwrap();
+        let host = hosts::register(&mut tx, &ids::new("host"), "h1", "sim", (4, 4096, 10), 1)
+            .await
+            .unwrap();
+        let again = hosts::register(&mut tx, &ids::new("host"), "h1", "sim", (4, 4096, 10), 2)
+            .await
+            .unwrap();
+        assert_eq!(
+            host.id, again.id,
+            "a host keeps its id across registrations"
+        );
+        tx.commit().await.unwrap();
+        let store = Arc::new(store);
+        let tasks: Vec<_> = (0..10)
+            .map(|_| {
+                let (store, id) = (store.clone(), host.id.clone());
+                tokio::spawn(async move {
+                    let mut tx = store.begin().await.unwrap();
+                    let ok = hosts::allocate(&mut tx, &id, 1, 512).await.unwrap();
+                    tx.commit().await.unwrap();
+                    ok
+                })
+            })
+            .collect();
+        let mut granted = 0;
+        for t in tasks {
+            granted += usize::from(t.await.unwrap());
+        }
+        assert_eq!(granted, 4, "{:?}", store.engine());
+        let mut c = store.conn().await.unwrap();
+        let h = hosts::get(&mut c, &host.id).await.unwrap().unwrap();
+        assert_eq!((h.used_vcpus, h.used_memory_mib, h.instances), (4, 2048, 4));
+    }
+}
+
+fn instance(account_id: &str, image_id: &str, n: usize) -> InstanceRow {
+    InstanceRow {
+        id: format!("i-{n:016x}"),
+        account_id: account_id.into(),
+        name: None,
+        image_id: image_id.into(),
+        instance_type: "n1.nano".into(),
+        vcpus: 1,
+        memory_mib: 64,
+        host_id: None,
+        state: "pending".into(),
+        desired_state: "running".into(),
+        state_reason: None,
+        user_data: Some("#!/bin/sh\necho hi".into()),
+        launch_id: "launch-1".into(),
+        launched_at: 10,
+        state_changed_at: 10,
+        version: 0,
+    }
+}
+
+#[tokio::test]
+async fn instances_page_by_id_are_tenant_scoped_and_update_optimistically() {
+    for store in stores().await {
+        let a = account(&store, "a@example.com").await;
+        let b = account(&store, "b@example.com").await;
+        let mut tx = store.begin().await.unwrap();
+        let img = images::upsert_public(&mut tx, &ids::new("img"), "nubo-micro", "d", "{}", 1)
+            .await
+            .unwrap();
+        for n in 0..5 {
+            instances::insert(&mut tx, &instance(&a, &img.id, n))
+                .await
+                .unwrap();
+        }
+        tx.commit().await.unwrap();
+
+        let mut c = store.conn().await.unwrap();
+        let mut seen = Vec::new();
+        let mut page = PageQuery {
+            after: None,
+            limit: 2,
+        };
+        loop {
+            let p = instances::list(&mut c, &a, None, &page).await.unwrap();
+            seen.extend(p.items.into_iter().map(|i| i.id));
+            match p.next_after {
+                Some(after) => page.after = Some(after),
+                None => break,
+            }
+        }
+        assert_eq!(seen.len(), 5, "{:?}", store.engine());
+        assert!(seen.windows(2).all(|w| w[0] < w[1]));
+        let none = PageQuery {
+            after: None,
+            limit: 10,
+        };
+        assert!(
+            instances::list(&mut c, &b, None, &none)
+                .await
+                .unwrap()
+                .items
+                .is_empty()
+        );
+        assert!(
+            instances::get(&mut c, &b, &seen[0])
+                .await
+                .unwrap()
+                .is_none()
+        );
+        let running = instances::list(&mut c, &a, Some("running"), &none)
+            .await
+            .unwrap();
+        assert!(running.items.is_empty());
+        drop(c);
+
+        let mut tx = store.begin().await.unwrap();
+        let row = instances::get(&mut tx, &a, &seen[0])
+            .await
+            .unwrap()
+            .unwrap();
+        let next = InstanceRow {
+            state: "running".into(),
+            state_changed_at: 20,
+            ..row.clone()
+        };
+        let stored = instances::update(&mut tx, &row, next.clone())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(stored.version, 1);
+        assert!(
+            instances::update(&mut tx, &row, next)
+                .await
+                .unwrap()
+                .is_none(),
+            "a stale row does not overwrite"
+        );
+        tx.commit().await.unwrap();
+        let mut c = store.conn().await.unwrap();
+        let actions: Vec<String> = events::for_resource(&mut c, &seen[0])
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|e| e.action)
+            .collect();
+        assert_eq!(actions, ["state.pending", "state.running"]);
+    }
+}
+
+#[tokio::test]
+async fn keys_are_found_with_their_account() {
+    for store in stores().await {
+        let a = account(&store, "k@example.com").await;
+        let key = keys::KeyRow {
+            id: "AKAAAAAAAAAAAAAAAAAA".into(),
+            account_id: a.clone(),
+            scope: "full".into(),
+            status: "active".into(),
+            sealed_secret: "v1:sealed".into(),
+            created_at: 3,
+        };
+        let mut tx = store.begin().await.unwrap();
+        keys::insert(&mut tx, &key).await.unwrap();
+        tx.commit().await.unwrap();
+        let mut c = store.conn().await.unwrap();
+        let (found, account) = keys::with_account(&mut c, &key.id).await.unwrap().unwrap();
+        assert_eq!(found, key);
+        assert_eq!(account.id, a);
+        assert!(
+            keys::get(&mut c, "acc-other", &key.id)
+                .await
+                .unwrap()
+                .is_none()
+        );
+        drop(c);
+        let mut tx = store.begin().await.unwrap();
+        let disabled = keys::disable_all(&mut tx, &a, 4).await.unwrap();
+        assert_eq!(disabled, vec![key.id.clone()]);
+        assert!(keys::delete(&mut tx, &a, &key.id, 5).await.unwrap());
+        tx.commit().await.unwrap();
+    }
+}

@@ -1,0 +1,59 @@
+//! `cargo xtask test`: the whole suite, exactly as CI runs it (`.ci/run`).
+
+use std::process::Command;
+
+use crate::cmd::{self, Error, Result};
+use crate::{packages, postgres};
+
+/// Debian packages the suite needs.
+const TEST_PACKAGES: &[&str] = &["postgresql", "ca-certificates"];
+
+/// Where tests find the PostgreSQL they run against.
+const POSTGRES_URL_VAR: &str = "NUBO_TEST_POSTGRES_URL";
+
+/// Runs the checks in order and stops at the first failure. `test_args` go
+/// on to the test runner (a filter, say).
+pub fn run(test_args: &[String]) -> Result {
+    packages::ensure(TEST_PACKAGES)?;
+    let url = postgres::ensure()?;
+    let cargo = |args: &[&str]| {
+        let mut cmd = Command::new("cargo");
+        cmd.args(args).env(POSTGRES_URL_VAR, &url);
+        cmd
+    };
+
+    step("rustfmt", &mut cargo(&["fmt", "--all", "--", "--check"]))?;
+    step(
+        "clippy",
+        &mut cargo(&[
+            "clippy",
+            "--workspace",
+            "--all-targets",
+            "--",
+            "-D",
+            "warnings",
+        ]),
+    )?;
+    let mut tests = if nextest_installed()? {
+        cargo(&["nextest", "run", "--workspace", "--no-fail-fast"])
+    } else {
+        eprintln!("cargo-nextest is not installed; falling back to cargo test");
+        cargo(&["test", "--workspace", "--no-fail-fast"])
+    };
+    step("tests", tests.args(test_args))?;
+
+    eprintln!("all checks passed");
+    Ok(())
+}
+
+fn step(name: &str, cmd: &mut Command) -> Result {
+    cmd::run(cmd).map_err(|e| Error {
+        message: format!("{name} failed: {}", e.message),
+        ..e
+    })
+}
+
+fn nextest_installed() -> Result<bool> {
+    let out = cmd::capture(Command::new("cargo").args(["nextest", "--version"]))?;
+    Ok(out.status.success())
+}

@@ -1,0 +1,139 @@
+//! `cargo xtask up`: builds and runs a local region, and says how to use it.
+
+use std::io::{Read, Write};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command};
+use std::time::{Duration, Instant};
+use std::{env, thread};
+
+use crate::cmd::{self, Error, Result};
+use crate::packages;
+
+/// Debian packages a local region needs.
+const UP_PACKAGES: &[&str] = &["ca-certificates"];
+
+/// nubod's own default.
+const DEFAULT_LISTEN: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 8080);
+
+const START_TIMEOUT: Duration = Duration::from_secs(60);
+
+pub fn run(nubod_args: &[String]) -> Result {
+    packages::ensure(UP_PACKAGES)?;
+    cmd::run(Command::new("cargo").args(["build", "--release", "-p", "nubo"]))?;
+    let bin = target_dir()?.join("release");
+    let addr = reachable(listen_addr(nubod_args)?);
+
+    let mut nubod_cmd = Command::new(bin.join("nubod"));
+    nubod_cmd.args(["--data-dir", ".nubo"]).args(nubod_args);
+    let mut nubod = cmd::spawn(&mut nubod_cmd)?;
+    if let Some(health) = wait_healthy(&mut nubod, addr)? {
+        let region = region(&health).unwrap_or("?");
+        let endpoint = format!("http://{addr}");
+        println!();
+        println!("  nubo is up: region {region} at {endpoint}   (Ctrl-C stops it)");
+        println!("  try this, in another shell:");
+        println!("    export PATH=\"{}:$PATH\"", bin.display());
+        println!("    nubo --endpoint {endpoint} signup --email you@example.com");
+        println!("    nubo instance launch --image nubo-micro --type n1.nano --wait");
+        println!();
+    }
+    // Ctrl-C reaches nubod directly, being in our process group, and it shuts
+    // down by itself. Any other end (a crash, or exiting early as for
+    // `--help`) is passed on as our exit status.
+    let status = nubod
+        .wait()
+        .map_err(|e| Error::new(format!("waiting for nubod: {e}")))?;
+    cmd::check(&nubod_cmd, status)
+}
+
+/// Where cargo builds: `$CARGO_TARGET_DIR`, else the workspace's `target`.
+/// Absolute, for the PATH hint.
+fn target_dir() -> Result<PathBuf> {
+    let dir = env::var_os("CARGO_TARGET_DIR")
+        .filter(|dir| !dir.is_empty())
+        .map_or_else(|| PathBuf::from("target"), PathBuf::from);
+    std::path::absolute(&dir).map_err(|e| Error::new(format!("{}: {e}", dir.display())))
+}
+
+/// The address nubod will listen on: the last `--listen ADDR` (or
+/// `--listen=ADDR`) among its args, else `$NUBO_LISTEN`, which nubod reads
+/// too, else its default.
+fn listen_addr(args: &[String]) -> Result<SocketAddr> {
+    let mut listen = None;
+    let mut args = args.iter();
+    while let Some(arg) = args.next() {
+        if arg == "--listen" {
+            listen = args.next().cloned();
+        } else if let Some(value) = arg.strip_prefix("--listen=") {
+            listen = Some(value.to_owned());
+        }
+    }
+    match listen.or_else(|| env::var("NUBO_LISTEN").ok()) {
+        None => Ok(DEFAULT_LISTEN),
+        Some(addr) => addr
+            .parse()
+            .map_err(|e| Error::new(format!("--listen {addr}: {e}"))),
+    }
+}
+
+/// A wildcard listen address is reached through loopback.
+fn reachable(mut addr: SocketAddr) -> SocketAddr {
+    if addr.ip().is_unspecified() {
+        addr.set_ip(match addr {
+            SocketAddr::V4(_) => Ipv4Addr::LOCALHOST.into(),
+            SocketAddr::V6(_) => Ipv6Addr::LOCALHOST.into(),
+        });
+    }
+    addr
+}
+
+/// Polls `/healthz` until it answers 200 and returns that response, or
+/// `None` if nubod exits first.
+fn wait_healthy(nubod: &mut Child, addr: SocketAddr) -> Result<Option<String>> {
+    let deadline = Instant::now() + START_TIMEOUT;
+    loop {
+        let exited = nubod
+            .try_wait()
+            .map_err(|e| Error::new(format!("waiting for nubod: {e}")))?;
+        if exited.is_some() {
+            return Ok(None);
+        }
+        if let Some(response) = healthz(addr) {
+            return Ok(Some(response));
+        }
+        if Instant::now() > deadline {
+            // Best effort: we are failing anyway.
+            let _ = nubod.kill();
+            let _ = nubod.wait();
+            return Err(Error::new(format!(
+                "nubod did not answer http://{addr}/healthz within {} s",
+                START_TIMEOUT.as_secs()
+            )));
+        }
+        thread::sleep(Duration::from_millis(250));
+    }
+}
+
+/// One plain HTTP/1.1 GET of `/healthz`: the whole response, if a 200.
+fn healthz(addr: SocketAddr) -> Option<String> {
+    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(1)).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(
+        stream,
+        "GET /healthz HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).ok()?;
+    let ok = response.split_whitespace().nth(1) == Some("200");
+    ok.then_some(response)
+}
+
+/// The `"region"` string of the health JSON; a scan saves a JSON dependency.
+fn region(response: &str) -> Option<&str> {
+    let key = "\"region\"";
+    let rest = &response[response.find(key)? + key.len()..];
+    let rest = rest.trim_start().strip_prefix(':')?.trim_start();
+    rest.strip_prefix('"')?.split('"').next()
+}
