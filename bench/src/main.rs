@@ -1,1 +1,33 @@
-fn main() {}
+//! nubo's benchmarks. Each runs real binaries and prints its figures beside the
+//! target (or a peer measured in the same run) as a ratio.
+//!
+//!     nubo-bench api --nubod PATH [--postgres-url URL]
+
+mod api;
+mod region;
+mod stats;
+
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let result = match args.first().map(String::as_str) {
+        Some("api") => api::run(&args[1..]),
+        _ => Err("usage: nubo-bench api --nubod PATH [--postgres-url URL]".to_string()),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("nubo-bench: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The value following `--name` in `args`.
+pub fn flag<'a>(args: &'a [String], name: &str) -> Option<&'a str> {
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1))
+        .map(String::as_str)
+}

@@ -1,6 +1,7 @@
 //! Developer tasks for the nubo workspace: `cargo xtask <task>`. Std only, so
 //! that it builds in seconds on a fresh clone.
 
+mod bench;
 mod cmd;
 mod packages;
 mod postgres;
@@ -16,6 +17,7 @@ usage: cargo xtask <task> [-- args]
 tasks:
   up [-- nubod args]   build and run a local region on http://127.0.0.1:8080
   test [-- filter]     the whole suite as CI runs it: rustfmt, clippy, tests
+  bench <name>         run a benchmark (api) against its targets
   openapi              regenerate the checked-in OpenAPI document
   pg-url               start the test PostgreSQL if needed and print its URL
   pg-stop              stop the test PostgreSQL";
@@ -42,6 +44,7 @@ fn main() -> ExitCode {
     let result = match (task.as_str(), rest) {
         ("up", nubod_args) => up::run(nubod_args),
         ("test", test_args) => test::run(test_args),
+        ("bench", [name]) => bench::run(name),
         ("openapi", []) => openapi(),
         ("pg-url", []) => pg_url(),
         ("pg-stop", []) => postgres::stop(),

@@ -49,7 +49,7 @@ pub fn run(nubod_args: &[String]) -> Result {
 
 /// Where cargo builds: `$CARGO_TARGET_DIR`, else the workspace's `target`.
 /// Absolute, for the PATH hint.
-fn target_dir() -> Result<PathBuf> {
+pub fn target_dir() -> Result<PathBuf> {
     let dir = env::var_os("CARGO_TARGET_DIR")
         .filter(|dir| !dir.is_empty())
         .map_or_else(|| PathBuf::from("target"), PathBuf::from);

@@ -28,7 +28,11 @@ pub fn init_logging(filter: &str) -> Result<(), String> {
         .parse()
         .map_err(|e| format!("log filter {filter:?}: {e}"))?;
     tracing_subscriber::registry()
-        .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr))
+        .with(
+            tracing_subscriber::fmt::layer()
+                .with_writer(std::io::stderr)
+                .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr())),
+        )
         .with(targets)
         .init();
     Ok(())

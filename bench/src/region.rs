@@ -1,0 +1,60 @@
+//! A `nubod` started for a benchmark, stopped when dropped.
+
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub struct Region {
+    child: Child,
+    pub endpoint: String,
+    dir: PathBuf,
+}
+
+impl Region {
+    /// Starts `nubod` with a config file's `text` and, if given, a PostgreSQL store.
+    pub fn start(nubod: &str, config: &str, database_url: Option<&str>) -> Result<Region, String> {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map_err(|e| e.to_string())?
+            .port();
+        let dir = std::env::temp_dir().join(format!("nubo-bench-{}-{port}", std::process::id()));
+        std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+        std::fs::write(dir.join("nubod.toml"), config).map_err(|e| e.to_string())?;
+        let mut cmd = Command::new(nubod);
+        cmd.arg("--data-dir")
+            .arg(dir.join("data"))
+            .arg("--config")
+            .arg(dir.join("nubod.toml"))
+            .arg("--listen")
+            .arg(format!("127.0.0.1:{port}"))
+            .env("NUBO_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit());
+        if let Some(url) = database_url {
+            cmd.arg("--database-url").arg(url);
+        }
+        let child = cmd.spawn().map_err(|e| format!("{nubod}: {e}"))?;
+        let region = Region {
+            child,
+            endpoint: format!("http://127.0.0.1:{port}"),
+            dir,
+        };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                return Ok(region);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Err("nubod did not start listening within 30 s".into())
+    }
+}
+
+impl Drop for Region {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
