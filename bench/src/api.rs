@@ -58,7 +58,10 @@ pub fn run(args: &[String]) -> Result<(), String> {
 /// A new database on the PostgreSQL server at `admin_url`, via `psql`.
 fn fresh_database(admin_url: &str) -> Result<String, String> {
     let name = format!("nubo_bench_{}", std::process::id());
-    for sql in [format!("DROP DATABASE IF EXISTS {name}"), format!("CREATE DATABASE {name}")] {
+    for sql in [
+        format!("DROP DATABASE IF EXISTS {name}"),
+        format!("CREATE DATABASE {name}"),
+    ] {
         let out = std::process::Command::new("psql")
             .args([admin_url, "-q", "-c", &sql])
             .output()
@@ -67,7 +70,10 @@ fn fresh_database(admin_url: &str) -> Result<String, String> {
             return Err(format!("psql: {}", String::from_utf8_lossy(&out.stderr)));
         }
     }
-    let base = admin_url.rsplit_once('/').map(|(b, _)| b).ok_or("bad URL")?;
+    let base = admin_url
+        .rsplit_once('/')
+        .map(|(b, _)| b)
+        .ok_or("bad URL")?;
     Ok(format!("{base}/{name}"))
 }
 
@@ -243,8 +249,16 @@ fn print_report(rows: &mut [(&str, Figures)]) {
     println!();
     println!(
         "{:<9} {:>12} {:>12} {:>10} {:>14} {:>12} {:>12} {:>12} {:>12} {:>12}",
-        "store", "signup p50", "signup p99", "fill", "describe/s", "desc p50", "desc p99",
-        "list/s", "list p50", "list p99"
+        "store",
+        "signup p50",
+        "signup p99",
+        "fill",
+        "describe/s",
+        "desc p50",
+        "desc p99",
+        "list/s",
+        "list p50",
+        "list p99"
     );
     for (engine, f) in rows.iter_mut() {
         println!(

@@ -2,9 +2,11 @@
 //! that it builds in seconds on a fresh clone.
 
 mod bench;
+mod cache;
 mod cmd;
 mod packages;
 mod postgres;
+mod python;
 mod test;
 mod up;
 

@@ -2,13 +2,13 @@
 //! one per machine and major version, on a fixed port, and left running so
 //! that reruns skip initdb and start-up.
 
+use std::fs;
 use std::io;
 use std::net::{Ipv4Addr, SocketAddr, TcpStream};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
-use std::{env, fs};
 
 use crate::cmd::{self, Error, Result};
 
@@ -64,7 +64,7 @@ impl Cluster {
             return Ok(None);
         };
         let as_postgres = cmd::is_root()?;
-        let cache = cache_dir()?;
+        let cache = crate::cache::dir()?;
         // As root the cluster belongs to `postgres`, which must be able to
         // reach it. A cache under /root (mode 700) is out of its reach, so
         // then use /var/tmp: open to all users and, unlike /tmp, kept
@@ -179,22 +179,6 @@ fn newest_server() -> Option<(PathBuf, String)> {
                 .map(|part| part.parse().unwrap_or(0))
                 .collect::<Vec<u32>>()
         })
-}
-
-/// `$NUBO_CACHE_DIR`, else `$XDG_CACHE_HOME/nubo`, else `$HOME/.cache/nubo`:
-/// the formula `.ci/run` uses for the target dir, an empty variable counting
-/// as unset as in sh's `${VAR:-...}`.
-fn cache_dir() -> Result<PathBuf> {
-    let var = |name| {
-        env::var_os(name)
-            .filter(|v| !v.is_empty())
-            .map(PathBuf::from)
-    };
-    let dir = var("NUBO_CACHE_DIR")
-        .or_else(|| var("XDG_CACHE_HOME").map(|dir| dir.join("nubo")))
-        .or_else(|| var("HOME").map(|home| home.join(".cache/nubo")))
-        .ok_or_else(|| Error::new("set HOME or NUBO_CACHE_DIR"))?;
-    std::path::absolute(&dir).map_err(|e| Error::new(format!("{}: {e}", dir.display())))
 }
 
 /// Whether every existing ancestor of `dir` is searchable by all users (the

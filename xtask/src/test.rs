@@ -3,7 +3,7 @@
 use std::process::Command;
 
 use crate::cmd::{self, Error, Result};
-use crate::{packages, postgres};
+use crate::{packages, postgres, python};
 
 /// Debian packages the suite needs.
 const TEST_PACKAGES: &[&str] = &["postgresql", "ca-certificates"];
@@ -11,14 +11,20 @@ const TEST_PACKAGES: &[&str] = &["postgresql", "ca-certificates"];
 /// Where tests find the PostgreSQL they run against.
 const POSTGRES_URL_VAR: &str = "NUBO_TEST_POSTGRES_URL";
 
+/// Where tests find a Python with the AWS SDK, to check nubo against real clients.
+const PYTHON_VAR: &str = "NUBO_TEST_PYTHON";
+
 /// Runs the checks in order and stops at the first failure. `test_args` go
 /// on to the test runner (a filter, say).
 pub fn run(test_args: &[String]) -> Result {
     packages::ensure(TEST_PACKAGES)?;
     let url = postgres::ensure()?;
+    let python = python::ensure()?;
     let cargo = |args: &[&str]| {
         let mut cmd = Command::new("cargo");
-        cmd.args(args).env(POSTGRES_URL_VAR, &url);
+        cmd.args(args)
+            .env(POSTGRES_URL_VAR, &url)
+            .env(PYTHON_VAR, &python);
         cmd
     };
 
