@@ -41,18 +41,7 @@ pub async fn insert(c: &mut Conn, id: &str, email: &str, at: i64) -> Result<Acco
     .bind(at)
     .execute(&mut *c)
     .await?;
-    events::append(
-        c,
-        NewEvent {
-            at,
-            account_id: Some(id),
-            resource_type: "account",
-            resource_id: id,
-            action: "created",
-            data: json!({ "email": email }),
-        },
-    )
-    .await?;
+    append(c, id, at, "created", json!({ "email": email })).await?;
     Ok(AccountRow {
         id: id.to_string(),
         email: email.to_string(),
@@ -63,13 +52,13 @@ pub async fn insert(c: &mut Conn, id: &str, email: &str, at: i64) -> Result<Acco
 }
 
 pub async fn get(c: &mut Conn, id: &str) -> Result<Option<AccountRow>> {
-    sqlx::query("SELECT id, email, status, created_at, closed_at FROM accounts WHERE id = $1")
-        .bind(id)
-        .fetch_optional(c)
-        .await?
-        .as_ref()
-        .map(from_row)
-        .transpose()
+    crate::fetch_optional(
+        c,
+        sqlx::query("SELECT id, email, status, created_at, closed_at FROM accounts WHERE id = $1")
+            .bind(id),
+        from_row,
+    )
+    .await
 }
 
 /// Marks an active account closed; false if it was not active.
@@ -86,20 +75,31 @@ pub async fn close(c: &mut Conn, id: &str, at: i64) -> Result<bool> {
     .rows_affected()
         == 1;
     if done {
-        events::append(
-            c,
-            NewEvent {
-                at,
-                account_id: Some(id),
-                resource_type: "account",
-                resource_id: id,
-                action: "closed",
-                data: json!({}),
-            },
-        )
-        .await?;
+        append(c, id, at, "closed", json!({})).await?;
     }
     Ok(done)
+}
+
+async fn append(
+    c: &mut Conn,
+    id: &str,
+    at: i64,
+    action: &str,
+    data: serde_json::Value,
+) -> Result<()> {
+    events::append(
+        c,
+        NewEvent {
+            at,
+            account_id: Some(id),
+            resource_type: "account",
+            resource_id: id,
+            action,
+            data,
+        },
+    )
+    .await?;
+    Ok(())
 }
 
 pub async fn count_active(c: &mut Conn) -> Result<i64> {

@@ -114,38 +114,38 @@ pub async fn register(
 }
 
 async fn by_name(c: &mut Conn, name: &str) -> Result<Option<HostRow>> {
-    sqlx::query(sqlx::AssertSqlSafe(format!(
-        "SELECT {COLUMNS} FROM hosts WHERE name = $1"
-    )))
-    .bind(name)
-    .fetch_optional(c)
-    .await?
-    .as_ref()
-    .map(from_row)
-    .transpose()
+    crate::fetch_optional(
+        c,
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {COLUMNS} FROM hosts WHERE name = $1"
+        )))
+        .bind(name),
+        from_row,
+    )
+    .await
 }
 
 pub async fn get(c: &mut Conn, id: &str) -> Result<Option<HostRow>> {
-    sqlx::query(sqlx::AssertSqlSafe(format!(
-        "SELECT {COLUMNS} FROM hosts WHERE id = $1"
-    )))
-    .bind(id)
-    .fetch_optional(c)
-    .await?
-    .as_ref()
-    .map(from_row)
-    .transpose()
+    crate::fetch_optional(
+        c,
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {COLUMNS} FROM hosts WHERE id = $1"
+        )))
+        .bind(id),
+        from_row,
+    )
+    .await
 }
 
 pub async fn list(c: &mut Conn) -> Result<Vec<HostRow>> {
-    sqlx::query(sqlx::AssertSqlSafe(format!(
-        "SELECT {COLUMNS} FROM hosts ORDER BY name"
-    )))
-    .fetch_all(c)
-    .await?
-    .iter()
-    .map(from_row)
-    .collect()
+    crate::fetch_all(
+        c,
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {COLUMNS} FROM hosts ORDER BY name"
+        ))),
+        from_row,
+    )
+    .await
 }
 
 /// Takes `vcpus` and `memory_mib` on the host if it is active and has them free.

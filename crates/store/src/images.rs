@@ -46,16 +46,16 @@ pub async fn upsert_public(
     spec: &str,
     at: i64,
 ) -> Result<ImageRow> {
-    let existing = sqlx::query(sqlx::AssertSqlSafe(format!(
-        "SELECT {COLUMNS} FROM images WHERE name = $1 AND visibility = $2"
-    )))
-    .bind(name)
-    .bind(PUBLIC)
-    .fetch_optional(&mut *c)
-    .await?
-    .as_ref()
-    .map(from_row)
-    .transpose()?;
+    let existing = crate::fetch_optional(
+        &mut *c,
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {COLUMNS} FROM images WHERE name = $1 AND visibility = $2"
+        )))
+        .bind(name)
+        .bind(PUBLIC),
+        from_row,
+    )
+    .await?;
     if let Some(mut image) = existing {
         if image.description != description || image.spec != spec {
             sqlx::query("UPDATE images SET description = $1, spec = $2 WHERE id = $3")
@@ -113,20 +113,20 @@ async fn append(c: &mut Conn, image: &ImageRow, at: i64, action: &str) -> Result
 
 /// An image the account may use, by id or (for public images) by name.
 pub async fn visible(c: &mut Conn, account_id: &str, id_or_name: &str) -> Result<Option<ImageRow>> {
-    sqlx::query(sqlx::AssertSqlSafe(format!(
-        "SELECT {COLUMNS} FROM images \
+    crate::fetch_optional(
+        c,
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {COLUMNS} FROM images \
          WHERE (id = $1 AND (account_id IS NULL OR account_id = $2)) \
             OR (name = $1 AND visibility = $3) \
          ORDER BY visibility LIMIT 1"
-    )))
-    .bind(id_or_name)
-    .bind(account_id)
-    .bind(PUBLIC)
-    .fetch_optional(c)
-    .await?
-    .as_ref()
-    .map(from_row)
-    .transpose()
+        )))
+        .bind(id_or_name)
+        .bind(account_id)
+        .bind(PUBLIC),
+        from_row,
+    )
+    .await
 }
 
 /// Images the account may use: public ones and its own.
@@ -150,13 +150,13 @@ pub async fn list_visible(
 
 /// Any image by id, for hosts that boot it.
 pub async fn get(c: &mut Conn, id: &str) -> Result<Option<ImageRow>> {
-    sqlx::query(sqlx::AssertSqlSafe(format!(
-        "SELECT {COLUMNS} FROM images WHERE id = $1"
-    )))
-    .bind(id)
-    .fetch_optional(c)
-    .await?
-    .as_ref()
-    .map(from_row)
-    .transpose()
+    crate::fetch_optional(
+        c,
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {COLUMNS} FROM images WHERE id = $1"
+        )))
+        .bind(id),
+        from_row,
+    )
+    .await
 }

@@ -108,29 +108,29 @@ pub async fn insert(c: &mut Conn, i: &InstanceRow) -> Result<()> {
 
 /// An instance of `account_id`; another account's instance is `None`, like a missing one.
 pub async fn get(c: &mut Conn, account_id: &str, id: &str) -> Result<Option<InstanceRow>> {
-    sqlx::query(sqlx::AssertSqlSafe(format!(
-        "SELECT {COLUMNS} FROM instances WHERE id = $1 AND account_id = $2"
-    )))
-    .bind(id)
-    .bind(account_id)
-    .fetch_optional(c)
-    .await?
-    .as_ref()
-    .map(from_row)
-    .transpose()
+    crate::fetch_optional(
+        c,
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {COLUMNS} FROM instances WHERE id = $1 AND account_id = $2"
+        )))
+        .bind(id)
+        .bind(account_id),
+        from_row,
+    )
+    .await
 }
 
 /// Any instance by id, for reconcilers.
 pub async fn get_any(c: &mut Conn, id: &str) -> Result<Option<InstanceRow>> {
-    sqlx::query(sqlx::AssertSqlSafe(format!(
-        "SELECT {COLUMNS} FROM instances WHERE id = $1"
-    )))
-    .bind(id)
-    .fetch_optional(c)
-    .await?
-    .as_ref()
-    .map(from_row)
-    .transpose()
+    crate::fetch_optional(
+        c,
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {COLUMNS} FROM instances WHERE id = $1"
+        )))
+        .bind(id),
+        from_row,
+    )
+    .await
 }
 
 pub async fn list(
@@ -159,57 +159,47 @@ pub async fn by_launch(
     account_id: &str,
     launch_id: &str,
 ) -> Result<Vec<InstanceRow>> {
-    sqlx::query(sqlx::AssertSqlSafe(format!(
-        "SELECT {COLUMNS} FROM instances WHERE account_id = $1 AND launch_id = $2 ORDER BY id"
-    )))
-    .bind(account_id)
-    .bind(launch_id)
-    .fetch_all(c)
-    .await?
-    .iter()
-    .map(from_row)
-    .collect()
+    crate::fetch_all(
+        c,
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {COLUMNS} FROM instances WHERE account_id = $1 AND launch_id = $2 ORDER BY id"
+        )))
+        .bind(account_id)
+        .bind(launch_id),
+        from_row,
+    )
+    .await
 }
 
 /// Instances mid-transition, which a reconciler must drive on, oldest change first.
 pub async fn unsettled(c: &mut Conn, limit: i64) -> Result<Vec<InstanceRow>> {
-    sqlx::query(sqlx::AssertSqlSafe(format!(
-        "SELECT {COLUMNS} FROM instances \
+    crate::fetch_all(
+        c,
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {COLUMNS} FROM instances \
          WHERE state IN ('pending', 'stopping', 'shutting-down') \
          ORDER BY state_changed_at LIMIT $1"
-    )))
-    .bind(limit)
-    .fetch_all(c)
-    .await?
-    .iter()
-    .map(from_row)
-    .collect()
+        )))
+        .bind(limit),
+        from_row,
+    )
+    .await
 }
 
 /// Instances placed on `host_id` that are not terminated.
 pub async fn on_host(c: &mut Conn, host_id: &str) -> Result<Vec<InstanceRow>> {
-    sqlx::query(sqlx::AssertSqlSafe(format!(
+    crate::fetch_all(c, sqlx::query(sqlx::AssertSqlSafe(format!(
         "SELECT {COLUMNS} FROM instances WHERE host_id = $1 AND state <> 'terminated' ORDER BY id"
     )))
-    .bind(host_id)
-    .fetch_all(c)
-    .await?
-    .iter()
-    .map(from_row)
-    .collect()
+    .bind(host_id), from_row).await
 }
 
 /// Every instance of an account that is not terminated.
 pub async fn live_of_account(c: &mut Conn, account_id: &str) -> Result<Vec<InstanceRow>> {
-    sqlx::query(sqlx::AssertSqlSafe(format!(
+    crate::fetch_all(c, sqlx::query(sqlx::AssertSqlSafe(format!(
         "SELECT {COLUMNS} FROM instances WHERE account_id = $1 AND state <> 'terminated' ORDER BY id"
     )))
-    .bind(account_id)
-    .fetch_all(c)
-    .await?
-    .iter()
-    .map(from_row)
-    .collect()
+    .bind(account_id), from_row).await
 }
 
 /// Writes `next` over `prev` if nobody changed the row since `prev` was read.

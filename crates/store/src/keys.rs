@@ -62,16 +62,16 @@ const COLUMNS: &str = "id, account_id, scope, status, sealed_secret, created_at"
 
 /// A key of `account_id`; another account's key is `None`, like a missing one.
 pub async fn get(c: &mut Conn, account_id: &str, id: &str) -> Result<Option<KeyRow>> {
-    sqlx::query(sqlx::AssertSqlSafe(format!(
-        "SELECT {COLUMNS} FROM access_keys WHERE id = $1 AND account_id = $2"
-    )))
-    .bind(id)
-    .bind(account_id)
-    .fetch_optional(c)
-    .await?
-    .as_ref()
-    .map(from_row)
-    .transpose()
+    crate::fetch_optional(
+        c,
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {COLUMNS} FROM access_keys WHERE id = $1 AND account_id = $2"
+        )))
+        .bind(id)
+        .bind(account_id),
+        from_row,
+    )
+    .await
 }
 
 /// A key and its account, for authenticating a request.

@@ -173,6 +173,27 @@ impl std::ops::DerefMut for Tx {
     }
 }
 
+/// A query with its parameters bound, ready to run.
+pub(crate) type Bound<'q> = sqlx::query::Query<'q, Any, sqlx::any::AnyArguments>;
+
+/// Runs `query` and maps the row it finds, if any.
+pub(crate) async fn fetch_optional<T>(
+    c: &mut Conn,
+    query: Bound<'_>,
+    map: fn(&sqlx::any::AnyRow) -> Result<T>,
+) -> Result<Option<T>> {
+    query.fetch_optional(c).await?.as_ref().map(map).transpose()
+}
+
+/// Runs `query` and maps every row.
+pub(crate) async fn fetch_all<T>(
+    c: &mut Conn,
+    query: Bound<'_>,
+    map: fn(&sqlx::any::AnyRow) -> Result<T>,
+) -> Result<Vec<T>> {
+    query.fetch_all(c).await?.iter().map(map).collect()
+}
+
 /// Page bounds for keyset pagination on a resource's id.
 #[derive(Debug, Clone, Default)]
 pub struct PageQuery {

@@ -143,33 +143,13 @@ async fn instance_launch(
     let (vcpus, memory) = (u64::from(itype.vcpus), u64::from(itype.memory_mib));
     let n = u64::from(count);
     let cfg = &state.config;
-    quotas::reserve(
-        &mut tx,
-        cfg,
-        &caller.account_id,
-        QuotaResource::Instances,
-        n,
-        &what,
-    )
-    .await?;
-    quotas::reserve(
-        &mut tx,
-        cfg,
-        &caller.account_id,
-        QuotaResource::Vcpus,
-        n * vcpus,
-        &what,
-    )
-    .await?;
-    quotas::reserve(
-        &mut tx,
-        cfg,
-        &caller.account_id,
-        QuotaResource::MemoryMib,
-        n * memory,
-        &what,
-    )
-    .await?;
+    for (resource, amount) in [
+        (QuotaResource::Instances, n),
+        (QuotaResource::Vcpus, n * vcpus),
+        (QuotaResource::MemoryMib, n * memory),
+    ] {
+        quotas::reserve(&mut tx, cfg, &caller.account_id, resource, amount, &what).await?;
+    }
     let shape = Shape {
         vcpus: i64::from(itype.vcpus),
         memory_mib: i64::from(itype.memory_mib),
