@@ -126,6 +126,7 @@ async fn measure(endpoint: &str, engine: &str) -> Result<Figures, String> {
                     name: None,
                     user_data: None,
                     client_token: None,
+                    key_name: None,
                 },
             )
             .await

@@ -4,6 +4,7 @@
 mod bench;
 mod cache;
 mod cmd;
+mod image;
 mod packages;
 mod postgres;
 mod python;
@@ -19,6 +20,7 @@ usage: cargo xtask <task> [-- args]
 tasks:
   up [-- nubod args]   build and run a local region on http://127.0.0.1:8080
   test [-- filter]     the whole suite as CI runs it: rustfmt, clippy, tests
+  image [--into DIR]   build the guest images (cached) and install them in DIR
   bench <name>         run a benchmark (api) against its targets
   openapi              regenerate the checked-in OpenAPI document
   pg-url               start the test PostgreSQL if needed and print its URL
@@ -47,6 +49,7 @@ fn main() -> ExitCode {
         ("up", nubod_args) => up::run(nubod_args),
         ("test", test_args) => test::run(test_args),
         ("bench", [name]) => bench::run(name),
+        ("image", image_args) => image::run(image_args),
         ("openapi", []) => openapi(),
         ("pg-url", []) => pg_url(),
         ("pg-stop", []) => postgres::stop(),

@@ -3,10 +3,10 @@
 use std::process::Command;
 
 use crate::cmd::{self, Error, Result};
-use crate::{packages, postgres, python};
+use crate::{image, packages, postgres, python};
 
 /// Debian packages the suite needs.
-const TEST_PACKAGES: &[&str] = &["postgresql", "ca-certificates"];
+const TEST_PACKAGES: &[&str] = &["postgresql", "ca-certificates", "qemu-system-x86"];
 
 /// Where tests find the PostgreSQL they run against.
 const POSTGRES_URL_VAR: &str = "NUBO_TEST_POSTGRES_URL";
@@ -14,17 +14,27 @@ const POSTGRES_URL_VAR: &str = "NUBO_TEST_POSTGRES_URL";
 /// Where tests find a Python with the AWS SDK, to check nubo against real clients.
 const PYTHON_VAR: &str = "NUBO_TEST_PYTHON";
 
+/// Where guest tests find the images they boot.
+const IMAGES_VAR: &str = "NUBO_TEST_IMAGES";
+
 /// Runs the checks in order and stops at the first failure. `test_args` go
 /// on to the test runner (a filter, say).
 pub fn run(test_args: &[String]) -> Result {
     packages::ensure(TEST_PACKAGES)?;
     let url = postgres::ensure()?;
     let python = python::ensure()?;
+    let built = image::ensure()?;
+    let images = built
+        .parent()
+        .map(|dir| dir.join("installed"))
+        .ok_or_else(|| Error::new("the image cache has no parent"))?;
+    image::install(&built, &images)?;
     let cargo = |args: &[&str]| {
         let mut cmd = Command::new("cargo");
         cmd.args(args)
             .env(POSTGRES_URL_VAR, &url)
-            .env(PYTHON_VAR, &python);
+            .env(PYTHON_VAR, &python)
+            .env(IMAGES_VAR, &images);
         cmd
     };
 

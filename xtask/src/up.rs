@@ -2,16 +2,16 @@
 
 use std::io::{Read, Write};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpStream};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 use std::{env, thread};
 
 use crate::cmd::{self, Error, Result};
-use crate::packages;
+use crate::{image, packages};
 
 /// Debian packages a local region needs.
-const UP_PACKAGES: &[&str] = &["ca-certificates"];
+const UP_PACKAGES: &[&str] = &["ca-certificates", "qemu-system-x86"];
 
 /// nubod's own default.
 const DEFAULT_LISTEN: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 8080);
@@ -20,6 +20,8 @@ const START_TIMEOUT: Duration = Duration::from_secs(60);
 
 pub fn run(nubod_args: &[String]) -> Result {
     packages::ensure(UP_PACKAGES)?;
+    let images = image::ensure()?;
+    image::install(&images, Path::new(".nubo/images"))?;
     cmd::run(Command::new("cargo").args(["build", "--release", "-p", "nubo"]))?;
     let bin = target_dir()?.join("release");
     let addr = reachable(listen_addr(nubod_args)?);

@@ -92,6 +92,9 @@ pub struct Instance {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub host_id: Option<String>,
     pub region: String,
+    /// The key pair the instance was launched with.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_name: Option<String>,
     /// RFC 3339.
     pub launched_at: String,
     /// RFC 3339, last state change.
@@ -116,6 +119,9 @@ pub struct LaunchRequest {
     /// instances instead of launching again.
     #[serde(default)]
     pub client_token: Option<String>,
+    /// Name of a key pair whose public key the guest installs.
+    #[serde(default)]
+    pub key_name: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
@@ -133,4 +139,48 @@ pub struct InstanceListParams {
     pub page_token: Option<String>,
     /// Only instances in this state.
     pub state: Option<InstanceState>,
+}
+
+/// The end of an instance's serial console output.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct InstanceConsole {
+    pub instance_id: String,
+    /// The console's last 64 KiB, as text (invalid UTF-8 replaced).
+    pub output: String,
+    /// True when earlier output was cut off.
+    pub truncated: bool,
+}
+
+/// An SSH key pair; nubo keeps only its public half.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct KeyPair {
+    pub name: String,
+    /// `ssh-ed25519`, `ssh-rsa`, `ecdsa-sha2-nistp256`, …
+    pub key_type: String,
+    /// OpenSSH SHA-256 fingerprint (`SHA256:…`).
+    pub fingerprint: String,
+    /// OpenSSH public key line.
+    pub public_key: String,
+    /// RFC 3339.
+    pub created_at: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateKeyPairRequest {
+    /// 1 to 255 letters, digits, `.`, `_` or `-`; unique in the account.
+    pub name: String,
+    /// An OpenSSH public key to import. Without it, nubo creates an ed25519 key
+    /// pair and returns its private key, once.
+    #[serde(default)]
+    pub public_key: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct CreatedKeyPair {
+    #[serde(flatten)]
+    pub key_pair: KeyPair,
+    /// OpenSSH private key, for created (not imported) key pairs; shown only here.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub private_key: Option<String>,
 }

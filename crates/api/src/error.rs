@@ -49,6 +49,8 @@ pub enum ErrorCode {
     InvalidState,
     /// A request reused an idempotency token with different parameters.
     IdempotencyMismatch,
+    /// A resource of that name already exists.
+    Conflict,
     /// The request would exceed one of the account's quotas.
     QuotaExceeded,
     /// The quota asked for is above the operator's ceiling.
@@ -79,7 +81,7 @@ impl ErrorCode {
             | QuotaCeilingExceeded => 403,
             NotFound => 404,
             MethodNotAllowed => 405,
-            EmailTaken | LastAccessKey | InvalidState | IdempotencyMismatch => 409,
+            EmailTaken | LastAccessKey | InvalidState | IdempotencyMismatch | Conflict => 409,
             PayloadTooLarge => 413,
             UnsupportedMediaType => 415,
             RateLimited => 429,

@@ -77,6 +77,9 @@ pub enum Command {
     /// Images.
     #[command(subcommand)]
     Images(ImagesCommand),
+    /// SSH key pairs for instances.
+    #[command(subcommand, name = "key-pairs")]
+    KeyPairs(KeyPairsCommand),
     /// Instances.
     #[command(subcommand)]
     Instance(InstanceCommand),
@@ -153,6 +156,27 @@ pub enum QuotaCommand {
 }
 
 #[derive(Debug, Subcommand)]
+pub enum KeyPairsCommand {
+    /// Create an ed25519 key pair; prints the private key (only this once).
+    Create {
+        name: String,
+    },
+    /// Import the public half of a key pair you hold.
+    Import {
+        name: String,
+        #[arg(long)]
+        public_key_file: PathBuf,
+    },
+    List,
+    Show {
+        name: String,
+    },
+    Delete {
+        name: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
 pub enum ImagesCommand {
     List,
     Show { image: String },
@@ -175,6 +199,10 @@ pub enum InstanceCommand {
         instance_id: String,
     },
     Terminate(Transition),
+    /// Print the end of the instance's serial console.
+    Console {
+        instance_id: String,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -195,6 +223,9 @@ pub struct LaunchArgs {
     /// Idempotency token: retrying with it never launches twice.
     #[arg(long)]
     pub client_token: Option<String>,
+    /// Key pair whose public key the guest installs.
+    #[arg(long = "key")]
+    pub key_name: Option<String>,
     #[command(flatten)]
     pub wait: Wait,
 }

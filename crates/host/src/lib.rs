@@ -4,6 +4,7 @@
 //! and keyed by instance id, so the region can repeat any of them after a crash
 //! (its own, the agent's, or a VMM's) and converge.
 
+pub mod qemu;
 pub mod sim;
 
 use std::future::Future;
@@ -13,6 +14,18 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast;
 
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// The last `max` bytes of a file, or `None` when it does not exist.
+pub fn tail_of_file(path: &std::path::Path, max: usize) -> Option<Vec<u8>> {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut file = std::fs::File::open(path).ok()?;
+    let len = file.metadata().ok()?.len();
+    let start = len.saturating_sub(max as u64);
+    file.seek(SeekFrom::Start(start)).ok()?;
+    let mut out = Vec::with_capacity((len - start) as usize);
+    file.read_to_end(&mut out).ok()?;
+    Some(out)
+}
 
 /// What a host offers to instances.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -31,6 +44,9 @@ pub struct VmSpec {
     /// The image's boot description, as the region stores it (driver-specific JSON).
     pub image: String,
     pub user_data: Option<String>,
+    pub hostname: String,
+    /// OpenSSH public keys the guest installs for its default user.
+    pub ssh_public_keys: Vec<String>,
 }
 
 /// A VM's state as its host sees it.
@@ -91,6 +107,14 @@ pub trait HostAgent: Send + Sync {
         &'a self,
         instance_id: &'a str,
     ) -> BoxFuture<'a, Result<Option<VmState>, HostError>>;
+
+    /// The end of the VM's serial console output (at most `max` bytes); `None`
+    /// when the host has no such VM.
+    fn console<'a>(
+        &'a self,
+        instance_id: &'a str,
+        max: usize,
+    ) -> BoxFuture<'a, Result<Option<Vec<u8>>, HostError>>;
 
     /// Every VM the host has.
     fn list(&self) -> BoxFuture<'_, Result<Vec<VmStatus>, HostError>>;

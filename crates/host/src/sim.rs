@@ -210,6 +210,19 @@ impl HostAgent for SimHost {
         Box::pin(async move { Ok(self.vms().get(instance_id).map(|vm| vm.state.clone())) })
     }
 
+    fn console<'a>(
+        &'a self,
+        instance_id: &'a str,
+        _max: usize,
+    ) -> BoxFuture<'a, Result<Option<Vec<u8>>, HostError>> {
+        Box::pin(async move {
+            Ok(self
+                .vms()
+                .get(instance_id)
+                .map(|vm| format!("simulated VM {instance_id}: {:?}\n", vm.state).into_bytes()))
+        })
+    }
+
     fn list(&self) -> BoxFuture<'_, Result<Vec<VmStatus>, HostError>> {
         Box::pin(async move {
             Ok(self
@@ -254,6 +267,8 @@ mod tests {
             memory_mib: 128,
             image: "{}".into(),
             user_data: None,
+            hostname: id.into(),
+            ssh_public_keys: Vec::new(),
         }
     }
 

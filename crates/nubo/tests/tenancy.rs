@@ -61,6 +61,7 @@ fn body_for(op: &str, victim: &Creds) -> Option<String> {
         "key_update" => json!({"status": "disabled"}),
         "quota_set" => json!({"limit": 1}),
         "instance_launch" => json!({"image": "nubo-micro", "instance_type": "n1.nano"}),
+        "key_pair_create" => json!({"name": "walker-key"}),
         _ => return None,
     };
     Some(body.to_string())
@@ -80,6 +81,12 @@ fn victim(r: &Region) -> Victim {
         "POST",
         "/v1/keys",
         Some(&json!({"scope": "full"}).to_string()),
+    );
+    let (_, pair) = r.signed(
+        &creds,
+        "POST",
+        "/v1/key-pairs",
+        Some(&json!({"name": "victim-key"}).to_string()),
     );
     let (_, launched) = r.signed(
         &creds,
@@ -105,6 +112,7 @@ fn victim(r: &Region) -> Victim {
     params.insert("image_id", image);
     params.insert("host_id", host);
     params.insert("resource", "vcpus".to_string());
+    params.insert("key_name", "victim-key".to_string());
     let secrets = vec![
         creds.account_id.clone(),
         creds.key_id.clone(),
@@ -112,6 +120,7 @@ fn victim(r: &Region) -> Victim {
         instance,
         "victim@example.com".to_string(),
         "victim-vm".to_string(),
+        pair["fingerprint"].as_str().unwrap().to_string(),
     ];
     Victim {
         creds,
@@ -153,6 +162,7 @@ fn walk(store: StoreKind) {
             ("image_id", "img-0000000000000000"),
             ("host_id", "host-0000000000000000"),
             ("resource", "vcpus"),
+            ("key_name", "no-such-key"),
         ]
         .into_iter()
         .map(|(k, v)| (k, v.to_string()))
@@ -200,7 +210,7 @@ fn walk(store: StoreKind) {
         let (status, v) = r.signed(&walker, &op.method, &path, body.as_deref());
         let names_victims_resource = used
             .iter()
-            .any(|p| matches!(p.as_str(), "key_id" | "instance_id"));
+            .any(|p| matches!(p.as_str(), "key_id" | "instance_id" | "key_name"));
         if op.operator {
             assert_eq!(
                 status, 403,

@@ -7,11 +7,14 @@ use std::path::{Path, PathBuf};
 
 use clap::{Parser, ValueEnum};
 use nubo_api::quotas::QuotaResource;
+use nubo_host::qemu::accel::AccelChoice;
 use serde::Deserialize;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Hypervisor {
+    /// Real VMs: one QEMU microvm per instance on this machine.
+    Qemu,
     /// Simulated hosts: VMs live in memory with realistic timing.
     Sim,
 }
@@ -47,6 +50,13 @@ pub struct Args {
     /// URL clients use to reach S3 (default: http://S3_LISTEN).
     #[arg(long, env = "NUBO_PUBLIC_S3_ENDPOINT")]
     pub public_s3_endpoint: Option<String>,
+    /// Where the images this region offers are (one folder each, with image.json).
+    #[arg(long, env = "NUBO_IMAGES_DIR")]
+    pub images_dir: Option<PathBuf>,
+    /// Accelerator of QEMU VMs: auto (KVM where the CPU has hardware
+    /// virtualization, else TCG), kvm or tcg.
+    #[arg(long, env = "NUBO_ACCEL", value_parser = parse_accel)]
+    pub accel: Option<AccelChoice>,
     /// How many simulated hosts to run (with --hypervisor sim).
     #[arg(long, env = "NUBO_SIM_HOSTS")]
     pub sim_hosts: Option<u32>,
@@ -73,7 +83,10 @@ struct FileConfig {
     sim_hosts: Option<u32>,
     signups_per_hour: Option<u32>,
     log: Option<String>,
+    images_dir: Option<PathBuf>,
+    accel: Option<AccelChoice>,
     sim_host: Option<SimHostConfig>,
+    qemu: Option<QemuHostConfig>,
     #[serde(default)]
     quota_defaults: BTreeMap<String, u64>,
     #[serde(default)]
@@ -100,6 +113,31 @@ impl Default for SimHostConfig {
             memory_mib: 128 * 1024,
             disk_gib: 2048,
             boot_ms: 150,
+        }
+    }
+}
+
+/// The QEMU host of this machine.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct QemuHostConfig {
+    /// The QEMU binary.
+    pub binary: PathBuf,
+    /// TCG translation cache per VM, in MiB.
+    pub tcg_tb_size_mib: u32,
+    /// vCPUs offered per CPU of the machine.
+    pub vcpu_overcommit: u32,
+    /// Memory kept back from guests, in MiB.
+    pub memory_reserve_mib: u64,
+}
+
+impl Default for QemuHostConfig {
+    fn default() -> Self {
+        QemuHostConfig {
+            binary: PathBuf::from("qemu-system-x86_64"),
+            tcg_tb_size_mib: 32,
+            vcpu_overcommit: 16,
+            memory_reserve_mib: 1024,
         }
     }
 }
@@ -133,6 +171,9 @@ pub struct Config {
     pub public_s3_endpoint: String,
     pub sim_hosts: u32,
     pub sim_host: SimHostConfig,
+    pub images_dir: PathBuf,
+    pub accel: AccelChoice,
+    pub qemu: QemuHostConfig,
     pub signups_per_hour: u32,
     pub log: String,
     pub quotas: BTreeMap<QuotaResource, QuotaRule>,
@@ -184,6 +225,10 @@ impl Config {
             .or(file.public_s3_endpoint)
             .unwrap_or_else(|| format!("http://{s3_listen}"));
         let quotas = quota_rules(&file.quota_defaults, &file.quota_ceilings)?;
+        let images_dir = args
+            .images_dir
+            .or(file.images_dir)
+            .unwrap_or_else(|| data_dir.join("images"));
         Ok(Config {
             data_dir,
             listen,
@@ -191,7 +236,10 @@ impl Config {
             hypervisor: args
                 .hypervisor
                 .or(file.hypervisor)
-                .unwrap_or(Hypervisor::Sim),
+                .unwrap_or(Hypervisor::Qemu),
+            images_dir,
+            accel: args.accel.or(file.accel).unwrap_or_default(),
+            qemu: file.qemu.unwrap_or_default(),
             region,
             database_url,
             public_endpoint: public_endpoint.trim_end_matches('/').to_string(),
@@ -210,6 +258,15 @@ impl Config {
 
     pub fn quota(&self, resource: QuotaResource) -> QuotaRule {
         self.quotas[&resource]
+    }
+}
+
+fn parse_accel(s: &str) -> Result<AccelChoice, String> {
+    match s {
+        "auto" => Ok(AccelChoice::Auto),
+        "kvm" => Ok(AccelChoice::Kvm),
+        "tcg" => Ok(AccelChoice::Tcg),
+        _ => Err("one of: auto, kvm, tcg".into()),
     }
 }
 

@@ -16,6 +16,7 @@ pub mod hosts;
 pub mod ids;
 pub mod images;
 pub mod instances;
+pub mod key_pairs;
 pub mod keys;
 mod migrations;
 pub mod quotas;

@@ -8,11 +8,18 @@ use sqlx::{AssertSqlSafe, SqlSafeStr};
 use crate::{Engine, Result, Store};
 
 /// (version, description, source). Append only: a shipped migration never changes.
-const MIGRATIONS: &[(i64, &str, &str)] = &[(
-    1,
-    "foundation",
-    include_str!("../migrations/0001_foundation.sql"),
-)];
+const MIGRATIONS: &[(i64, &str, &str)] = &[
+    (
+        1,
+        "foundation",
+        include_str!("../migrations/0001_foundation.sql"),
+    ),
+    (
+        2,
+        "key pairs",
+        include_str!("../migrations/0002_key_pairs.sql"),
+    ),
+];
 
 pub(crate) async fn run(store: &Store) -> Result<()> {
     let migrations = MIGRATIONS

@@ -3,7 +3,7 @@
 use std::time::{Duration, Instant};
 
 use nubo_api::compute::{
-    Image, Instance, InstanceState, InstanceType, LaunchRequest, LaunchResponse,
+    Image, Instance, InstanceConsole, InstanceState, InstanceType, LaunchRequest, LaunchResponse,
 };
 
 use crate::args::{ImagesCommand, InstanceCommand, Transition, Wait};
@@ -103,6 +103,7 @@ pub async fn instances(ctx: &Context, cmd: InstanceCommand) -> Result<(), Client
                         name: a.name,
                         user_data,
                         client_token: a.client_token,
+                        key_name: a.key_name,
                     },
                 )
                 .await?;
@@ -134,6 +135,18 @@ pub async fn instances(ctx: &Context, cmd: InstanceCommand) -> Result<(), Client
                 .post_empty(&format!("/v1/instances/{instance_id}/reboot"))
                 .await?;
             print(ctx.output(), &i, HEADERS, vec![row(&i)])
+        }
+        InstanceCommand::Console { instance_id } => {
+            let console: InstanceConsole = client
+                .get(&format!("/v1/instances/{instance_id}/console"))
+                .await?;
+            match ctx.output() {
+                crate::args::Output::Json => print(ctx.output(), &console, &[], vec![]),
+                crate::args::Output::Table => {
+                    print!("{}", console.output);
+                    Ok(())
+                }
+            }
         }
         InstanceCommand::Stop(t) => {
             transition(ctx, &client, t, "stop", InstanceState::Stopped).await

@@ -3,6 +3,7 @@
 mod account;
 mod admin;
 mod compute;
+mod key_pairs;
 mod keys;
 mod quota;
 
@@ -120,6 +121,7 @@ pub async fn run(cli: Cli) -> Result<(), ClientError> {
         Command::Quota(cmd) => quota::run(&ctx, cmd).await,
         Command::InstanceTypes(_) => compute::instance_types(&ctx).await,
         Command::Images(cmd) => compute::images(&ctx, cmd).await,
+        Command::KeyPairs(cmd) => key_pairs::run(&ctx, cmd).await,
         Command::Instance(cmd) => compute::instances(&ctx, cmd).await,
         Command::Admin(cmd) => admin::run(&ctx, cmd).await,
         Command::Completions { shell } => {

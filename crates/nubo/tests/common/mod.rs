@@ -63,12 +63,31 @@ fn postgres_database() -> String {
 }
 
 impl Region {
+    /// A region of simulated hosts.
     pub fn start(store: StoreKind) -> Region {
         Region::start_with(store, &[])
     }
 
-    /// Starts nubod with extra flags.
+    /// A region of simulated hosts, with extra nubod flags.
     pub fn start_with(store: StoreKind, extra: &[&str]) -> Region {
+        let mut args = vec!["--hypervisor", "sim"];
+        args.extend_from_slice(extra);
+        Region::boot_new(store, &args)
+    }
+
+    /// A region whose instances are real QEMU VMs of the images `cargo xtask test`
+    /// built (`NUBO_TEST_IMAGES`).
+    pub fn start_qemu(store: StoreKind, extra: &[&str]) -> Region {
+        let images = std::env::var("NUBO_TEST_IMAGES").expect(
+            "NUBO_TEST_IMAGES is not set: guest tests boot real VMs of the built images. \
+             Run `cargo xtask test`, or `cargo xtask image --into DIR` and set it to DIR",
+        );
+        let mut args = vec!["--hypervisor", "qemu", "--images-dir", images.as_str()];
+        args.extend_from_slice(extra);
+        Region::boot_new(store, &args)
+    }
+
+    fn boot_new(store: StoreKind, extra: &[&str]) -> Region {
         let dir =
             std::env::temp_dir().join(format!("nubo-e2e-{:016x}", nubo_store::ids::random_u64()));
         std::fs::create_dir_all(dir.join("config")).unwrap();

@@ -1,7 +1,7 @@
 //! Instances the account holds: list, show, stop, start, reboot, terminate.
 
 use axum::extract::State;
-use nubo_api::compute::{Instance, InstanceListParams, InstanceState};
+use nubo_api::compute::{Instance, InstanceConsole, InstanceListParams, InstanceState};
 use nubo_api::error::ErrorBody;
 use nubo_api::page::Page;
 use nubo_store::events::{self, NewEvent};
@@ -24,6 +24,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(instance_stop))
         .routes(routes!(instance_start))
         .routes(routes!(instance_reboot))
+        .routes(routes!(instance_console))
 }
 
 pub fn view(r: InstanceRow, region: &str) -> Instance {
@@ -34,6 +35,7 @@ pub fn view(r: InstanceRow, region: &str) -> Instance {
         launched_at: rfc3339(r.launched_at),
         state_changed_at: rfc3339(r.state_changed_at),
         region: region.to_string(),
+        key_name: r.key_name,
         id: r.id,
         name: r.name,
         image_id: r.image_id,
@@ -211,4 +213,42 @@ async fn instance_reboot(
         .await
         .map_err(|e| ApiError::internal(format!("reboot {instance_id}: {e}")))?;
     Ok(axum::Json(view(row, &state.config.region)))
+}
+
+/// The most console output an answer carries.
+const CONSOLE_MAX: usize = 64 * 1024;
+
+/// The end of the instance's serial console: boot messages and what its
+/// user-data printed. Empty while the instance has no VM (stopped, terminated).
+#[utoipa::path(get, path = "/v1/instances/{instance_id}/console", tag = "compute",
+    operation_id = "instance_console",
+    params(("instance_id" = String, Path, description = "Instance id")),
+    responses((status = 200, body = InstanceConsole), (status = 404, body = ErrorBody)),
+    security(("sigv4" = []), ("bearer" = [])))]
+async fn instance_console(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(instance_id): Path<String>,
+) -> ApiResult<axum::Json<InstanceConsole>> {
+    let mut c = state.store.conn().await?;
+    let row = instances::get(&mut c, &caller.account_id, &instance_id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("instance", &instance_id))?;
+    drop(c);
+    let agent = row.host_id.as_deref().and_then(|h| state.fleet.agent(h));
+    let bytes = match agent {
+        Some(agent) => agent
+            .console(&row.id, CONSOLE_MAX + 1)
+            .await
+            .map_err(|e| ApiError::internal(format!("console of {instance_id}: {e}")))?
+            .unwrap_or_default(),
+        None => Vec::new(),
+    };
+    let truncated = bytes.len() > CONSOLE_MAX;
+    let start = bytes.len().saturating_sub(CONSOLE_MAX);
+    Ok(axum::Json(InstanceConsole {
+        instance_id: row.id,
+        output: String::from_utf8_lossy(&bytes[start..]).into_owned(),
+        truncated,
+    }))
 }

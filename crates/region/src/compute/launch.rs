@@ -8,7 +8,7 @@ use nubo_api::compute::{InstanceState, LaunchRequest, LaunchResponse};
 use nubo_api::error::{ErrorBody, ErrorCode};
 use nubo_api::quotas::QuotaResource;
 use nubo_store::instances::{self, InstanceRow};
-use nubo_store::{StoreError, ids, images};
+use nubo_store::{StoreError, ids, images, key_pairs};
 use sha2::{Digest, Sha256};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -139,6 +139,14 @@ async fn instance_launch(
     let image = images::visible(&mut tx, &caller.account_id, &req.image)
         .await?
         .ok_or_else(|| ApiError::invalid(format!("image {:?} not found", req.image)))?;
+    let key = match &req.key_name {
+        Some(name) => Some(
+            key_pairs::get(&mut tx, &caller.account_id, name)
+                .await?
+                .ok_or_else(|| ApiError::invalid(format!("key pair {name:?} not found")))?,
+        ),
+        None => None,
+    };
     let what = format!("launching {count} × {}", itype.name);
     let (vcpus, memory) = (u64::from(itype.vcpus), u64::from(itype.memory_mib));
     let n = u64::from(count);
@@ -172,6 +180,8 @@ async fn instance_launch(
             desired_state: InstanceState::Running.as_str().into(),
             state_reason: None,
             user_data: req.user_data.clone(),
+            key_name: key.as_ref().map(|k| k.name.clone()),
+            ssh_public_key: key.as_ref().map(|k| k.public_key.clone()),
             launch_id: launch_id.clone(),
             launched_at: at,
             state_changed_at: at,

@@ -3,6 +3,7 @@
 pub mod catalog;
 pub mod images;
 pub mod instances;
+pub mod key_pairs;
 pub mod launch;
 pub mod lifecycle;
 pub mod reconciler;
@@ -18,4 +19,5 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .merge(images::routes())
         .merge(launch::routes())
         .merge(instances::routes())
+        .merge(key_pairs::routes())
 }

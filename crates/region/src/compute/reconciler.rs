@@ -15,7 +15,7 @@ use nubo_api::compute::InstanceState;
 use nubo_host::{HostAgent, VmSpec, VmState, VmStatus};
 use nubo_store::instances::{self, InstanceRow};
 use nubo_store::{Result, images};
-use tokio::sync::{broadcast, mpsc, watch};
+use tokio::sync::{Semaphore, broadcast, mpsc, watch};
 use tokio::task::JoinHandle;
 
 use crate::compute::lifecycle;
@@ -34,6 +34,7 @@ const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(60);
 /// Terminated instances stay visible this long.
 const KEEP_TERMINATED: Duration = Duration::from_secs(3600);
 const PASS_BATCH: i64 = 1000;
+const MAX_CONCURRENT_STARTS: usize = 8;
 
 /// `None` means "the host's event stream lagged: compare it in full".
 type HostSignal = (String, Option<VmStatus>);
@@ -46,6 +47,7 @@ pub fn spawn(state: AppState, mut shutdown: watch::Receiver<bool>) -> JoinHandle
     tokio::spawn(async move {
         let mut r = Reconciler {
             state,
+            starts: Arc::new(Semaphore::new(MAX_CONCURRENT_STARTS)),
             issued: HashMap::new(),
         };
         r.resync_all().await;
@@ -74,6 +76,27 @@ pub fn spawn(state: AppState, mut shutdown: watch::Receiver<bool>) -> JoinHandle
             }
         }
     })
+}
+
+/// Marks a still-pending instance failed (its host could not start it).
+async fn fail_pending(state: &AppState, id: &str, reason: &str) {
+    let result: Result<()> = async {
+        let mut tx = state.store.begin().await?;
+        if let Some(row) = instances::get_any(&mut tx, id).await?
+            && row.state == InstanceState::Pending.as_str()
+            && lifecycle::mark_failed(&mut tx, &row, reason, state.clock.now_micros())
+                .await?
+                .is_some()
+        {
+            tx.commit().await?;
+            tracing::warn!(instance_id = id, reason, "instance failed to start");
+        }
+        Ok(())
+    }
+    .await;
+    if let Err(e) = result {
+        tracing::warn!(instance_id = id, error = %e, "cannot record a failed start");
+    }
 }
 
 fn forward_events(
@@ -105,6 +128,8 @@ enum To {
 
 struct Reconciler {
     state: AppState,
+    /// VMM launches in flight at once.
+    starts: Arc<Semaphore>,
     /// Host commands sent and not yet seen through: instance id → (when, what).
     issued: HashMap<String, (Instant, &'static str)>,
 }
@@ -239,6 +264,8 @@ impl Reconciler {
                 memory_mib: row.memory_mib as u32,
                 image: image.spec,
                 user_data: row.user_data.clone(),
+                hostname: row.id.clone(),
+                ssh_public_keys: row.ssh_public_key.iter().cloned().collect(),
             },
             Ok(None) => {
                 self.commit(&row, To::Failed("its image no longer exists".into()))
@@ -251,11 +278,18 @@ impl Reconciler {
                 return;
             }
         };
-        if let Err(e) = agent.start(spec).await {
-            self.issued.remove(&row.id);
-            let reason = format!("the host could not start it: {e}");
-            self.commit(&row, To::Failed(reason)).await;
-        }
+        // Starting a VM takes a VMM launch; several run at once, bounded, and a
+        // failure comes back through the store like any other transition.
+        let (state, limit, id) = (self.state.clone(), self.starts.clone(), row.id.clone());
+        tokio::spawn(async move {
+            let Ok(_permit) = limit.acquire_owned().await else {
+                return;
+            };
+            if let Err(e) = agent.start(spec).await {
+                let reason = format!("the host could not start it: {e}");
+                fail_pending(&state, &id, &reason).await;
+            }
+        });
     }
 
     async fn shut_down(&mut self, row: InstanceRow, agent: Arc<dyn HostAgent>) {

@@ -8,6 +8,7 @@ use axum::extract::State;
 use nubo_api::error::ErrorBody;
 use nubo_api::hosts::{Capacity, Host, HostState};
 use nubo_host::HostAgent;
+use nubo_host::qemu::{QemuConfig, QemuHost};
 use nubo_host::sim::{SimHost, SimTiming};
 use nubo_store::hosts::{self, HostRow};
 use nubo_store::{Store, ids};
@@ -57,6 +58,24 @@ impl Fleet {
                     )) as Arc<dyn HostAgent>
                 })
                 .collect(),
+            Hypervisor::Qemu => {
+                let q = &config.qemu;
+                let qemu = QemuConfig {
+                    binary: q.binary.clone(),
+                    accel: config.accel,
+                    tcg_tb_size_mib: q.tcg_tb_size_mib,
+                    vcpu_overcommit: q.vcpu_overcommit,
+                    memory_reserve_mib: q.memory_reserve_mib,
+                    ..QemuConfig::new(
+                        format!("{}-{}", config.region, machine_name()),
+                        config.data_dir.join("vms"),
+                    )
+                };
+                let host = QemuHost::start(qemu)
+                    .await
+                    .map_err(|e| nubo_store::StoreError::Config(e.to_string()))?;
+                vec![Arc::new(host) as Arc<dyn HostAgent>]
+            }
         };
         let at = clock.now_micros();
         let mut tx = store.begin().await?;
@@ -87,6 +106,15 @@ impl Fleet {
         tx.commit().await?;
         Ok(fleet)
     }
+}
+
+/// This machine's name, for its host's name in the registry.
+fn machine_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "host".into())
 }
 
 pub fn routes() -> OpenApiRouter<AppState> {

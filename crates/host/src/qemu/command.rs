@@ -1,0 +1,156 @@
+//! The QEMU command line of one VM: a `microvm` booting its image's kernel
+//! directly, its serial console to a file, QMP on a socket, and its configuration
+//! handed to the guest through fw_cfg.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use serde::Deserialize;
+
+use super::accel::Accel;
+use crate::{HostError, VmSpec};
+
+/// How an image boots, as `nubod` registers it (the image's `image.json`, with
+/// absolute paths).
+#[derive(Debug, Clone, Deserialize)]
+pub struct ImageSpec {
+    pub kernel: PathBuf,
+    pub initrd: Option<PathBuf>,
+    #[serde(default)]
+    pub cmdline: String,
+    /// The line the guest prints on its serial console once it is up.
+    pub ready_marker: String,
+}
+
+impl ImageSpec {
+    pub fn parse(json: &str) -> Result<ImageSpec, HostError> {
+        let spec: ImageSpec = serde_json::from_str(json)
+            .map_err(|e| HostError::BadImage(format!("image spec: {e}")))?;
+        for file in std::iter::once(&spec.kernel).chain(spec.initrd.as_ref()) {
+            if !file.is_file() {
+                return Err(HostError::BadImage(format!(
+                    "{} is missing",
+                    file.display()
+                )));
+            }
+        }
+        Ok(spec)
+    }
+}
+
+/// Files of one VM in its folder.
+pub struct VmFiles {
+    pub dir: PathBuf,
+}
+
+impl VmFiles {
+    pub fn qmp(&self) -> PathBuf {
+        self.dir.join("qmp.sock")
+    }
+    pub fn console(&self) -> PathBuf {
+        self.dir.join("console.log")
+    }
+    pub fn pidfile(&self) -> PathBuf {
+        self.dir.join("qemu.pid")
+    }
+    pub fn log(&self) -> PathBuf {
+        self.dir.join("qemu.log")
+    }
+    pub fn user_data(&self) -> PathBuf {
+        self.dir.join("user-data")
+    }
+    pub fn public_keys(&self) -> PathBuf {
+        self.dir.join("public-keys")
+    }
+    /// The image's ready marker, kept for an agent that re-adopts the VM.
+    pub fn marker(&self) -> PathBuf {
+        self.dir.join("ready-marker")
+    }
+}
+
+/// A path inside a QEMU option value, where a comma must be doubled.
+fn opt_path(path: &Path) -> String {
+    path.display().to_string().replace(',', ",,")
+}
+
+/// The process name of a VM's QEMU, which ties a pid back to its instance.
+pub fn process_name(instance_id: &str) -> String {
+    format!("nubo-{instance_id}")
+}
+
+pub struct Launch<'a> {
+    pub binary: &'a Path,
+    pub accel: Accel,
+    pub tcg_tb_size_mib: u32,
+    pub tsc_khz: Option<u64>,
+    pub spec: &'a VmSpec,
+    pub image: &'a ImageSpec,
+    pub files: &'a VmFiles,
+}
+
+impl Launch<'_> {
+    pub fn command(&self) -> Command {
+        let spec = self.spec;
+        let mut cmd = Command::new(self.binary);
+        let name = process_name(&spec.instance_id);
+        cmd.arg("-name").arg(format!("{name},process={name}"));
+        match self.accel {
+            Accel::Kvm => {
+                cmd.args(["-accel", "kvm", "-cpu", "host"]);
+            }
+            Accel::Tcg => {
+                // A bounded translation cache: QEMU's default is sized for one
+                // big VM, not for a hundred small ones on one host.
+                cmd.arg("-accel")
+                    .arg(format!("tcg,tb-size={}", self.tcg_tb_size_mib));
+            }
+        }
+        cmd.args(["-machine", "microvm"])
+            .args(["-nodefaults", "-no-user-config", "-display", "none"])
+            .arg("-smp")
+            .arg(spec.vcpus.to_string())
+            .arg("-m")
+            .arg(format!("{}M", spec.memory_mib))
+            .arg("-kernel")
+            .arg(&self.image.kernel);
+        if let Some(initrd) = &self.image.initrd {
+            cmd.arg("-initrd").arg(initrd);
+        }
+        let mut append = self.image.cmdline.clone();
+        if let (Accel::Tcg, Some(khz)) = (self.accel, self.tsc_khz) {
+            append.push_str(&format!(" tsc_early_khz={khz}"));
+        }
+        cmd.arg("-append").arg(append.trim());
+        cmd.arg("-chardev")
+            .arg(format!(
+                "file,id=console,path={},logappend=on",
+                opt_path(&self.files.console())
+            ))
+            .args(["-serial", "chardev:console"])
+            .arg("-qmp")
+            .arg(format!(
+                "unix:{},server=on,wait=off",
+                opt_path(&self.files.qmp())
+            ))
+            .arg("-fw_cfg")
+            .arg(format!(
+                "name=opt/nubo/instance-id,string={}",
+                spec.instance_id
+            ))
+            .arg("-fw_cfg")
+            .arg(format!(
+                "name=opt/nubo/hostname,string={}",
+                spec.instance_id
+            ));
+        if spec.user_data.is_some() {
+            cmd.arg("-fw_cfg").arg(format!(
+                "name=opt/nubo/user-data,file={}",
+                opt_path(&self.files.user_data())
+            ));
+        }
+        cmd.arg("-pidfile")
+            .arg(self.files.pidfile())
+            .arg("-daemonize");
+        cmd
+    }
+}

@@ -1,0 +1,643 @@
+//! The QEMU driver: one `qemu-system-x86_64` process per instance, machine type
+//! `microvm`, controlled over QMP.
+//!
+//! VMs outlive the agent: QEMU daemonizes, and everything about a VM lives in its
+//! folder (`<state dir>/<instance id>/`: QMP socket, pid file, console log), so a
+//! restarted agent re-adopts the VMs that still run and reports the ones that died
+//! in between. Readiness is the guest's own word: the image's ready marker on the
+//! serial console.
+
+pub mod accel;
+mod cgroup;
+mod command;
+mod console;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use qapi::futures::{QapiEvents, QapiService, QmpStreamTokio};
+use qapi::qmp;
+use tokio::io::{ReadHalf, WriteHalf};
+use tokio::net::UnixStream;
+use tokio::sync::broadcast;
+use tokio::task::AbortHandle;
+
+use self::accel::{Accel, AccelChoice};
+use self::cgroup::Cgroups;
+use self::command::{ImageSpec, Launch, VmFiles, process_name};
+use self::console::ConsoleScan;
+use crate::{BoxFuture, Capacity, HostAgent, HostError, VmSpec, VmState, VmStatus};
+
+type Qmp = QapiService<QmpStreamTokio<WriteHalf<UnixStream>>>;
+type QmpEvents = QapiEvents<QmpStreamTokio<ReadHalf<UnixStream>>>;
+
+/// How often a booting VM's console is read for its ready marker.
+const CONSOLE_POLL: Duration = Duration::from_millis(10);
+const SPAWN_TIMEOUT: Duration = Duration::from_secs(60);
+
+#[derive(Debug, Clone)]
+pub struct QemuConfig {
+    /// The host's name in the region's registry.
+    pub name: String,
+    pub binary: PathBuf,
+    /// Where VM folders live.
+    pub state_dir: PathBuf,
+    pub accel: AccelChoice,
+    /// TCG translation cache per VM, in MiB.
+    pub tcg_tb_size_mib: u32,
+    /// vCPUs offered per host CPU.
+    pub vcpu_overcommit: u32,
+    /// Host memory kept back from guests, in MiB.
+    pub memory_reserve_mib: u64,
+    pub disk_gib: u64,
+}
+
+impl QemuConfig {
+    pub fn new(name: String, state_dir: PathBuf) -> QemuConfig {
+        QemuConfig {
+            name,
+            binary: PathBuf::from("qemu-system-x86_64"),
+            state_dir,
+            accel: AccelChoice::Auto,
+            tcg_tb_size_mib: 32,
+            vcpu_overcommit: 16,
+            memory_reserve_mib: 1024,
+            disk_gib: 100,
+        }
+    }
+}
+
+/// What the agent wants of a VM, which decides what its process ending means.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Intent {
+    Run,
+    Stop,
+    Destroy,
+}
+
+struct Vm {
+    files: VmFiles,
+    state: VmState,
+    pid: Option<u32>,
+    qmp: Option<Arc<Qmp>>,
+    intent: Intent,
+    watcher: Option<AbortHandle>,
+}
+
+struct Inner {
+    config: QemuConfig,
+    accel: Accel,
+    tsc_khz: Option<u64>,
+    cgroups: Cgroups,
+    capacity: Capacity,
+    vms: Mutex<HashMap<String, Vm>>,
+    events: broadcast::Sender<VmStatus>,
+}
+
+pub struct QemuHost {
+    inner: Arc<Inner>,
+}
+
+impl QemuHost {
+    /// Starts the agent: picks the accelerator and re-adopts the VMs in the state dir.
+    pub async fn start(config: QemuConfig) -> Result<QemuHost, HostError> {
+        std::fs::create_dir_all(&config.state_dir)
+            .map_err(|e| HostError::Agent(format!("{}: {e}", config.state_dir.display())))?;
+        let (accel, why) = accel::choose(config.accel);
+        tracing::info!(host = config.name, accel = accel.name(), "{why}");
+        let cgroups = Cgroups::detect();
+        if let Cgroups::Unavailable(why) = &cgroups {
+            tracing::warn!("VMs run without their own cgroups: {why}");
+        }
+        let cpus = std::thread::available_parallelism().map_or(1, |n| n.get()) as u32;
+        let capacity = Capacity {
+            vcpus: cpus * config.vcpu_overcommit.max(1),
+            memory_mib: host_memory_mib().saturating_sub(config.memory_reserve_mib),
+            disk_gib: config.disk_gib,
+        };
+        let host = QemuHost {
+            inner: Arc::new(Inner {
+                accel,
+                tsc_khz: accel::tsc_khz(),
+                cgroups,
+                capacity,
+                vms: Mutex::default(),
+                events: broadcast::channel(4096).0,
+                config,
+            }),
+        };
+        host.adopt().await;
+        Ok(host)
+    }
+
+    pub fn accel(&self) -> Accel {
+        self.inner.accel
+    }
+
+    /// Re-adopts what an earlier agent left: live VMs are watched again, dead ones
+    /// are reported failed, folders of VMs that never started are removed, and
+    /// cgroups no VM owns go.
+    async fn adopt(&self) {
+        let dir = &self.inner.config.state_dir;
+        let entries: Vec<PathBuf> = std::fs::read_dir(dir)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| p.is_dir())
+            .collect();
+        for path in entries {
+            let Some(id) = path.file_name().map(|n| n.to_string_lossy().into_owned()) else {
+                continue;
+            };
+            let files = VmFiles { dir: path.clone() };
+            let Some(pid) = read_pid(&files.pidfile()) else {
+                let _ = std::fs::remove_dir_all(&path);
+                continue;
+            };
+            if !pid_is_vm(pid, &id) {
+                self.inner.insert(
+                    &id,
+                    Vm {
+                        files,
+                        state: VmState::Failed(
+                            "the VM process exited while its host agent was down".into(),
+                        ),
+                        pid: None,
+                        qmp: None,
+                        intent: Intent::Run,
+                        watcher: None,
+                    },
+                );
+                continue;
+            }
+            let marker = read_marker(&files).unwrap_or_else(|| "nubo-ready".into());
+            let booted = ConsoleScan::from(files.console(), 0, &marker).found();
+            match connect_qmp(&files.qmp()).await {
+                Ok((qmp, events)) => {
+                    let state = if booted {
+                        VmState::Running
+                    } else {
+                        VmState::Booting
+                    };
+                    let scan = (!booted).then(|| ConsoleScan::from(files.console(), 0, &marker));
+                    self.inner.insert(
+                        &id,
+                        Vm {
+                            files,
+                            state,
+                            pid: Some(pid),
+                            qmp: Some(Arc::new(qmp)),
+                            intent: Intent::Run,
+                            watcher: None,
+                        },
+                    );
+                    self.inner.clone().watch(&id, events, scan, marker);
+                    tracing::info!(instance_id = id, pid, "re-adopted a running VM");
+                }
+                Err(e) => {
+                    tracing::warn!(instance_id = id, pid, error = %e, "cannot reach a VM's QMP");
+                    kill(pid);
+                    self.inner.insert(
+                        &id,
+                        Vm {
+                            files,
+                            state: VmState::Failed("its VMM stopped answering".into()),
+                            pid: None,
+                            qmp: None,
+                            intent: Intent::Run,
+                            watcher: None,
+                        },
+                    );
+                }
+            }
+        }
+        let known: Vec<String> = self.inner.vms().keys().cloned().collect();
+        for name in self.inner.cgroups.names() {
+            if !known.contains(&name) {
+                self.inner.cgroups.remove(&name);
+            }
+        }
+    }
+}
+
+fn host_memory_mib() -> u64 {
+    std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|m| {
+            m.lines()
+                .find(|l| l.starts_with("MemTotal:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|kb| kb.parse::<u64>().ok())
+        })
+        .map_or(0, |kb| kb / 1024)
+}
+
+fn read_pid(path: &Path) -> Option<u32> {
+    std::fs::read_to_string(path).ok()?.trim().parse().ok()
+}
+
+fn read_marker(files: &VmFiles) -> Option<String> {
+    std::fs::read_to_string(files.marker()).ok()
+}
+
+/// Whether `pid` is the QEMU of instance `id` (not a reused pid, not a zombie).
+fn pid_is_vm(pid: u32, id: &str) -> bool {
+    std::fs::read(format!("/proc/{pid}/cmdline"))
+        .map(|cmdline| {
+            let name = process_name(id);
+            cmdline
+                .split(|b| *b == 0)
+                .any(|arg| String::from_utf8_lossy(arg).contains(&name))
+        })
+        .unwrap_or(false)
+}
+
+fn kill(pid: u32) {
+    if let Some(pid) = rustix::process::Pid::from_raw(pid as i32) {
+        let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
+    }
+}
+
+/// Waits until `pid` is no longer the VM's process; false on timeout.
+async fn wait_gone(pid: u32, id: &str, timeout: Duration) -> bool {
+    let deadline = Instant::now() + timeout;
+    while pid_is_vm(pid, id) {
+        if Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    true
+}
+
+async fn connect_qmp(socket: &Path) -> std::io::Result<(Qmp, QmpEvents)> {
+    let mut last = None;
+    for _ in 0..100 {
+        match QmpStreamTokio::open_uds(socket).await {
+            Ok(negotiation) => {
+                let stream = negotiation.negotiate().await?;
+                return Ok(stream.into_parts());
+            }
+            Err(e) => {
+                last = Some(e);
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    }
+    Err(last.unwrap_or_else(|| std::io::Error::other("QMP socket never appeared")))
+}
+
+impl Inner {
+    fn vms(&self) -> std::sync::MutexGuard<'_, HashMap<String, Vm>> {
+        self.vms.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn insert(&self, id: &str, vm: Vm) {
+        self.vms().insert(id.to_string(), vm);
+    }
+
+    /// Records a VM's new state and tells the region.
+    fn set_state(&self, id: &str, state: VmState) {
+        let mut vms = self.vms();
+        let Some(vm) = vms.get_mut(id) else { return };
+        if vm.state == state {
+            return;
+        }
+        vm.state = state.clone();
+        drop(vms);
+        let _ = self.events.send(VmStatus {
+            instance_id: id.to_string(),
+            state,
+        });
+    }
+
+    /// Follows one VM: its QMP events, its console while it boots, and the end of
+    /// its process.
+    fn watch(
+        self: Arc<Self>,
+        id: &str,
+        mut events: QmpEvents,
+        mut scan: Option<ConsoleScan>,
+        marker: String,
+    ) {
+        let inner = self.clone();
+        let watched = id.to_string();
+        let task = tokio::spawn(async move {
+            let id = watched;
+            let mut guest_shut_down = false;
+            let console = inner.vms().get(&id).map(|vm| vm.files.console());
+            loop {
+                tokio::select! {
+                    event = events.next() => match event {
+                        Some(Ok(qmp::Event::SHUTDOWN { data, .. })) => {
+                            guest_shut_down |= data.guest;
+                        }
+                        Some(Ok(qmp::Event::RESET { .. })) => {
+                            if let Some(console) = &console {
+                                scan = Some(ConsoleScan::from_end(console.clone(), &marker));
+                            }
+                            inner.set_state(&id, VmState::Booting);
+                        }
+                        Some(Ok(_)) => {}
+                        Some(Err(e)) => {
+                            tracing::debug!(instance_id = id, error = %e, "QMP stream ended");
+                            break;
+                        }
+                        None => break,
+                    },
+                    _ = tokio::time::sleep(CONSOLE_POLL), if scan.is_some() => {
+                        if scan.as_mut().is_some_and(ConsoleScan::found) {
+                            scan = None;
+                            inner.set_state(&id, VmState::Running);
+                        }
+                    }
+                }
+            }
+            inner.exited(&id, guest_shut_down).await;
+        });
+        if let Some(vm) = self.vms().get_mut(id) {
+            vm.watcher = Some(task.abort_handle());
+        }
+    }
+
+    /// The VM's QMP connection closed: its process is ending.
+    async fn exited(&self, id: &str, guest_shut_down: bool) {
+        let (pid, intent) = match self.vms().get_mut(id) {
+            Some(vm) => {
+                vm.qmp = None;
+                (vm.pid.take(), vm.intent)
+            }
+            None => return,
+        };
+        if let Some(pid) = pid
+            && !wait_gone(pid, id, Duration::from_secs(5)).await
+        {
+            kill(pid);
+        }
+        self.cgroups.remove(id);
+        let state = match intent {
+            Intent::Destroy => return,
+            Intent::Stop => VmState::Stopped,
+            Intent::Run if guest_shut_down => VmState::Stopped,
+            Intent::Run => VmState::Failed("the VM process exited unexpectedly".into()),
+        };
+        self.set_state(id, state);
+    }
+
+    fn qmp(&self, id: &str) -> Option<Arc<Qmp>> {
+        self.vms().get(id).and_then(|vm| vm.qmp.clone())
+    }
+
+    async fn launch(self: Arc<Self>, spec: VmSpec) -> Result<(), HostError> {
+        let image = ImageSpec::parse(&spec.image)?;
+        let files = VmFiles {
+            dir: self.config.state_dir.join(&spec.instance_id),
+        };
+        let agent = |what: &str, e: &dyn std::fmt::Display| {
+            HostError::Agent(format!("{what} for {}: {e}", spec.instance_id))
+        };
+        std::fs::create_dir_all(&files.dir).map_err(|e| agent("VM folder", &e))?;
+        std::fs::write(files.marker(), &image.ready_marker).map_err(|e| agent("VM folder", &e))?;
+        if let Some(user_data) = &spec.user_data {
+            std::fs::write(files.user_data(), user_data).map_err(|e| agent("user-data", &e))?;
+        }
+        if !spec.ssh_public_keys.is_empty() {
+            let keys = spec.ssh_public_keys.join("\n") + "\n";
+            std::fs::write(files.public_keys(), keys).map_err(|e| agent("public keys", &e))?;
+        }
+        let launch = Launch {
+            binary: &self.config.binary,
+            accel: self.accel,
+            tcg_tb_size_mib: self.config.tcg_tb_size_mib,
+            tsc_khz: self.tsc_khz,
+            spec: &spec,
+            image: &image,
+            files: &files,
+        };
+        let log = std::fs::File::create(files.log()).map_err(|e| agent("QEMU log", &e))?;
+        let scan = ConsoleScan::from_end(files.console(), &image.ready_marker);
+        let mut cmd = tokio::process::Command::from(launch.command());
+        cmd.stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(log);
+        // With -daemonize, this process exits once the VM is set up; the VM
+        // itself continues, reparented away from the agent.
+        let status = tokio::time::timeout(SPAWN_TIMEOUT, cmd.status())
+            .await
+            .map_err(|_| agent("QEMU start", &"timed out"))?
+            .map_err(|e| agent("QEMU start", &e))?;
+        if !status.success() {
+            let log = std::fs::read_to_string(files.log()).unwrap_or_default();
+            return Err(HostError::Agent(format!(
+                "QEMU exited with {status}: {}",
+                log.trim()
+            )));
+        }
+        let pid = read_pid(&files.pidfile()).ok_or_else(|| agent("QEMU start", &"no pid file"))?;
+        if let Err(e) = self
+            .cgroups
+            .place(&spec.instance_id, pid, spec.vcpus, spec.memory_mib)
+        {
+            tracing::warn!(instance_id = spec.instance_id, error = %e, "no cgroup for the VM");
+        }
+        let (qmp, events) = match connect_qmp(&files.qmp()).await {
+            Ok(parts) => parts,
+            Err(e) => {
+                kill(pid);
+                return Err(agent("QMP", &e));
+            }
+        };
+        {
+            let mut vms = self.vms();
+            let Some(vm) = vms.get_mut(&spec.instance_id) else {
+                // Destroyed while starting.
+                kill(pid);
+                return Ok(());
+            };
+            vm.pid = Some(pid);
+            vm.qmp = Some(Arc::new(qmp));
+        }
+        self.clone()
+            .watch(&spec.instance_id, events, Some(scan), image.ready_marker);
+        Ok(())
+    }
+
+    async fn destroy(&self, id: &str) {
+        let (pid, qmp, watcher, dir) = {
+            let mut vms = self.vms();
+            let Some(vm) = vms.get_mut(id) else {
+                drop(vms);
+                let dir = self.config.state_dir.join(id);
+                if dir.exists() {
+                    let _ = std::fs::remove_dir_all(dir);
+                }
+                return;
+            };
+            vm.intent = Intent::Destroy;
+            (
+                vm.pid,
+                vm.qmp.clone(),
+                vm.watcher.take(),
+                vm.files.dir.clone(),
+            )
+        };
+        if let Some(pid) = pid {
+            if let Some(qmp) = qmp {
+                let _ =
+                    tokio::time::timeout(Duration::from_secs(1), qmp.execute(qmp::quit {})).await;
+            }
+            if !wait_gone(pid, id, Duration::from_secs(3)).await {
+                kill(pid);
+                wait_gone(pid, id, Duration::from_secs(2)).await;
+            }
+        }
+        if let Some(watcher) = watcher {
+            watcher.abort();
+        }
+        self.cgroups.remove(id);
+        let _ = std::fs::remove_dir_all(dir);
+        self.vms().remove(id);
+    }
+}
+
+impl HostAgent for QemuHost {
+    fn name(&self) -> &str {
+        &self.inner.config.name
+    }
+
+    fn driver(&self) -> &'static str {
+        "qemu"
+    }
+
+    fn capacity(&self) -> Capacity {
+        self.inner.capacity
+    }
+
+    fn start(&self, spec: VmSpec) -> BoxFuture<'_, Result<(), HostError>> {
+        Box::pin(async move {
+            let id = spec.instance_id.clone();
+            let stale = match self.inner.vms().get(&id).map(|vm| &vm.state) {
+                Some(VmState::Booting | VmState::Running | VmState::Stopping) => return Ok(()),
+                Some(_) => true,
+                None => false,
+            };
+            if stale {
+                self.inner.destroy(&id).await;
+            }
+            self.inner.insert(
+                &id,
+                Vm {
+                    files: VmFiles {
+                        dir: self.inner.config.state_dir.join(&id),
+                    },
+                    state: VmState::Booting,
+                    pid: None,
+                    qmp: None,
+                    intent: Intent::Run,
+                    watcher: None,
+                },
+            );
+            let _ = self.inner.events.send(VmStatus {
+                instance_id: id.clone(),
+                state: VmState::Booting,
+            });
+            let result = self.inner.clone().launch(spec).await;
+            if result.is_err() {
+                self.inner.destroy(&id).await;
+            }
+            result
+        })
+    }
+
+    fn stop<'a>(&'a self, instance_id: &'a str) -> BoxFuture<'a, Result<(), HostError>> {
+        Box::pin(async move {
+            let qmp = {
+                let mut vms = self.inner.vms();
+                let Some(vm) = vms.get_mut(instance_id) else {
+                    return Ok(());
+                };
+                if matches!(vm.state, VmState::Stopped | VmState::Failed(_)) {
+                    return Ok(());
+                }
+                vm.intent = Intent::Stop;
+                vm.qmp.clone()
+            };
+            self.inner.set_state(instance_id, VmState::Stopping);
+            match qmp {
+                Some(qmp) => qmp
+                    .execute(qmp::system_powerdown {})
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| HostError::Agent(format!("system_powerdown: {e}"))),
+                None => {
+                    self.inner.set_state(instance_id, VmState::Stopped);
+                    Ok(())
+                }
+            }
+        })
+    }
+
+    fn reboot<'a>(&'a self, instance_id: &'a str) -> BoxFuture<'a, Result<(), HostError>> {
+        Box::pin(async move {
+            let qmp = self
+                .inner
+                .qmp(instance_id)
+                .ok_or_else(|| HostError::Agent(format!("no running VM {instance_id}")))?;
+            qmp.execute(qmp::system_reset {})
+                .await
+                .map(|_| ())
+                .map_err(|e| HostError::Agent(format!("system_reset: {e}")))
+        })
+    }
+
+    fn destroy<'a>(&'a self, instance_id: &'a str) -> BoxFuture<'a, Result<(), HostError>> {
+        Box::pin(async move {
+            self.inner.destroy(instance_id).await;
+            Ok(())
+        })
+    }
+
+    fn status<'a>(
+        &'a self,
+        instance_id: &'a str,
+    ) -> BoxFuture<'a, Result<Option<VmState>, HostError>> {
+        Box::pin(async move { Ok(self.inner.vms().get(instance_id).map(|vm| vm.state.clone())) })
+    }
+
+    fn console<'a>(
+        &'a self,
+        instance_id: &'a str,
+        max: usize,
+    ) -> BoxFuture<'a, Result<Option<Vec<u8>>, HostError>> {
+        Box::pin(async move {
+            let path = self
+                .inner
+                .vms()
+                .get(instance_id)
+                .map(|vm| vm.files.console());
+            Ok(path.map(|p| crate::tail_of_file(&p, max).unwrap_or_default()))
+        })
+    }
+
+    fn list(&self) -> BoxFuture<'_, Result<Vec<VmStatus>, HostError>> {
+        Box::pin(async move {
+            Ok(self
+                .inner
+                .vms()
+                .iter()
+                .map(|(id, vm)| VmStatus {
+                    instance_id: id.clone(),
+                    state: vm.state.clone(),
+                })
+                .collect())
+        })
+    }
+
+    fn subscribe(&self) -> broadcast::Receiver<VmStatus> {
+        self.inner.events.subscribe()
+    }
+}

@@ -1,0 +1,241 @@
+//! `cargo xtask image`: builds the guest images from Debian packages, cached in
+//! the cache dir under a hash of everything that goes into them.
+//!
+//! nubo-micro: a kernel built from Debian's `linux-source` with the small config in
+//! `images/nubo-micro/kernel.config` (booted uncompressed through PVH, which
+//! under TCG starts far sooner than Debian's modular cloud kernel), and an
+//! uncompressed initramfs of Debian's static busybox with nubo's init.
+
+use std::fs;
+use std::hash::{DefaultHasher, Hash, Hasher};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use crate::cmd::{self, Error, Result};
+use crate::packages;
+
+/// Debian packages the build reads from.
+const PACKAGES: &[&str] = &[
+    "linux-source-6.1",
+    "build-essential",
+    "flex",
+    "bison",
+    "bc",
+    "libelf-dev",
+    "xz-utils",
+    "busybox-static",
+];
+const KERNEL_TARBALL: &str = "/usr/src/linux-source-6.1.tar.xz";
+const SOURCE: &str = "images/nubo-micro";
+/// Files of `SOURCE` that go into the image; a change to any rebuilds it.
+const INPUTS: &[&str] = &[
+    "kernel.config",
+    "inittab",
+    "rcS",
+    "poweroff-button",
+    "image.json",
+];
+/// Bumped when this recipe changes in a way the inputs do not show.
+const RECIPE: u32 = 1;
+
+/// `cargo xtask image [--into DIR]`: builds nubo-micro and installs it into DIR
+/// (default `.nubo/images`, where `nubod --data-dir .nubo` looks).
+pub fn run(args: &[String]) -> Result {
+    let into = match args {
+        [] => PathBuf::from(".nubo/images"),
+        [flag, dir] if flag == "--into" => PathBuf::from(dir),
+        _ => return Err(Error::new("usage: cargo xtask image [--into DIR]")),
+    };
+    let built = ensure()?;
+    install(&built, &into)?;
+    eprintln!(
+        "nubo-micro installed in {}",
+        into.join("nubo-micro").display()
+    );
+    Ok(())
+}
+
+/// The built image's folder, building it if its inputs changed.
+pub fn ensure() -> Result<PathBuf> {
+    packages::ensure(PACKAGES)?;
+    let key = inputs_key()?;
+    let cache = crate::cache::dir()?;
+    let out = cache.join(format!("images/nubo-micro-{key:016x}"));
+    if out.join("image.json").exists() {
+        return Ok(out);
+    }
+    let build = cache.join(format!("build/kernel-{key:016x}"));
+    let tree = build.join("linux");
+    build_kernel(&build, &tree)?;
+    let staging = out.with_extension("partial");
+    let _ = fs::remove_dir_all(&staging);
+    fs::create_dir_all(&staging).map_err(io(&staging))?;
+    cmd::run(
+        Command::new("strip")
+            .arg("--strip-all")
+            .arg("-o")
+            .arg(staging.join("vmlinux"))
+            .arg(tree.join("vmlinux")),
+    )?;
+    build_initramfs(&tree, &staging)?;
+    fs::copy(
+        Path::new(SOURCE).join("image.json"),
+        staging.join("image.json"),
+    )
+    .map_err(io(&staging))?;
+    fs::rename(&staging, &out).map_err(io(&out))?;
+    let _ = fs::remove_dir_all(&build);
+    Ok(out)
+}
+
+fn io(path: &Path) -> impl Fn(std::io::Error) -> Error + '_ {
+    move |e| Error::new(format!("{}: {e}", path.display()))
+}
+
+fn package_version(name: &str) -> Result<String> {
+    let out = cmd::capture(Command::new("dpkg-query").args(["-W", "-f=${Version}", name]))?;
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+fn inputs_key() -> Result<u64> {
+    let mut h = DefaultHasher::new();
+    RECIPE.hash(&mut h);
+    for name in INPUTS {
+        let path = Path::new(SOURCE).join(name);
+        fs::read(&path).map_err(io(&path))?.hash(&mut h);
+    }
+    package_version("linux-source-6.1")?.hash(&mut h);
+    package_version("busybox-static")?.hash(&mut h);
+    Ok(h.finish())
+}
+
+fn build_kernel(build: &Path, tree: &Path) -> Result {
+    if !tree.join("Makefile").exists() {
+        let _ = fs::remove_dir_all(build);
+        fs::create_dir_all(build).map_err(io(build))?;
+        cmd::run(
+            Command::new("tar")
+                .arg("-xf")
+                .arg(KERNEL_TARBALL)
+                .arg("-C")
+                .arg(build)
+                .arg("--strip-components=1")
+                .arg("--one-top-level=linux"),
+        )?;
+    }
+    let make = |args: &[&str]| {
+        let mut c = Command::new("make");
+        c.current_dir(tree).args(args);
+        c
+    };
+    cmd::run(&mut make(&["tinyconfig"]))?;
+    let fragment = std::path::absolute(Path::new(SOURCE).join("kernel.config"))
+        .map_err(|e| Error::new(e.to_string()))?;
+    cmd::run(
+        Command::new("scripts/kconfig/merge_config.sh")
+            .current_dir(tree)
+            .args(["-m", ".config"])
+            .arg(&fragment),
+    )?;
+    cmd::run(&mut make(&["olddefconfig"]))?;
+    let config = fs::read_to_string(tree.join(".config")).map_err(io(tree))?;
+    let wanted = fs::read_to_string(&fragment).map_err(io(&fragment))?;
+    for line in wanted.lines() {
+        let kept = if let Some(off) = line
+            .strip_prefix("# ")
+            .and_then(|l| l.strip_suffix(" is not set"))
+        {
+            !config.lines().any(|l| l.starts_with(&format!("{off}=")))
+        } else if line.starts_with("CONFIG_") {
+            config.lines().any(|l| l == line)
+        } else {
+            true
+        };
+        if !kept {
+            return Err(Error::new(format!(
+                "kernel config: {line} did not survive olddefconfig (a dependency decides otherwise)"
+            )));
+        }
+    }
+    let jobs = format!(
+        "-j{}",
+        std::thread::available_parallelism().map_or(2, |n| n.get())
+    );
+    cmd::run(&mut make(&[&jobs, "vmlinux"]))?;
+    cmd::run(Command::new("cc").current_dir(tree).args([
+        "-O2",
+        "-o",
+        "usr/gen_init_cpio",
+        "usr/gen_init_cpio.c",
+    ]))
+}
+
+/// Lays out the initramfs as a `gen_init_cpio` list (device nodes without root).
+fn build_initramfs(tree: &Path, out: &Path) -> Result {
+    let src = std::path::absolute(SOURCE).map_err(|e| Error::new(e.to_string()))?;
+    let mut list = String::new();
+    for dir in [
+        "/dev",
+        "/bin",
+        "/sbin",
+        "/usr",
+        "/usr/bin",
+        "/usr/sbin",
+        "/etc",
+        "/etc/init.d",
+        "/etc/acpi",
+        "/etc/acpi/PWRF",
+        "/proc",
+        "/sys",
+        "/run",
+        "/tmp",
+        "/root",
+        "/var",
+    ] {
+        list.push_str(&format!("dir {dir} 0755 0 0\n"));
+    }
+    list.push_str("nod /dev/console 0600 0 0 c 5 1\n");
+    list.push_str("file /bin/busybox /bin/busybox 0755 0 0\n");
+    list.push_str("slink /init /bin/busybox 0777 0 0\n");
+    let applets = cmd::capture(Command::new("/bin/busybox").arg("--list-full"))?;
+    for applet in String::from_utf8_lossy(&applets.stdout).lines() {
+        if applet != "bin/busybox" && !applet.is_empty() {
+            list.push_str(&format!("slink /{applet} /bin/busybox 0777 0 0\n"));
+        }
+    }
+    for (target, name, mode) in [
+        ("/etc/inittab", "inittab", "0644"),
+        ("/etc/init.d/rcS", "rcS", "0755"),
+        ("/etc/acpi/PWRF/00000080", "poweroff-button", "0755"),
+    ] {
+        list.push_str(&format!(
+            "file {target} {} {mode} 0 0\n",
+            src.join(name).display()
+        ));
+    }
+    let list_path = out.join("initramfs.list");
+    fs::write(&list_path, list).map_err(io(&list_path))?;
+    let cpio = cmd::capture(Command::new(tree.join("usr/gen_init_cpio")).arg(&list_path))?;
+    if !cpio.status.success() {
+        return Err(Error::new(format!(
+            "gen_init_cpio: {}",
+            String::from_utf8_lossy(&cpio.stderr)
+        )));
+    }
+    let path = out.join("initramfs.cpio");
+    fs::write(&path, cpio.stdout).map_err(io(&path))?;
+    fs::remove_file(&list_path).map_err(io(&list_path))
+}
+
+/// Copies the built image to `into/nubo-micro`, replacing what was there.
+pub fn install(built: &Path, into: &Path) -> Result {
+    let target = into.join("nubo-micro");
+    let staging = into.join(".nubo-micro.partial");
+    let _ = fs::remove_dir_all(&staging);
+    fs::create_dir_all(&staging).map_err(io(&staging))?;
+    for name in ["vmlinux", "initramfs.cpio", "image.json"] {
+        fs::copy(built.join(name), staging.join(name)).map_err(io(built))?;
+    }
+    let _ = fs::remove_dir_all(&target);
+    fs::rename(&staging, &target).map_err(io(&target))
+}
