@@ -18,7 +18,7 @@ pub mod images;
 pub mod instances;
 pub mod key_pairs;
 pub mod keys;
-mod migrations;
+pub mod migrations;
 pub mod quotas;
 
 use std::str::FromStr;

@@ -21,6 +21,9 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
     ),
 ];
 
+/// How many migrations this build carries.
+pub const COUNT: usize = MIGRATIONS.len();
+
 pub(crate) async fn run(store: &Store) -> Result<()> {
     let migrations = MIGRATIONS
         .iter()

@@ -48,14 +48,27 @@ async fn account(store: &Store, email: &str) -> String {
 }
 
 #[tokio::test]
-async fn migrations_are_idempotent_and_the_schema_matches_on_both_engines() {
-    for store in stores().await {
-        let mut c = store.conn().await.unwrap();
-        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM _sqlx_migrations")
-            .fetch_one(&mut *c)
-            .await
-            .unwrap();
-        assert_eq!(n, 1, "{:?}", store.engine());
+async fn migrations_apply_once_and_a_reopen_applies_nothing_again() {
+    let dir = std::env::temp_dir().join(format!("nubo-store-reopen-{}", ids::random_u64()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let url = format!("sqlite://{}", dir.join("t.db").display());
+    for store in [Store::open(&url).await.unwrap(), postgres().await] {
+        let count = |store: Store| async move {
+            let mut c = store.conn().await.unwrap();
+            sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM _sqlx_migrations")
+                .fetch_one(&mut *c)
+                .await
+                .unwrap()
+        };
+        assert_eq!(
+            count(store.clone()).await,
+            nubo_store::migrations::COUNT as i64
+        );
+        if store.engine() == Engine::Sqlite {
+            store.close().await;
+            let again = Store::open(&url).await.unwrap();
+            assert_eq!(count(again).await, nubo_store::migrations::COUNT as i64);
+        }
     }
 }
 
@@ -203,6 +216,8 @@ fn instance(account_id: &str, image_id: &str, n: usize) -> InstanceRow {
         desired_state: "running".into(),
         state_reason: None,
         user_data: Some("#!/bin/sh\necho hi".into()),
+        key_name: None,
+        ssh_public_key: None,
         launch_id: "launch-1".into(),
         launched_at: 10,
         state_changed_at: 10,

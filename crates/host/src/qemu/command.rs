@@ -142,6 +142,12 @@ impl Launch<'_> {
                 "name=opt/nubo/hostname,string={}",
                 spec.instance_id
             ));
+        if !spec.ssh_public_keys.is_empty() {
+            cmd.arg("-fw_cfg").arg(format!(
+                "name=opt/nubo/public-keys,file={}",
+                opt_path(&self.files.public_keys())
+            ));
+        }
         if spec.user_data.is_some() {
             cmd.arg("-fw_cfg").arg(format!(
                 "name=opt/nubo/user-data,file={}",

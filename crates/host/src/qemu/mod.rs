@@ -104,6 +104,13 @@ pub struct QemuHost {
 impl QemuHost {
     /// Starts the agent: picks the accelerator and re-adopts the VMs in the state dir.
     pub async fn start(config: QemuConfig) -> Result<QemuHost, HostError> {
+        if !is_executable(&config.binary) {
+            return Err(HostError::Agent(format!(
+                "{} not found: install Debian's qemu-system-x86 (cargo xtask up does), \
+                 or run nubod --hypervisor sim",
+                config.binary.display()
+            )));
+        }
         std::fs::create_dir_all(&config.state_dir)
             .map_err(|e| HostError::Agent(format!("{}: {e}", config.state_dir.display())))?;
         let (accel, why) = accel::choose(config.accel);
@@ -222,6 +229,19 @@ impl QemuHost {
             }
         }
     }
+}
+
+/// Whether `binary` (a path, or a name looked up in PATH) can be run.
+fn is_executable(binary: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    let runnable = |p: &Path| {
+        std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+    };
+    if binary.components().count() > 1 {
+        return runnable(binary);
+    }
+    std::env::var_os("PATH")
+        .is_some_and(|paths| std::env::split_paths(&paths).any(|dir| runnable(&dir.join(binary))))
 }
 
 fn host_memory_mib() -> u64 {

@@ -149,6 +149,13 @@ impl Region {
             .to_string()
     }
 
+    /// Kills nubod without warning, as a crash would.
+    pub fn kill9(&mut self) {
+        let mut child = self.child.take().expect("running");
+        child.kill().unwrap();
+        child.wait().unwrap();
+    }
+
     /// Sends SIGTERM and waits for a clean exit.
     pub fn stop(&mut self) -> std::process::ExitStatus {
         let mut child = self.child.take().expect("running");
@@ -246,28 +253,7 @@ impl Region {
         body: Option<&str>,
         headers: &[(&str, &str)],
     ) -> Result<(u16, reqwest::header::HeaderMap, String), String> {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(async {
-            let client = reqwest::Client::new();
-            let mut req =
-                client.request(method.parse().unwrap(), format!("{}{path}", self.endpoint));
-            if let Some(b) = body {
-                req = req
-                    .header("content-type", "application/json")
-                    .body(b.to_string());
-            }
-            for (k, v) in headers {
-                req = req.header(*k, *v);
-            }
-            let resp = req.send().await.map_err(|e| e.to_string())?;
-            let status = resp.status().as_u16();
-            let headers = resp.headers().clone();
-            let text = resp.text().await.map_err(|e| e.to_string())?;
-            Ok((status, headers, text))
-        })
+        http(&self.endpoint, method, path, body, headers)
     }
 
     /// A SigV4-signed request as of `when`, with the `content-type` and
@@ -280,27 +266,7 @@ impl Region {
         body: Option<&str>,
         when: SystemTime,
     ) -> (u16, Value) {
-        let url = format!("{}{path}", self.endpoint);
-        let nonce = format!("{:016x}", nubo_store::ids::random_u64());
-        let mut signed = vec![("x-nubo-nonce", nonce.as_str())];
-        if body.is_some() {
-            signed.push(("content-type", "application/json"));
-        }
-        let added = nubo_auth::sigv4::sign(
-            method,
-            &url,
-            &signed,
-            body.unwrap_or("").as_bytes(),
-            &creds.key_id,
-            &creds.secret,
-            "local-1",
-            "nubo",
-            when,
-        )
-        .unwrap();
-        let mut headers: Vec<(&str, &str)> = vec![("x-nubo-nonce", nonce.as_str())];
-        headers.extend(added.iter().map(|(k, v)| (k.as_str(), v.as_str())));
-        self.curl(method, path, body, &headers).unwrap()
+        signed_request_at(&self.endpoint, creds, method, path, body, when)
     }
 
     pub fn signed(
@@ -315,7 +281,17 @@ impl Region {
 
     /// Polls an instance until it reaches `state`.
     pub fn wait_state(&self, creds: &Creds, id: &str, state: &str) -> Value {
-        let deadline = Instant::now() + Duration::from_secs(30);
+        self.wait_state_within(creds, id, state, Duration::from_secs(30))
+    }
+
+    pub fn wait_state_within(
+        &self,
+        creds: &Creds,
+        id: &str,
+        state: &str,
+        timeout: Duration,
+    ) -> Value {
+        let deadline = Instant::now() + timeout;
         loop {
             let (status, v) = self.signed(creds, "GET", &format!("/v1/instances/{id}"), None);
             assert_eq!(status, 200, "{v}");
@@ -356,4 +332,78 @@ macro_rules! on_both_stores {
             }
         }
     };
+}
+
+/// A plain HTTP request to `endpoint`.
+pub fn http(
+    endpoint: &str,
+    method: &str,
+    path: &str,
+    body: Option<&str>,
+    headers: &[(&str, &str)],
+) -> Result<(u16, reqwest::header::HeaderMap, String), String> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let client = reqwest::Client::new();
+        let mut req = client.request(method.parse().unwrap(), format!("{endpoint}{path}"));
+        if let Some(b) = body {
+            req = req
+                .header("content-type", "application/json")
+                .body(b.to_string());
+        }
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        let resp = req.send().await.map_err(|e| e.to_string())?;
+        let status = resp.status().as_u16();
+        let headers = resp.headers().clone();
+        let text = resp.text().await.map_err(|e| e.to_string())?;
+        Ok((status, headers, text))
+    })
+}
+
+/// A signed request, from any thread.
+pub fn signed_request(
+    endpoint: &str,
+    creds: &Creds,
+    method: &str,
+    path: &str,
+    body: Option<&str>,
+) -> (u16, Value) {
+    signed_request_at(endpoint, creds, method, path, body, SystemTime::now())
+}
+
+fn signed_request_at(
+    endpoint: &str,
+    creds: &Creds,
+    method: &str,
+    path: &str,
+    body: Option<&str>,
+    when: SystemTime,
+) -> (u16, Value) {
+    let url = format!("{endpoint}{path}");
+    let nonce = format!("{:016x}", nubo_store::ids::random_u64());
+    let mut signed = vec![("x-nubo-nonce", nonce.as_str())];
+    if body.is_some() {
+        signed.push(("content-type", "application/json"));
+    }
+    let added = nubo_auth::sigv4::sign(
+        method,
+        &url,
+        &signed,
+        body.unwrap_or("").as_bytes(),
+        &creds.key_id,
+        &creds.secret,
+        "local-1",
+        "nubo",
+        when,
+    )
+    .unwrap();
+    let mut headers: Vec<(&str, &str)> = vec![("x-nubo-nonce", nonce.as_str())];
+    headers.extend(added.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+    let (status, _, text) = http(endpoint, method, path, body, &headers).unwrap();
+    (status, serde_json::from_str(&text).unwrap_or(Value::Null))
 }

@@ -1,0 +1,327 @@
+//! Real guests: instances are QEMU microvms of the nubo-micro image, driven through
+//! the CLI and the API, and checked from the outside (processes, files, cgroups).
+
+mod common;
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use common::{Creds, Region, StoreKind};
+use serde_json::{Value, json};
+
+/// QEMU processes of this region: (pid, instance id).
+fn vm_processes(r: &Region) -> Vec<(u32, String)> {
+    let data = r.dir.join("data").display().to_string();
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else {
+            continue;
+        };
+        let args: Vec<String> = cmdline
+            .split(|b| *b == 0)
+            .map(|a| String::from_utf8_lossy(a).into_owned())
+            .collect();
+        if !args.iter().any(|a| a.contains(&data)) {
+            continue;
+        }
+        if let Some(name) = args.iter().find_map(|a| a.strip_prefix("nubo-i-")) {
+            let id = name.split(',').next().unwrap_or_default();
+            found.push((pid, format!("i-{id}")));
+        }
+    }
+    found
+}
+
+/// Folders of VMs the host agent holds.
+fn vm_dirs(r: &Region) -> Vec<String> {
+    std::fs::read_dir(r.dir.join("data/vms"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect()
+}
+
+fn launch(r: &Region, c: &Creds, body: Value) -> Vec<String> {
+    let (status, v) = r.signed(c, "POST", "/v1/instances", Some(&body.to_string()));
+    assert_eq!(status, 202, "{v}");
+    v["instances"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["id"].as_str().unwrap().to_string())
+        .collect()
+}
+
+fn wait_until(what: &str, timeout: Duration, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !done() {
+        assert!(
+            Instant::now() < deadline,
+            "{what} did not happen within {timeout:?}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Starts a QEMU of the test image in the region's VM folder, as if nubo had,
+/// for an instance id the store does not know; returns its pid.
+fn spawn_orphan_vm(r: &Region, id: &str) -> u32 {
+    let images = std::env::var("NUBO_TEST_IMAGES").unwrap();
+    let image = Path::new(&images).join("nubo-micro");
+    let dir = r.dir.join("data/vms").join(id);
+    std::fs::create_dir_all(&dir).unwrap();
+    let status = std::process::Command::new("qemu-system-x86_64")
+        .arg("-name")
+        .arg(format!("nubo-{id}"))
+        .args([
+            "-accel",
+            "tcg",
+            "-machine",
+            "microvm",
+            "-nodefaults",
+            "-display",
+            "none",
+        ])
+        .args(["-m", "64M", "-kernel"])
+        .arg(image.join("vmlinux"))
+        .arg("-initrd")
+        .arg(image.join("initramfs.cpio"))
+        .args(["-append", "console=ttyS0 quiet"])
+        .arg("-qmp")
+        .arg(format!(
+            "unix:{},server=on,wait=off",
+            dir.join("qmp.sock").display()
+        ))
+        .arg("-pidfile")
+        .arg(dir.join("qemu.pid"))
+        .arg("-daemonize")
+        .status()
+        .unwrap();
+    assert!(status.success());
+    std::fs::read_to_string(dir.join("qemu.pid"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+fn kill9(pid: u32) {
+    let ok = std::process::Command::new("kill")
+        .args(["-9", &pid.to_string()])
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "kill -9 {pid}");
+}
+
+#[test]
+fn a_guest_runs_its_user_data_and_obeys_stop_start_reboot_terminate() {
+    let r = Region::start_qemu(StoreKind::Sqlite, &[]);
+    r.ok(&["signup", "--email", "guest@example.com"]);
+    let script = r.dir.join("hello.sh");
+    std::fs::write(&script, "#!/bin/sh\necho \"user-data says $((6 * 7))\"\n").unwrap();
+    let launched = r.json(&[
+        "instance",
+        "launch",
+        "--image",
+        "nubo-micro",
+        "--type",
+        "n1.nano",
+        "--user-data",
+        script.to_str().unwrap(),
+        "--wait",
+        "--timeout",
+        "120",
+    ]);
+    let id = launched["instances"][0]["id"].as_str().unwrap().to_string();
+    assert_eq!(launched["instances"][0]["state"], "running");
+    wait_until("the user-data output", Duration::from_secs(60), || {
+        r.ok(&["instance", "console", &id])
+            .contains("user-data says 42")
+    });
+    assert_eq!(
+        vm_processes(&r).len(),
+        1,
+        "one QEMU process for one instance"
+    );
+
+    assert_eq!(r.json(&["instance", "reboot", &id])["state"], "running");
+    wait_until("a second boot", Duration::from_secs(60), || {
+        r.ok(&["instance", "console", &id])
+            .matches("nubo-ready")
+            .count()
+            >= 2
+    });
+
+    let stopped = r.json(&["instance", "stop", &id, "--wait", "--timeout", "120"]);
+    assert_eq!(stopped["state"], "stopped");
+    assert!(
+        stopped.get("state_reason").is_none(),
+        "a clean stop has no failure reason: {stopped}"
+    );
+    assert!(vm_processes(&r).is_empty(), "a stopped instance has no VMM");
+    assert!(vm_dirs(&r).is_empty(), "nor files on its host");
+
+    assert_eq!(
+        r.json(&["instance", "start", &id, "--wait", "--timeout", "120"])["state"],
+        "running"
+    );
+    assert_eq!(
+        r.json(&["instance", "terminate", &id, "--wait", "--timeout", "120"])["state"],
+        "terminated"
+    );
+    assert!(
+        vm_processes(&r).is_empty(),
+        "nothing outlives a terminated instance"
+    );
+    assert!(vm_dirs(&r).is_empty());
+}
+
+#[test]
+fn twenty_concurrent_launches_all_run_and_a_killed_vm_fails() {
+    let r = Region::start_qemu(StoreKind::Sqlite, &[]);
+    let c = r.signup("many@example.com");
+    let threads: Vec<_> = (0..20)
+        .map(|_| {
+            let (endpoint, c) = (r.endpoint.clone(), c.clone());
+            std::thread::spawn(move || {
+                let body = json!({"image": "nubo-micro", "instance_type": "n1.nano"});
+                common::signed_request(
+                    &endpoint,
+                    &c,
+                    "POST",
+                    "/v1/instances",
+                    Some(&body.to_string()),
+                )
+            })
+        })
+        .collect();
+    let mut ids = Vec::new();
+    for t in threads {
+        let (status, v) = t.join().unwrap();
+        assert_eq!(status, 202, "{v}");
+        ids.push(v["instances"][0]["id"].as_str().unwrap().to_string());
+    }
+    for id in &ids {
+        r.wait_state_within(&c, id, "running", Duration::from_secs(180));
+    }
+    assert_eq!(vm_processes(&r).len(), 20);
+
+    let (pid, victim) = vm_processes(&r).into_iter().next().unwrap();
+    kill9(pid);
+    let failed = r.wait_state_within(&c, &victim, "failed", Duration::from_secs(10));
+    assert!(
+        failed["state_reason"].as_str().unwrap().contains("exited"),
+        "{failed}"
+    );
+
+    for id in &ids {
+        r.signed(&c, "DELETE", &format!("/v1/instances/{id}"), None);
+    }
+    for id in &ids {
+        r.wait_state_within(&c, id, "terminated", Duration::from_secs(60));
+    }
+    assert!(vm_processes(&r).is_empty());
+    assert!(vm_dirs(&r).is_empty());
+}
+
+#[test]
+fn a_killed_nubod_comes_back_to_its_vms_and_leaks_nothing() {
+    let mut r = Region::start_qemu(StoreKind::Sqlite, &[]);
+    let c = r.signup("crash@example.com");
+    let first = launch(
+        &r,
+        &c,
+        json!({"image": "nubo-micro", "instance_type": "n1.nano", "count": 3}),
+    );
+    for id in &first {
+        r.wait_state_within(&c, id, "running", Duration::from_secs(120));
+    }
+    let running_pids: Vec<u32> = vm_processes(&r).into_iter().map(|(pid, _)| pid).collect();
+    // More launches, and nubod dies while they are under way.
+    let second = launch(
+        &r,
+        &c,
+        json!({"image": "nubo-micro", "instance_type": "n1.nano", "count": 3}),
+    );
+    r.kill9();
+    // A VM nobody owns: a running QEMU laid out like nubo's, for an instance that
+    // does not exist.
+    let orphan = spawn_orphan_vm(&r, "i-00000000000000aa");
+    r.restart();
+
+    for id in first.iter().chain(&second) {
+        r.wait_state_within(&c, id, "running", Duration::from_secs(180));
+    }
+    let after: Vec<u32> = vm_processes(&r).into_iter().map(|(pid, _)| pid).collect();
+    for pid in &running_pids {
+        assert!(
+            after.contains(pid),
+            "running VMs are re-adopted, not restarted"
+        );
+    }
+    let owned = vm_processes(&r)
+        .into_iter()
+        .filter(|(_, id)| first.contains(id) || second.contains(id))
+        .count();
+    assert_eq!(owned, 6, "one VM per instance, no duplicate: {after:?}");
+    wait_until("the orphan's removal", Duration::from_secs(30), || {
+        !r.dir.join("data/vms/i-00000000000000aa").exists()
+            && !vm_processes(&r).iter().any(|(pid, _)| *pid == orphan)
+    });
+
+    for id in first.iter().chain(&second) {
+        r.signed(&c, "DELETE", &format!("/v1/instances/{id}"), None);
+    }
+    for id in first.iter().chain(&second) {
+        r.wait_state_within(&c, id, "terminated", Duration::from_secs(60));
+    }
+    assert!(vm_processes(&r).is_empty());
+    assert!(vm_dirs(&r).is_empty());
+}
+
+#[test]
+fn key_pairs_reach_the_guest() {
+    let r = Region::start_qemu(StoreKind::Sqlite, &[]);
+    r.ok(&["signup", "--email", "keys@example.com"]);
+    let private = r.ok(&["key-pairs", "create", "mykey"]);
+    assert!(
+        private.starts_with("-----BEGIN OPENSSH PRIVATE KEY-----"),
+        "{private}"
+    );
+    let pair = r.json(&["key-pairs", "show", "mykey"]);
+    let public = pair["public_key"].as_str().unwrap().to_string();
+    assert!(public.starts_with("ssh-ed25519 "));
+    let script = r.dir.join("keys.sh");
+    std::fs::write(
+        &script,
+        "#!/bin/sh\necho \"authorized: $(cat /root/.ssh/authorized_keys)\"\n",
+    )
+    .unwrap();
+    let launched = r.json(&[
+        "instance",
+        "launch",
+        "--image",
+        "nubo-micro",
+        "--type",
+        "n1.nano",
+        "--key",
+        "mykey",
+        "--user-data",
+        script.to_str().unwrap(),
+        "--wait",
+        "--timeout",
+        "120",
+    ]);
+    let id = launched["instances"][0]["id"].as_str().unwrap().to_string();
+    assert_eq!(launched["instances"][0]["key_name"], "mykey");
+    let key_body = public.split_whitespace().nth(1).unwrap().to_string();
+    wait_until("the key in the guest", Duration::from_secs(60), || {
+        r.ok(&["instance", "console", &id]).contains(&key_body)
+    });
+    r.ok(&["instance", "terminate", &id, "--wait"]);
+}
