@@ -47,7 +47,7 @@ pub fn run(args: &[String]) -> Result<(), String> {
             return Err("--postgres-url is required (cargo xtask bench api passes it)".into());
         }
         let url = url.map(fresh_database).transpose()?;
-        let region = Region::start(nubod, &config(), url.as_deref())?;
+        let region = Region::start(nubod, &config(), url.as_deref(), &["--hypervisor", "sim"])?;
         eprintln!("[{engine}] region at {}", region.endpoint);
         rows.push((engine, runtime.block_on(measure(&region.endpoint, engine))?));
     }

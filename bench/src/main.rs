@@ -2,8 +2,10 @@
 //! target (or a peer measured in the same run) as a ratio.
 //!
 //!     nubo-bench api --nubod PATH [--postgres-url URL]
+//!     nubo-bench launch --nubod PATH --images DIR
 
 mod api;
+mod launch;
 mod region;
 mod stats;
 
@@ -13,7 +15,12 @@ fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let result = match args.first().map(String::as_str) {
         Some("api") => api::run(&args[1..]),
-        _ => Err("usage: nubo-bench api --nubod PATH [--postgres-url URL]".to_string()),
+        Some("launch") => launch::run(&args[1..]),
+        _ => Err(
+            "usage: nubo-bench api --nubod PATH [--postgres-url URL]\n       \
+                  nubo-bench launch --nubod PATH --images DIR"
+                .to_string(),
+        ),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

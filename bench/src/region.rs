@@ -8,12 +8,17 @@ use std::time::{Duration, Instant};
 pub struct Region {
     child: Child,
     pub endpoint: String,
-    dir: PathBuf,
+    pub dir: PathBuf,
 }
 
 impl Region {
     /// Starts `nubod` with a config file's `text` and, if given, a PostgreSQL store.
-    pub fn start(nubod: &str, config: &str, database_url: Option<&str>) -> Result<Region, String> {
+    pub fn start(
+        nubod: &str,
+        config: &str,
+        database_url: Option<&str>,
+        extra: &[&str],
+    ) -> Result<Region, String> {
         let port = TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
             .map_err(|e| e.to_string())?
@@ -28,6 +33,7 @@ impl Region {
             .arg(dir.join("nubod.toml"))
             .arg("--listen")
             .arg(format!("127.0.0.1:{port}"))
+            .args(extra)
             .env("NUBO_LOG", "warn")
             .stdout(Stdio::null())
             .stderr(Stdio::inherit());

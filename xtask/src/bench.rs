@@ -3,12 +3,15 @@
 use std::process::Command;
 
 use crate::cmd::{self, Error, Result};
-use crate::{packages, postgres, up};
+use crate::{image, packages, postgres, up};
 
 pub fn run(name: &str) -> Result {
     match name {
         "api" => api(),
-        other => Err(Error::new(format!("no benchmark {other:?}; one of: api"))),
+        "launch" => launch(),
+        other => Err(Error::new(format!(
+            "no benchmark {other:?}; one of: api, launch"
+        ))),
     }
 }
 
@@ -16,8 +19,7 @@ pub fn run(name: &str) -> Result {
 fn api() -> Result {
     packages::ensure(&["postgresql"])?;
     let url = postgres::ensure()?;
-    cmd::run(Command::new("cargo").args(["build", "--release", "-p", "nubo", "-p", "nubo-bench"]))?;
-    let bin = up::target_dir()?.join("release");
+    let bin = release_binaries()?;
     cmd::run(
         Command::new(bin.join("nubo-bench"))
             .arg("api")
@@ -25,4 +27,29 @@ fn api() -> Result {
             .arg(bin.join("nubod"))
             .args(["--postgres-url", &url]),
     )
+}
+
+/// Real guests beside bare QEMU: needs QEMU and the built images.
+fn launch() -> Result {
+    packages::ensure(&["qemu-system-x86", "qemu-utils"])?;
+    let built = image::ensure()?;
+    let images = built
+        .parent()
+        .map(|dir| dir.join("installed"))
+        .ok_or_else(|| Error::new("the image cache has no parent"))?;
+    image::install(&built, &images)?;
+    let bin = release_binaries()?;
+    cmd::run(
+        Command::new(bin.join("nubo-bench"))
+            .arg("launch")
+            .arg("--nubod")
+            .arg(bin.join("nubod"))
+            .arg("--images")
+            .arg(&images),
+    )
+}
+
+fn release_binaries() -> Result<std::path::PathBuf> {
+    cmd::run(Command::new("cargo").args(["build", "--release", "-p", "nubo", "-p", "nubo-bench"]))?;
+    Ok(up::target_dir()?.join("release"))
 }

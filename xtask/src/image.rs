@@ -27,14 +27,8 @@ const PACKAGES: &[&str] = &[
 ];
 const KERNEL_TARBALL: &str = "/usr/src/linux-source-6.1.tar.xz";
 const SOURCE: &str = "images/nubo-micro";
-/// Files of `SOURCE` that go into the image; a change to any rebuilds it.
-const INPUTS: &[&str] = &[
-    "kernel.config",
-    "inittab",
-    "rcS",
-    "poweroff-button",
-    "image.json",
-];
+/// Files of `SOURCE` that go into the initramfs and the manifest.
+const INPUTS: &[&str] = &["inittab", "rcS", "poweroff-button", "image.json"];
 /// Bumped when this recipe changes in a way the inputs do not show.
 const RECIPE: u32 = 1;
 
@@ -55,13 +49,36 @@ pub fn run(args: &[String]) -> Result {
     Ok(())
 }
 
-/// The built image's folder, building it if its inputs changed.
+/// The built image's folder, building it if its inputs changed. The kernel is
+/// cached on its own, keyed by its config and source, so that a change to the
+/// init alone does not rebuild it.
 pub fn ensure() -> Result<PathBuf> {
     packages::ensure(PACKAGES)?;
-    let key = inputs_key()?;
     let cache = crate::cache::dir()?;
-    let out = cache.join(format!("images/nubo-micro-{key:016x}"));
+    let out = cache.join(format!("images/nubo-micro-{:016x}", image_key()?));
     if out.join("image.json").exists() {
+        return Ok(out);
+    }
+    let kernel = ensure_kernel(&cache)?;
+    let staging = out.with_extension("partial");
+    let _ = fs::remove_dir_all(&staging);
+    fs::create_dir_all(&staging).map_err(io(&staging))?;
+    fs::copy(kernel.join("vmlinux"), staging.join("vmlinux")).map_err(io(&kernel))?;
+    build_initramfs(&kernel.join("gen_init_cpio"), &staging)?;
+    fs::copy(
+        Path::new(SOURCE).join("image.json"),
+        staging.join("image.json"),
+    )
+    .map_err(io(&staging))?;
+    fs::rename(&staging, &out).map_err(io(&out))?;
+    Ok(out)
+}
+
+/// The folder with the built `vmlinux` (stripped) and `gen_init_cpio`.
+fn ensure_kernel(cache: &Path) -> Result<PathBuf> {
+    let key = kernel_key()?;
+    let out = cache.join(format!("kernels/{key:016x}"));
+    if out.join("vmlinux").exists() && out.join("gen_init_cpio").exists() {
         return Ok(out);
     }
     let build = cache.join(format!("build/kernel-{key:016x}"));
@@ -77,12 +94,11 @@ pub fn ensure() -> Result<PathBuf> {
             .arg(staging.join("vmlinux"))
             .arg(tree.join("vmlinux")),
     )?;
-    build_initramfs(&tree, &staging)?;
     fs::copy(
-        Path::new(SOURCE).join("image.json"),
-        staging.join("image.json"),
+        tree.join("usr/gen_init_cpio"),
+        staging.join("gen_init_cpio"),
     )
-    .map_err(io(&staging))?;
+    .map_err(io(&tree))?;
     fs::rename(&staging, &out).map_err(io(&out))?;
     let _ = fs::remove_dir_all(&build);
     Ok(out)
@@ -97,14 +113,22 @@ fn package_version(name: &str) -> Result<String> {
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
-fn inputs_key() -> Result<u64> {
+fn kernel_key() -> Result<u64> {
     let mut h = DefaultHasher::new();
     RECIPE.hash(&mut h);
+    let config = Path::new(SOURCE).join("kernel.config");
+    fs::read(&config).map_err(io(&config))?.hash(&mut h);
+    package_version("linux-source-6.1")?.hash(&mut h);
+    Ok(h.finish())
+}
+
+fn image_key() -> Result<u64> {
+    let mut h = DefaultHasher::new();
+    kernel_key()?.hash(&mut h);
     for name in INPUTS {
         let path = Path::new(SOURCE).join(name);
         fs::read(&path).map_err(io(&path))?.hash(&mut h);
     }
-    package_version("linux-source-6.1")?.hash(&mut h);
     package_version("busybox-static")?.hash(&mut h);
     Ok(h.finish())
 }
@@ -171,7 +195,7 @@ fn build_kernel(build: &Path, tree: &Path) -> Result {
 }
 
 /// Lays out the initramfs as a `gen_init_cpio` list (device nodes without root).
-fn build_initramfs(tree: &Path, out: &Path) -> Result {
+fn build_initramfs(gen_init_cpio: &Path, out: &Path) -> Result {
     let src = std::path::absolute(SOURCE).map_err(|e| Error::new(e.to_string()))?;
     let mut list = String::new();
     for dir in [
@@ -215,7 +239,7 @@ fn build_initramfs(tree: &Path, out: &Path) -> Result {
     }
     let list_path = out.join("initramfs.list");
     fs::write(&list_path, list).map_err(io(&list_path))?;
-    let cpio = cmd::capture(Command::new(tree.join("usr/gen_init_cpio")).arg(&list_path))?;
+    let cpio = cmd::capture(Command::new(gen_init_cpio).arg(&list_path))?;
     if !cpio.status.success() {
         return Err(Error::new(format!(
             "gen_init_cpio: {}",

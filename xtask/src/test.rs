@@ -6,7 +6,12 @@ use crate::cmd::{self, Error, Result};
 use crate::{image, packages, postgres, python};
 
 /// Debian packages the suite needs.
-const TEST_PACKAGES: &[&str] = &["postgresql", "ca-certificates", "qemu-system-x86"];
+const TEST_PACKAGES: &[&str] = &[
+    "postgresql",
+    "ca-certificates",
+    "qemu-system-x86",
+    "qemu-utils",
+];
 
 /// Where tests find the PostgreSQL they run against.
 const POSTGRES_URL_VAR: &str = "NUBO_TEST_POSTGRES_URL";

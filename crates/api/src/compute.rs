@@ -22,11 +22,21 @@ pub enum ImageVisibility {
     Private,
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ImageState {
+    /// Registered; its files are being uploaded.
+    Pending,
+    /// Ready to launch.
+    Available,
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct Image {
     pub id: String,
     pub name: String,
     pub visibility: ImageVisibility,
+    pub state: ImageState,
     pub description: String,
     /// RFC 3339.
     pub created_at: String,
@@ -183,4 +193,74 @@ pub struct CreatedKeyPair {
     /// OpenSSH private key, for created (not imported) key pairs; shown only here.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub private_key: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum DiskFormat {
+    Raw,
+    Qcow2,
+}
+
+impl DiskFormat {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DiskFormat::Raw => "raw",
+            DiskFormat::Qcow2 => "qcow2",
+        }
+    }
+}
+
+/// Registers a private image; its files are uploaded next, then it is completed.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RegisterImageRequest {
+    /// 1 to 128 letters, digits, `.`, `_` or `-`; unique among the account's images.
+    pub name: String,
+    #[serde(default)]
+    pub description: Option<String>,
+    /// Kernel command line, e.g. `console=ttyS0 root=/dev/vda`.
+    #[serde(default)]
+    pub cmdline: Option<String>,
+    /// A line the guest prints on its serial console once it is up. Without one,
+    /// an instance counts as running as soon as its VM starts.
+    #[serde(default)]
+    pub ready_marker: Option<String>,
+    /// Format of the root disk, if the image has one (uploaded as part `disk`).
+    #[serde(default)]
+    pub disk_format: Option<DiskFormat>,
+}
+
+/// A part of a private image.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ImagePart {
+    Kernel,
+    Initrd,
+    Disk,
+}
+
+impl ImagePart {
+    pub const ALL: [ImagePart; 3] = [ImagePart::Kernel, ImagePart::Initrd, ImagePart::Disk];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ImagePart::Kernel => "kernel",
+            ImagePart::Initrd => "initrd",
+            ImagePart::Disk => "disk",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|p| p.as_str() == s)
+    }
+}
+
+/// An uploaded part of an image.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ImageFile {
+    pub part: ImagePart,
+    pub bytes: u64,
+    /// Hex SHA-256 of what was received.
+    pub sha256: String,
 }

@@ -273,13 +273,62 @@ pub fn sign(
     service: &str,
     time: SystemTime,
 ) -> Result<Vec<(String, String)>, SigV4Error> {
-    let request = SignableRequest::new(
+    sign_body(
         method,
         url,
-        headers.iter().copied(),
+        headers,
         SignableBody::Bytes(body),
+        access_key_id,
+        secret,
+        region,
+        service,
+        time,
     )
-    .map_err(|e| SigV4Error::Sign(e.to_string()))?;
+}
+
+/// Like [`sign`], for a body too large to hold: the body is not part of the
+/// signature (`x-amz-content-sha256: UNSIGNED-PAYLOAD`, which the caller must also
+/// send); its integrity is the transport's and the receiver's checksum's job.
+#[allow(clippy::too_many_arguments)]
+pub fn sign_unsigned_payload(
+    method: &str,
+    url: &str,
+    headers: &[(&str, &str)],
+    access_key_id: &str,
+    secret: &str,
+    region: &str,
+    service: &str,
+    time: SystemTime,
+) -> Result<Vec<(String, String)>, SigV4Error> {
+    let mut all = headers.to_vec();
+    all.push(("x-amz-content-sha256", UNSIGNED_PAYLOAD));
+    sign_body(
+        method,
+        url,
+        &all,
+        SignableBody::UnsignedPayload,
+        access_key_id,
+        secret,
+        region,
+        service,
+        time,
+    )
+}
+
+#[allow(clippy::too_many_arguments)]
+fn sign_body(
+    method: &str,
+    url: &str,
+    headers: &[(&str, &str)],
+    body: SignableBody<'_>,
+    access_key_id: &str,
+    secret: &str,
+    region: &str,
+    service: &str,
+    time: SystemTime,
+) -> Result<Vec<(String, String)>, SigV4Error> {
+    let request = SignableRequest::new(method, url, headers.iter().copied(), body)
+        .map_err(|e| SigV4Error::Sign(e.to_string()))?;
     let signer = Signer {
         access_key_id,
         secret,

@@ -179,7 +179,39 @@ pub enum KeyPairsCommand {
 #[derive(Debug, Subcommand)]
 pub enum ImagesCommand {
     List,
-    Show { image: String },
+    Show {
+        image: String,
+    },
+    /// Register a private image from a kernel (and initrd, and root disk).
+    Register(RegisterImageArgs),
+    /// Delete a private image.
+    Delete {
+        image: String,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct RegisterImageArgs {
+    #[arg(long)]
+    pub name: String,
+    #[arg(long)]
+    pub description: Option<String>,
+    /// Kernel: an uncompressed vmlinux (PVH) or a bzImage.
+    #[arg(long)]
+    pub kernel: PathBuf,
+    #[arg(long)]
+    pub initrd: Option<PathBuf>,
+    /// Root disk, raw or qcow2; each instance boots a copy-on-write overlay.
+    #[arg(long)]
+    pub disk: Option<PathBuf>,
+    #[arg(long, value_parser = ["raw", "qcow2"], requires = "disk")]
+    pub disk_format: Option<String>,
+    /// Kernel command line, e.g. "console=ttyS0 root=/dev/vda".
+    #[arg(long)]
+    pub cmdline: Option<String>,
+    /// Line the guest prints on its console once it is up.
+    #[arg(long)]
+    pub ready_marker: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]

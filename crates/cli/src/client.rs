@@ -127,6 +127,60 @@ impl Client {
         self.call(Method::DELETE, path, None::<&()>).await
     }
 
+    /// Streams a file as the body of a `PUT`, signed without its payload.
+    pub async fn upload<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        file: &std::path::Path,
+    ) -> Result<T, ClientError> {
+        let url = format!("{}{path}", self.endpoint);
+        let opened = tokio::fs::File::open(file)
+            .await
+            .map_err(|e| ClientError::Usage(format!("{}: {e}", file.display())))?;
+        let len = opened
+            .metadata()
+            .await
+            .map_err(|e| ClientError::Usage(format!("{}: {e}", file.display())))?
+            .len();
+        let mut req = self
+            .http
+            .put(&url)
+            .header("content-type", "application/octet-stream")
+            .header("content-length", len);
+        match &self.credentials {
+            Credentials::Key { id, secret } => {
+                let added = nubo_auth::sigv4::sign_unsigned_payload(
+                    "PUT",
+                    &url,
+                    &[("content-type", "application/octet-stream")],
+                    id,
+                    secret,
+                    &self.region,
+                    SIGV4_SERVICE,
+                    SystemTime::now(),
+                )
+                .map_err(|e| ClientError::Other(e.to_string()))?;
+                for (name, value) in added {
+                    req = req.header(name, value);
+                }
+                req = req.header("x-amz-content-sha256", nubo_auth::sigv4::UNSIGNED_PAYLOAD);
+            }
+            Credentials::Operator(token) => req = req.bearer_auth(token),
+            Credentials::None => {}
+        }
+        let response = req
+            .body(reqwest::Body::from(opened))
+            .send()
+            .await
+            .map_err(|e| ClientError::Connect {
+                endpoint: self.endpoint.clone(),
+                detail: error_chain(&e),
+            })?;
+        let bytes = self.answer(&url, response).await?;
+        serde_json::from_slice(&bytes)
+            .map_err(|e| ClientError::Other(format!("unexpected answer from {path}: {e}")))
+    }
+
     async fn call<B: Serialize, T: DeserializeOwned>(
         &self,
         method: Method,
@@ -192,6 +246,11 @@ impl Client {
                 endpoint: self.endpoint.clone(),
                 detail: error_chain(&e),
             })?;
+        self.answer(&url, response).await
+    }
+
+    /// The body of a successful answer, or the API's error.
+    async fn answer(&self, url: &str, response: reqwest::Response) -> Result<Vec<u8>, ClientError> {
         let status = response.status();
         let bytes = response.bytes().await.map_err(|e| ClientError::Connect {
             endpoint: self.endpoint.clone(),

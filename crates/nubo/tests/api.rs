@@ -480,3 +480,134 @@ on_both_stores!(
         );
     }
 );
+
+/// Uploads `bytes` as a part of an image, with the bearer form (the body streams).
+fn upload(r: &Region, c: &common::Creds, image: &str, part: &str, bytes: &[u8]) -> (u16, Value) {
+    let bearer = format!("Bearer {}:{}", c.key_id, c.secret);
+    let path = format!("/v1/images/{image}/files/{part}");
+    let (status, _, text) = common::http_bytes(
+        &r.endpoint,
+        "PUT",
+        &path,
+        bytes,
+        &[
+            ("authorization", &bearer),
+            ("content-type", "application/octet-stream"),
+        ],
+    )
+    .unwrap();
+    (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+}
+
+on_both_stores!(
+    private_images_are_uploaded_checked_and_guarded,
+    |store: StoreKind| {
+        let r = Region::start(store);
+        let c = r.signup("images@example.com");
+        let (s, v) = r.signed(&c, "POST", "/v1/images", Some("{\"name\":\"bad name!\"}"));
+        assert_eq!((s, code(&v)), (400, "InvalidParameter"));
+        let (s, img) = r.signed(
+            &c,
+            "POST",
+            "/v1/images",
+            Some("{\"name\":\"mine\",\"ready_marker\":\"up\"}"),
+        );
+        assert_eq!((s, img["state"].as_str()), (201, Some("pending")), "{img}");
+        let id = img["id"].as_str().unwrap().to_string();
+        let (s, v) = r.signed(&c, "POST", "/v1/images", Some("{\"name\":\"mine\"}"));
+        assert_eq!(
+            (s, code(&v)),
+            (409, "Conflict"),
+            "names are unique in an account"
+        );
+
+        let launch = json!({"image": id, "instance_type": "n1.nano"}).to_string();
+        let (s, v) = r.signed(&c, "POST", "/v1/instances", Some(&launch));
+        assert_eq!(
+            (s, code(&v)),
+            (400, "InvalidParameter"),
+            "a pending image does not launch: {v}"
+        );
+        let (s, v) = r.signed(&c, "POST", &format!("/v1/images/{id}/complete"), None);
+        assert_eq!(
+            (s, code(&v)),
+            (400, "InvalidParameter"),
+            "no kernel yet: {v}"
+        );
+        let (s, v) = upload(&r, &c, &id, "bootloader", b"x");
+        assert_eq!((s, code(&v)), (400, "InvalidParameter"));
+
+        let (s, v) = upload(&r, &c, &id, "kernel", b"not really a kernel");
+        assert_eq!((s, v["bytes"].as_u64()), (200, Some(19)), "{v}");
+        assert_eq!(
+            v["sha256"],
+            "100d125cca4dd28597fbbbac418ec0091d3f121443803dc19156c766c432161e"
+        );
+        let (s, done) = r.signed(&c, "POST", &format!("/v1/images/{id}/complete"), None);
+        assert_eq!(
+            (s, done["state"].as_str()),
+            (200, Some("available")),
+            "{done}"
+        );
+        let (s, v) = upload(&r, &c, &id, "kernel", b"again");
+        assert_eq!(
+            (s, code(&v)),
+            (409, "InvalidState"),
+            "an available image is immutable"
+        );
+
+        let (s, v) = r.signed(&c, "POST", "/v1/instances", Some(&launch));
+        assert_eq!(s, 202, "{v}");
+        let instance = v["instances"][0]["id"].as_str().unwrap().to_string();
+        let (s, v) = r.signed(&c, "DELETE", &format!("/v1/images/{id}"), None);
+        assert_eq!((s, code(&v)), (409, "InvalidState"), "in use: {v}");
+        r.signed(&c, "DELETE", &format!("/v1/instances/{instance}"), None);
+        r.wait_state(&c, &instance, "terminated");
+        let (s, _) = r.signed(&c, "DELETE", &format!("/v1/images/{id}"), None);
+        assert_eq!(s, 204);
+        let (s, _) = r.signed(&c, "GET", &format!("/v1/images/{id}"), None);
+        assert_eq!(s, 404);
+        assert!(
+            !r.dir.join("data/private-images").join(&id).exists(),
+            "its files are gone"
+        );
+
+        // A disk with a backing file could read the host's files: refused.
+        let dir = r.dir.join("disks");
+        std::fs::create_dir_all(&dir).unwrap();
+        let sneaky = dir.join("sneaky.qcow2");
+        let made = std::process::Command::new("qemu-img")
+            .args([
+                "create",
+                "-q",
+                "-f",
+                "qcow2",
+                "-F",
+                "raw",
+                "-b",
+                "/etc/hostname",
+            ])
+            .arg(&sneaky)
+            .status()
+            .unwrap();
+        assert!(made.success());
+        let (_, img) = r.signed(
+            &c,
+            "POST",
+            "/v1/images",
+            Some("{\"name\":\"sneaky\",\"disk_format\":\"qcow2\"}"),
+        );
+        let sid = img["id"].as_str().unwrap().to_string();
+        assert_eq!(upload(&r, &c, &sid, "kernel", b"k").0, 200);
+        assert_eq!(
+            upload(&r, &c, &sid, "disk", &std::fs::read(&sneaky).unwrap()).0,
+            200
+        );
+        let (s, v) = r.signed(&c, "POST", &format!("/v1/images/{sid}/complete"), None);
+        assert_eq!((s, code(&v)), (400, "InvalidParameter"), "{v}");
+        assert!(
+            v["message"].as_str().unwrap().contains("backing file"),
+            "{v}"
+        );
+    }
+);

@@ -325,3 +325,88 @@ fn key_pairs_reach_the_guest() {
     });
     r.ok(&["instance", "terminate", &id, "--wait"]);
 }
+
+#[test]
+fn a_private_image_with_a_root_disk_boots_copy_on_write() {
+    let r = Region::start_qemu(StoreKind::Sqlite, &[]);
+    r.ok(&["signup", "--email", "disks@example.com"]);
+    let images = std::env::var("NUBO_TEST_IMAGES").unwrap();
+    let micro = Path::new(&images).join("nubo-micro");
+    let disk = r.dir.join("base.raw");
+    let mut base = b"nubo-disk-base\n".to_vec();
+    base.resize(4 * 1024 * 1024, 0);
+    std::fs::write(&disk, &base).unwrap();
+    let registered = r.json(&[
+        "images",
+        "register",
+        "--name",
+        "micro-with-disk",
+        "--kernel",
+        micro.join("vmlinux").to_str().unwrap(),
+        "--initrd",
+        micro.join("initramfs.cpio").to_str().unwrap(),
+        "--disk",
+        disk.to_str().unwrap(),
+        "--disk-format",
+        "raw",
+        "--cmdline",
+        "console=ttyS0 quiet panic=-1 tsc=reliable no_timer_check",
+        "--ready-marker",
+        "nubo-ready",
+    ]);
+    assert_eq!(registered[0]["state"], "available", "{registered}");
+    let image = registered[0]["id"].as_str().unwrap().to_string();
+
+    let script = r.dir.join("disk.sh");
+    std::fs::write(
+        &script,
+        "#!/bin/sh\n\
+         echo \"base says: $(head -c 14 /dev/vda)\"\n\
+         echo \"written-by-$(hostname)\" | dd of=/dev/vda bs=512 seek=1 conv=notrunc 2>/dev/null\n\
+         sync\n\
+         echo \"disk says: $(dd if=/dev/vda bs=512 skip=1 count=1 2>/dev/null | head -1)\"\n",
+    )
+    .unwrap();
+    let launched = r.json(&[
+        "instance",
+        "launch",
+        "--image",
+        &image,
+        "--type",
+        "n1.nano",
+        "--count",
+        "2",
+        "--user-data",
+        script.to_str().unwrap(),
+        "--wait",
+        "--timeout",
+        "120",
+    ]);
+    let ids: Vec<String> = launched["instances"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["id"].as_str().unwrap().to_string())
+        .collect();
+    for id in &ids {
+        wait_until("the guest's disk output", Duration::from_secs(60), || {
+            let out = r.ok(&["instance", "console", id]);
+            out.contains("base says: nubo-disk-base")
+                && out.contains(&format!("disk says: written-by-{id}"))
+        });
+    }
+    let busy = r.nubo(&["images", "delete", &image]);
+    assert!(String::from_utf8_lossy(&busy.stderr).contains("InvalidState"));
+    for id in &ids {
+        r.ok(&["instance", "terminate", id, "--wait"]);
+    }
+    let stored = r.dir.join("data/private-images").join(&image).join("disk");
+    assert_eq!(
+        std::fs::read(&stored).unwrap(),
+        base,
+        "instances never write the image"
+    );
+    r.ok(&["images", "delete", &image]);
+    assert!(!stored.exists());
+    assert!(vm_dirs(&r).is_empty(), "no overlay outlives its instance");
+}

@@ -62,6 +62,7 @@ fn body_for(op: &str, victim: &Creds) -> Option<String> {
         "quota_set" => json!({"limit": 1}),
         "instance_launch" => json!({"image": "nubo-micro", "instance_type": "n1.nano"}),
         "key_pair_create" => json!({"name": "walker-key"}),
+        "image_register" => json!({"name": "walker-image"}),
         _ => return None,
     };
     Some(body.to_string())
@@ -99,8 +100,13 @@ fn victim(r: &Region) -> Victim {
     );
     let instance = launched["instances"][0]["id"].as_str().unwrap().to_string();
     r.wait_state(&creds, &instance, "running");
-    let (_, images) = r.signed(&creds, "GET", "/v1/images", None);
-    let image = images["items"][0]["id"].as_str().unwrap().to_string();
+    let (_, image) = r.signed(
+        &creds,
+        "POST",
+        "/v1/images",
+        Some(&json!({"name": "victim-image", "description": "victim's own"}).to_string()),
+    );
+    let image = image["id"].as_str().unwrap().to_string();
     let token = format!("Bearer {}", r.operator_token());
     let (_, hosts) = r
         .curl("GET", "/v1/admin/hosts", None, &[("authorization", &token)])
@@ -109,10 +115,11 @@ fn victim(r: &Region) -> Victim {
     let mut params = BTreeMap::new();
     params.insert("key_id", key["id"].as_str().unwrap().to_string());
     params.insert("instance_id", instance.clone());
-    params.insert("image_id", image);
+    params.insert("image_id", image.clone());
     params.insert("host_id", host);
     params.insert("resource", "vcpus".to_string());
     params.insert("key_name", "victim-key".to_string());
+    params.insert("part", "kernel".to_string());
     let secrets = vec![
         creds.account_id.clone(),
         creds.key_id.clone(),
@@ -121,6 +128,8 @@ fn victim(r: &Region) -> Victim {
         "victim@example.com".to_string(),
         "victim-vm".to_string(),
         pair["fingerprint"].as_str().unwrap().to_string(),
+        image.clone(),
+        "victim's own".to_string(),
     ];
     Victim {
         creds,
@@ -148,7 +157,10 @@ fn state_of(r: &Region, v: &Victim) -> Value {
     let (_, keys) = r.signed(&v.creds, "GET", "/v1/keys", None);
     let (_, instances) = r.signed(&v.creds, "GET", "/v1/instances", None);
     let (_, quotas) = r.signed(&v.creds, "GET", "/v1/quotas", None);
-    json!({"keys": keys, "instances": instances, "quotas": quotas})
+    let (_, images) = r.signed(&v.creds, "GET", "/v1/images", None);
+    let (_, pairs) = r.signed(&v.creds, "GET", "/v1/key-pairs", None);
+    json!({"keys": keys, "instances": instances, "quotas": quotas, "images": images,
+           "key_pairs": pairs})
 }
 
 fn walk(store: StoreKind) {
@@ -163,6 +175,7 @@ fn walk(store: StoreKind) {
             ("host_id", "host-0000000000000000"),
             ("resource", "vcpus"),
             ("key_name", "no-such-key"),
+            ("part", "kernel"),
         ]
         .into_iter()
         .map(|(k, v)| (k, v.to_string()))
@@ -208,9 +221,12 @@ fn walk(store: StoreKind) {
         let (path, used) = fill(&op.path, &victim.params);
         let body = body_for(&op.id, &victim.creds);
         let (status, v) = r.signed(&walker, &op.method, &path, body.as_deref());
-        let names_victims_resource = used
-            .iter()
-            .any(|p| matches!(p.as_str(), "key_id" | "instance_id" | "key_name"));
+        let names_victims_resource = used.iter().any(|p| {
+            matches!(
+                p.as_str(),
+                "key_id" | "instance_id" | "key_name" | "image_id"
+            )
+        });
         if op.operator {
             assert_eq!(
                 status, 403,

@@ -9,6 +9,10 @@ use crate::{Conn, PageQuery, Paged, Result};
 
 pub const PUBLIC: &str = "public";
 pub const PRIVATE: &str = "private";
+/// Registered, files not yet all uploaded.
+pub const PENDING: &str = "pending";
+pub const AVAILABLE: &str = "available";
+pub const DELETED: &str = "deleted";
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct ImageRow {
@@ -20,6 +24,7 @@ pub struct ImageRow {
     pub description: String,
     /// How a host boots it (driver-specific JSON).
     pub spec: String,
+    pub state: String,
     pub created_at: i64,
 }
 
@@ -31,11 +36,12 @@ fn from_row(r: &AnyRow) -> Result<ImageRow> {
         visibility: r.try_get("visibility")?,
         description: r.try_get("description")?,
         spec: r.try_get("spec")?,
+        state: r.try_get("state")?,
         created_at: r.try_get("created_at")?,
     })
 }
 
-const COLUMNS: &str = "id, account_id, name, visibility, description, spec, created_at";
+const COLUMNS: &str = "id, account_id, name, visibility, description, spec, state, created_at";
 
 /// Registers a public image by name, or updates its description and spec. Returns its id.
 pub async fn upsert_public(
@@ -77,22 +83,65 @@ pub async fn upsert_public(
         visibility: PUBLIC.to_string(),
         description: description.to_string(),
         spec: spec.to_string(),
+        state: AVAILABLE.to_string(),
         created_at: at,
     };
-    sqlx::query(
-        "INSERT INTO images (id, account_id, name, visibility, description, spec, created_at) \
-         VALUES ($1, NULL, $2, $3, $4, $5, $6)",
-    )
+    insert(c, &image).await?;
+    Ok(image)
+}
+
+/// Records a new image (public or private). `StoreError::Conflict` when the
+/// account already has a private image of that name.
+pub async fn insert(c: &mut Conn, image: &ImageRow) -> Result<()> {
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "INSERT INTO images ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
+    )))
     .bind(&image.id)
+    .bind(&image.account_id)
     .bind(&image.name)
-    .bind(PUBLIC)
+    .bind(&image.visibility)
     .bind(&image.description)
     .bind(&image.spec)
-    .bind(at)
+    .bind(&image.state)
+    .bind(image.created_at)
     .execute(&mut *c)
     .await?;
-    append(c, &image, at, "registered").await?;
-    Ok(image)
+    append(c, image, image.created_at, "registered").await
+}
+
+/// Moves an image to `state` with its final boot spec.
+pub async fn set_state(
+    c: &mut Conn,
+    image: &ImageRow,
+    state: &str,
+    spec: &str,
+    at: i64,
+) -> Result<ImageRow> {
+    sqlx::query("UPDATE images SET state = $1, spec = $2 WHERE id = $3")
+        .bind(state)
+        .bind(spec)
+        .bind(&image.id)
+        .execute(&mut *c)
+        .await?;
+    let next = ImageRow {
+        state: state.to_string(),
+        spec: spec.to_string(),
+        ..image.clone()
+    };
+    let action = format!("state.{state}");
+    append(c, &next, at, &action).await?;
+    Ok(next)
+}
+
+/// Whether instances that are not terminated boot from the image.
+pub async fn in_use(c: &mut Conn, image_id: &str) -> Result<bool> {
+    let n: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM instances WHERE image_id = $1 AND state <> 'terminated'",
+    )
+    .bind(image_id)
+    .fetch_one(c)
+    .await?;
+    Ok(n > 0)
 }
 
 async fn append(c: &mut Conn, image: &ImageRow, at: i64, action: &str) -> Result<()> {
@@ -117,8 +166,8 @@ pub async fn visible(c: &mut Conn, account_id: &str, id_or_name: &str) -> Result
         c,
         sqlx::query(sqlx::AssertSqlSafe(format!(
             "SELECT {COLUMNS} FROM images \
-         WHERE (id = $1 AND (account_id IS NULL OR account_id = $2)) \
-            OR (name = $1 AND visibility = $3) \
+         WHERE state <> 'deleted' AND ((id = $1 AND (account_id IS NULL OR account_id = $2)) \
+            OR (name = $1 AND visibility = $3)) \
          ORDER BY visibility LIMIT 1"
         )))
         .bind(id_or_name)
@@ -137,6 +186,7 @@ pub async fn list_visible(
 ) -> Result<Paged<ImageRow>> {
     let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
         "SELECT {COLUMNS} FROM images WHERE (account_id IS NULL OR account_id = $1) AND id > $2 \
+         AND state <> 'deleted' \
          ORDER BY id LIMIT $3"
     )))
     .bind(account_id)

@@ -19,6 +19,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "key pairs",
         include_str!("../migrations/0002_key_pairs.sql"),
     ),
+    (
+        3,
+        "private images",
+        include_str!("../migrations/0003_private_images.sql"),
+    ),
 ];
 
 /// How many migrations this build carries.

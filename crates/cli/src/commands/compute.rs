@@ -3,10 +3,11 @@
 use std::time::{Duration, Instant};
 
 use nubo_api::compute::{
-    Image, Instance, InstanceConsole, InstanceState, InstanceType, LaunchRequest, LaunchResponse,
+    DiskFormat, Image, ImageFile, ImagePart, Instance, InstanceConsole, InstanceState,
+    InstanceType, LaunchRequest, LaunchResponse, RegisterImageRequest,
 };
 
-use crate::args::{ImagesCommand, InstanceCommand, Transition, Wait};
+use crate::args::{ImagesCommand, InstanceCommand, RegisterImageArgs, Transition, Wait};
 use crate::client::{Client, ClientError};
 use crate::commands::{Context, all_pages};
 use crate::output::{opt, print};
@@ -37,6 +38,12 @@ pub async fn images(ctx: &Context, cmd: ImagesCommand) -> Result<(), ClientError
     let images: Vec<Image> = match cmd {
         ImagesCommand::List => all_pages(&client, "/v1/images").await?,
         ImagesCommand::Show { image } => vec![client.get(&format!("/v1/images/{image}")).await?],
+        ImagesCommand::Register(a) => vec![register_image(&client, a).await?],
+        ImagesCommand::Delete { image } => {
+            client.delete_empty(&format!("/v1/images/{image}")).await?;
+            eprintln!("deleted image {image}");
+            return Ok(());
+        }
     };
     let rows = images
         .iter()
@@ -45,6 +52,7 @@ pub async fn images(ctx: &Context, cmd: ImagesCommand) -> Result<(), ClientError
                 i.id.clone(),
                 i.name.clone(),
                 format!("{:?}", i.visibility).to_lowercase(),
+                format!("{:?}", i.state).to_lowercase(),
                 i.description.clone(),
             ]
         })
@@ -52,9 +60,50 @@ pub async fn images(ctx: &Context, cmd: ImagesCommand) -> Result<(), ClientError
     print(
         ctx.output(),
         &images,
-        &["id", "name", "visibility", "description"],
+        &["id", "name", "visibility", "state", "description"],
         rows,
     )
+}
+
+/// Registers, uploads each file, completes.
+async fn register_image(client: &Client, a: RegisterImageArgs) -> Result<Image, ClientError> {
+    let disk_format = match a.disk_format.as_deref() {
+        Some("qcow2") => Some(DiskFormat::Qcow2),
+        Some(_) => Some(DiskFormat::Raw),
+        None if a.disk.is_some() => Some(DiskFormat::Raw),
+        None => None,
+    };
+    let image: Image = client
+        .post(
+            "/v1/images",
+            &RegisterImageRequest {
+                name: a.name,
+                description: a.description,
+                cmdline: a.cmdline,
+                ready_marker: a.ready_marker,
+                disk_format,
+            },
+        )
+        .await?;
+    let parts = [
+        (ImagePart::Kernel, Some(a.kernel)),
+        (ImagePart::Initrd, a.initrd),
+        (ImagePart::Disk, a.disk),
+    ];
+    for (part, file) in parts {
+        if let Some(file) = file {
+            let uploaded: ImageFile = client
+                .upload(
+                    &format!("/v1/images/{}/files/{}", image.id, part.as_str()),
+                    &file,
+                )
+                .await?;
+            eprintln!("uploaded {} ({} bytes)", part.as_str(), uploaded.bytes);
+        }
+    }
+    client
+        .post_empty(&format!("/v1/images/{}/complete", image.id))
+        .await
 }
 
 const HEADERS: &[&str] = &["id", "name", "type", "state", "host", "launched"];
@@ -200,7 +249,7 @@ async fn wait_for(
     wait: Wait,
 ) -> Result<Vec<Instance>, ClientError> {
     let deadline = Instant::now() + Duration::from_secs(wait.timeout);
-    let mut delay = Duration::from_millis(50);
+    let mut delay = Duration::from_millis(20);
     loop {
         if let Some(failed) = instances
             .iter()
@@ -229,7 +278,7 @@ async fn wait_for(
             )));
         }
         tokio::time::sleep(delay).await;
-        delay = (delay * 2).min(Duration::from_millis(500));
+        delay = (delay * 3 / 2).min(Duration::from_millis(250));
         for i in instances.iter_mut().filter(|i| i.state != target) {
             *i = client.get(&format!("/v1/instances/{}", i.id)).await?;
         }

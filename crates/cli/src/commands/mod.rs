@@ -39,7 +39,12 @@ impl Context {
     /// profile's is looked up in the endpoint's catalog.
     pub async fn region(&self) -> Result<(String, String), ClientError> {
         let endpoint = self.endpoint();
-        let explicit_endpoint = self.global.endpoint.is_some();
+        // The profile's region goes with the profile's endpoint.
+        let explicit_endpoint = self
+            .global
+            .endpoint
+            .as_ref()
+            .is_some_and(|e| Some(e) != self.profile.endpoint.as_ref());
         match (&self.global.region, &self.profile.region) {
             (None, Some(saved)) if !explicit_endpoint => return Ok((endpoint, saved.clone())),
             (Some(wanted), Some(saved)) if wanted == saved && !explicit_endpoint => {

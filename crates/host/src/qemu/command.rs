@@ -18,15 +18,31 @@ pub struct ImageSpec {
     pub initrd: Option<PathBuf>,
     #[serde(default)]
     pub cmdline: String,
-    /// The line the guest prints on its serial console once it is up.
-    pub ready_marker: String,
+    /// The line the guest prints on its serial console once it is up; without
+    /// one, a VM counts as running once its VMM runs.
+    #[serde(default)]
+    pub ready_marker: Option<String>,
+    /// A root disk; each VM boots a copy-on-write overlay of it.
+    #[serde(default)]
+    pub disk: Option<DiskImage>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct DiskImage {
+    pub path: PathBuf,
+    /// `raw` or `qcow2`.
+    pub format: String,
 }
 
 impl ImageSpec {
     pub fn parse(json: &str) -> Result<ImageSpec, HostError> {
         let spec: ImageSpec = serde_json::from_str(json)
             .map_err(|e| HostError::BadImage(format!("image spec: {e}")))?;
-        for file in std::iter::once(&spec.kernel).chain(spec.initrd.as_ref()) {
+        let disk = spec.disk.as_ref().map(|d| &d.path);
+        for file in std::iter::once(&spec.kernel)
+            .chain(spec.initrd.as_ref())
+            .chain(disk)
+        {
             if !file.is_file() {
                 return Err(HostError::BadImage(format!(
                     "{} is missing",
@@ -61,6 +77,10 @@ impl VmFiles {
     }
     pub fn public_keys(&self) -> PathBuf {
         self.dir.join("public-keys")
+    }
+    /// The VM's copy-on-write root disk.
+    pub fn root_disk(&self) -> PathBuf {
+        self.dir.join("root.qcow2")
     }
     /// The image's ready marker, kept for an agent that re-adopts the VM.
     pub fn marker(&self) -> PathBuf {
@@ -121,6 +141,14 @@ impl Launch<'_> {
             append.push_str(&format!(" tsc_early_khz={khz}"));
         }
         cmd.arg("-append").arg(append.trim());
+        if self.image.disk.is_some() {
+            cmd.arg("-drive")
+                .arg(format!(
+                    "file={},if=none,id=root,format=qcow2,discard=unmap",
+                    opt_path(&self.files.root_disk())
+                ))
+                .args(["-device", "virtio-blk-device,drive=root"]);
+        }
         cmd.arg("-chardev")
             .arg(format!(
                 "file,id=console,path={},logappend=on",

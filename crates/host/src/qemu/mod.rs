@@ -9,7 +9,7 @@
 
 pub mod accel;
 mod cgroup;
-mod command;
+pub mod command;
 mod console;
 
 use std::collections::HashMap;
@@ -37,6 +37,9 @@ type QmpEvents = QapiEvents<QmpStreamTokio<ReadHalf<UnixStream>>>;
 /// How often a booting VM's console is read for its ready marker.
 const CONSOLE_POLL: Duration = Duration::from_millis(10);
 const SPAWN_TIMEOUT: Duration = Duration::from_secs(60);
+/// Power button presses while a VM is stopping, and their interval.
+const POWER_BUTTON_PRESSES: u32 = 10;
+const POWER_BUTTON_EVERY: Duration = Duration::from_secs(3);
 
 #[derive(Debug, Clone)]
 pub struct QemuConfig {
@@ -181,8 +184,10 @@ impl QemuHost {
                 );
                 continue;
             }
-            let marker = read_marker(&files).unwrap_or_else(|| "nubo-ready".into());
-            let booted = ConsoleScan::from(files.console(), 0, &marker).found();
+            let marker = read_marker(&files);
+            let booted = marker
+                .as_ref()
+                .is_none_or(|m| ConsoleScan::from(files.console(), 0, m).found());
             match connect_qmp(&files.qmp()).await {
                 Ok((qmp, events)) => {
                     let state = if booted {
@@ -190,7 +195,10 @@ impl QemuHost {
                     } else {
                         VmState::Booting
                     };
-                    let scan = (!booted).then(|| ConsoleScan::from(files.console(), 0, &marker));
+                    let scan = marker
+                        .as_ref()
+                        .filter(|_| !booted)
+                        .map(|m| ConsoleScan::from(files.console(), 0, m));
                     self.inner.insert(
                         &id,
                         Vm {
@@ -202,7 +210,9 @@ impl QemuHost {
                             watcher: None,
                         },
                     );
-                    self.inner.clone().watch(&id, events, scan, marker);
+                    self.inner
+                        .clone()
+                        .watch(&id, events, scan, marker.unwrap_or_default());
                     tracing::info!(instance_id = id, pid, "re-adopted a running VM");
                 }
                 Err(e) => {
@@ -254,6 +264,24 @@ fn host_memory_mib() -> u64 {
                 .and_then(|kb| kb.parse::<u64>().ok())
         })
         .map_or(0, |kb| kb / 1024)
+}
+
+/// Creates the VM's root disk: a qcow2 overlay whose backing file (the image)
+/// the VM never writes.
+async fn overlay(base: &Path, format: &str, target: &Path) -> std::io::Result<()> {
+    let out = tokio::process::Command::new("qemu-img")
+        .args(["create", "-q", "-f", "qcow2", "-F", format, "-b"])
+        .arg(base)
+        .arg(target)
+        .output()
+        .await?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(std::io::Error::other(
+            String::from_utf8_lossy(&out.stderr).trim().to_string(),
+        ))
+    }
 }
 
 fn read_pid(path: &Path) -> Option<u32> {
@@ -357,10 +385,13 @@ impl Inner {
                             guest_shut_down |= data.guest;
                         }
                         Some(Ok(qmp::Event::RESET { .. })) => {
-                            if let Some(console) = &console {
-                                scan = Some(ConsoleScan::from_end(console.clone(), &marker));
+                            match &console {
+                                Some(console) if !marker.is_empty() => {
+                                    scan = Some(ConsoleScan::from_end(console.clone(), &marker));
+                                    inner.set_state(&id, VmState::Booting);
+                                }
+                                _ => inner.set_state(&id, VmState::Running),
                             }
-                            inner.set_state(&id, VmState::Booting);
                         }
                         Some(Ok(_)) => {}
                         Some(Err(e)) => {
@@ -408,6 +439,23 @@ impl Inner {
         self.set_state(id, state);
     }
 
+    /// Presses the power button again while the VM is stopping: a guest that was
+    /// not yet listening (still booting) misses a single press.
+    fn press_again(self: Arc<Self>, id: String, qmp: Arc<Qmp>) {
+        tokio::spawn(async move {
+            for _ in 0..POWER_BUTTON_PRESSES {
+                tokio::time::sleep(POWER_BUTTON_EVERY).await;
+                let stopping = self
+                    .vms()
+                    .get(&id)
+                    .is_some_and(|vm| vm.state == VmState::Stopping);
+                if !stopping || qmp.execute(qmp::system_powerdown {}).await.is_err() {
+                    return;
+                }
+            }
+        });
+    }
+
     fn qmp(&self, id: &str) -> Option<Arc<Qmp>> {
         self.vms().get(id).and_then(|vm| vm.qmp.clone())
     }
@@ -421,7 +469,14 @@ impl Inner {
             HostError::Agent(format!("{what} for {}: {e}", spec.instance_id))
         };
         std::fs::create_dir_all(&files.dir).map_err(|e| agent("VM folder", &e))?;
-        std::fs::write(files.marker(), &image.ready_marker).map_err(|e| agent("VM folder", &e))?;
+        if let Some(marker) = &image.ready_marker {
+            std::fs::write(files.marker(), marker).map_err(|e| agent("VM folder", &e))?;
+        }
+        if let Some(disk) = &image.disk {
+            overlay(&disk.path, &disk.format, &files.root_disk())
+                .await
+                .map_err(|e| agent("root disk", &e))?;
+        }
         if let Some(user_data) = &spec.user_data {
             std::fs::write(files.user_data(), user_data).map_err(|e| agent("user-data", &e))?;
         }
@@ -439,7 +494,10 @@ impl Inner {
             files: &files,
         };
         let log = std::fs::File::create(files.log()).map_err(|e| agent("QEMU log", &e))?;
-        let scan = ConsoleScan::from_end(files.console(), &image.ready_marker);
+        let scan = image
+            .ready_marker
+            .as_ref()
+            .map(|marker| ConsoleScan::from_end(files.console(), marker));
         let mut cmd = tokio::process::Command::from(launch.command());
         cmd.stdin(std::process::Stdio::null())
             .stdout(std::process::Stdio::null())
@@ -481,8 +539,15 @@ impl Inner {
             vm.pid = Some(pid);
             vm.qmp = Some(Arc::new(qmp));
         }
-        self.clone()
-            .watch(&spec.instance_id, events, Some(scan), image.ready_marker);
+        if scan.is_none() {
+            self.set_state(&spec.instance_id, VmState::Running);
+        }
+        self.clone().watch(
+            &spec.instance_id,
+            events,
+            scan,
+            image.ready_marker.unwrap_or_default(),
+        );
         Ok(())
     }
 
@@ -588,11 +653,13 @@ impl HostAgent for QemuHost {
             };
             self.inner.set_state(instance_id, VmState::Stopping);
             match qmp {
-                Some(qmp) => qmp
-                    .execute(qmp::system_powerdown {})
-                    .await
-                    .map(|_| ())
-                    .map_err(|e| HostError::Agent(format!("system_powerdown: {e}"))),
+                Some(qmp) => {
+                    qmp.execute(qmp::system_powerdown {})
+                        .await
+                        .map_err(|e| HostError::Agent(format!("system_powerdown: {e}")))?;
+                    self.inner.clone().press_again(instance_id.to_string(), qmp);
+                    Ok(())
+                }
                 None => {
                     self.inner.set_state(instance_id, VmState::Stopped);
                     Ok(())

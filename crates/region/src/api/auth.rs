@@ -114,9 +114,20 @@ async fn signed(
     let auth = Authorization::parse(value).map_err(|e| unauthenticated(&e.to_string()))?;
     let key = active_key(state, &auth.access_key_id).await?;
     let (parts, body) = req.into_parts();
-    let body = axum::body::to_bytes(body, MAX_BODY)
-        .await
-        .map_err(|_| too_large())?;
+    // An unsigned payload (uploads) is not part of the signature, so it streams
+    // on to the handler; any other body is read here to check its hash.
+    let unsigned = parts
+        .headers
+        .get("x-amz-content-sha256")
+        .is_some_and(|v| v.as_bytes() == sigv4::UNSIGNED_PAYLOAD.as_bytes());
+    let (signed_body, body) = if unsigned {
+        (axum::body::Bytes::new(), body)
+    } else {
+        let bytes = axum::body::to_bytes(body, MAX_BODY)
+            .await
+            .map_err(|_| too_large())?;
+        (bytes.clone(), Body::from(bytes))
+    };
     let uri = parts
         .uri
         .path_and_query()
@@ -133,7 +144,7 @@ async fn signed(
         parts.method.as_str(),
         uri,
         &parts.headers,
-        &body,
+        &signed_body,
         &key.secret,
         &expect,
     )
@@ -160,10 +171,7 @@ async fn signed(
             "this signed request was already received; sign each request anew",
         ));
     }
-    Ok((
-        Authenticated::Key(key),
-        Request::from_parts(parts, Body::from(body)),
-    ))
+    Ok((Authenticated::Key(key), Request::from_parts(parts, body)))
 }
 
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {

@@ -1,20 +1,31 @@
 //! Images: the public ones this region offers, and their API.
 
 use axum::extract::State;
-use nubo_api::compute::{Image, ImageVisibility};
+use std::path::PathBuf;
+
+use axum::body::Body;
+use axum::http::StatusCode;
+use futures::StreamExt;
+use nubo_api::compute::{
+    DiskFormat, Image, ImageFile, ImagePart, ImageState, ImageVisibility, RegisterImageRequest,
+};
 use nubo_api::error::ErrorBody;
+use nubo_api::error::ErrorCode;
 use nubo_api::page::{Page, PageParams};
 use nubo_store::images::{self, ImageRow};
 use nubo_store::{Store, ids};
 use serde::Deserialize;
+use serde::Serialize;
 use serde_json::json;
+use sha2::{Digest, Sha256};
+use tokio::io::AsyncWriteExt;
 
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::api::auth::Caller;
 use crate::api::error::{ApiError, ApiResult};
-use crate::api::extract::{Path, Query};
+use crate::api::extract::{Json, Path, Query};
 use crate::api::page;
 use crate::clock::{Clock, rfc3339};
 use crate::config::{Config, Hypervisor};
@@ -101,6 +112,11 @@ pub fn view(i: ImageRow) -> Image {
         } else {
             ImageVisibility::Private
         },
+        state: if i.state == images::PENDING {
+            ImageState::Pending
+        } else {
+            ImageState::Available
+        },
         created_at: rfc3339(i.created_at),
         id: i.id,
         name: i.name,
@@ -110,8 +126,10 @@ pub fn view(i: ImageRow) -> Image {
 
 pub fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
-        .routes(routes!(image_list))
-        .routes(routes!(image_show))
+        .routes(routes!(image_list, image_register))
+        .routes(routes!(image_show, image_delete))
+        .routes(routes!(image_upload))
+        .routes(routes!(image_complete))
 }
 
 /// Lists the images the account may launch: public ones and its own.
@@ -145,4 +163,298 @@ async fn image_show(
         .await?
         .map(|i| axum::Json(view(i)))
         .ok_or_else(|| ApiError::not_found("image", &image_id))
+}
+
+/// Largest upload of each part.
+fn part_limit(part: ImagePart) -> u64 {
+    const MIB: u64 = 1024 * 1024;
+    match part {
+        ImagePart::Kernel => 128 * MIB,
+        ImagePart::Initrd => 1024 * MIB,
+        ImagePart::Disk => 64 * 1024 * MIB,
+    }
+}
+
+/// Where a private image's files live.
+fn files_dir(config: &Config, image_id: &str) -> PathBuf {
+    config.data_dir.join("private-images").join(image_id)
+}
+
+/// What the owner asked for at registration, kept in the spec until completion.
+#[derive(Debug, Serialize, Deserialize)]
+struct Requested {
+    cmdline: Option<String>,
+    ready_marker: Option<String>,
+    disk_format: Option<DiskFormat>,
+}
+
+fn valid_image_name(name: &str) -> bool {
+    (1..=128).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+}
+
+/// An image of the caller's own, by id; anything else (another account's, a
+/// public one) answers like a missing image.
+async fn own_image(state: &AppState, caller: &Caller, image_id: &str) -> ApiResult<ImageRow> {
+    let mut c = state.store.conn().await?;
+    images::visible(&mut c, &caller.account_id, image_id)
+        .await?
+        .filter(|i| i.account_id.as_deref() == Some(caller.account_id.as_str()) && i.id == image_id)
+        .ok_or_else(|| ApiError::not_found("image", image_id))
+}
+
+/// Registers a private image: upload its files next (`PUT …/files/{part}`), then
+/// complete it.
+#[utoipa::path(post, path = "/v1/images", tag = "compute", operation_id = "image_register",
+    request_body = RegisterImageRequest,
+    responses((status = 201, body = Image), (status = 400, body = ErrorBody),
+              (status = 409, body = ErrorBody)),
+    security(("sigv4" = []), ("bearer" = [])))]
+async fn image_register(
+    State(state): State<AppState>,
+    caller: Caller,
+    Json(req): Json<RegisterImageRequest>,
+) -> ApiResult<(StatusCode, axum::Json<Image>)> {
+    if !valid_image_name(&req.name) {
+        return Err(ApiError::invalid(
+            "an image name is 1 to 128 letters, digits, '.', '_' or '-'",
+        ));
+    }
+    for (what, text, max) in [
+        ("description", &req.description, 1024),
+        ("cmdline", &req.cmdline, 1024),
+        ("ready_marker", &req.ready_marker, 128),
+    ] {
+        if text
+            .as_ref()
+            .is_some_and(|t| t.len() > max || t.chars().any(char::is_control))
+        {
+            return Err(ApiError::invalid(format!(
+                "{what} is longer than {max} bytes or has control characters"
+            )));
+        }
+    }
+    let requested = Requested {
+        cmdline: req.cmdline,
+        ready_marker: req.ready_marker.filter(|m| !m.is_empty()),
+        disk_format: req.disk_format,
+    };
+    let row = ImageRow {
+        id: ids::new("img"),
+        account_id: Some(caller.account_id.clone()),
+        name: req.name.clone(),
+        visibility: images::PRIVATE.into(),
+        description: req.description.unwrap_or_default(),
+        spec: serde_json::to_string(&requested).map_err(ApiError::internal)?,
+        state: images::PENDING.into(),
+        created_at: state.clock.now_micros(),
+    };
+    let mut tx = state.store.begin().await?;
+    match images::insert(&mut tx, &row).await {
+        Err(nubo_store::StoreError::Conflict(_)) => {
+            return Err(ApiError::new(
+                ErrorCode::Conflict,
+                format!("the account already has an image named {:?}", req.name),
+            ));
+        }
+        other => other?,
+    }
+    tx.commit().await?;
+    Ok((StatusCode::CREATED, axum::Json(view(row))))
+}
+
+/// Uploads one part of a pending image (`application/octet-stream`; sign with
+/// `x-amz-content-sha256: UNSIGNED-PAYLOAD`, which streams). Uploading a part
+/// again replaces it.
+#[utoipa::path(put, path = "/v1/images/{image_id}/files/{part}", tag = "compute",
+    operation_id = "image_upload",
+    params(("image_id" = String, Path, description = "Image id"),
+           ("part" = ImagePart, Path, description = "kernel, initrd or disk")),
+    request_body(content = Vec<u8>, content_type = "application/octet-stream"),
+    responses((status = 200, body = ImageFile), (status = 404, body = ErrorBody),
+              (status = 409, body = ErrorBody), (status = 413, body = ErrorBody)),
+    security(("sigv4" = []), ("bearer" = [])))]
+async fn image_upload(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((image_id, part)): Path<(String, String)>,
+    body: Body,
+) -> ApiResult<axum::Json<ImageFile>> {
+    let image = own_image(&state, &caller, &image_id).await?;
+    let part = ImagePart::parse(&part)
+        .ok_or_else(|| ApiError::invalid("part must be kernel, initrd or disk"))?;
+    if image.state != images::PENDING {
+        return Err(ApiError::invalid_state(format!(
+            "image {image_id} is {}; only pending images take uploads",
+            image.state
+        )));
+    }
+    let dir = files_dir(&state.config, &image.id);
+    tokio::fs::create_dir_all(&dir)
+        .await
+        .map_err(ApiError::internal)?;
+    let target = dir.join(part.as_str());
+    let partial = dir.join(format!("{}.partial", part.as_str()));
+    let limit = part_limit(part);
+    let written = receive(body, &partial, limit).await;
+    let (bytes, sha256) = match written {
+        Ok(done) => done,
+        Err(e) => {
+            let _ = tokio::fs::remove_file(&partial).await;
+            return Err(e);
+        }
+    };
+    tokio::fs::rename(&partial, &target)
+        .await
+        .map_err(ApiError::internal)?;
+    Ok(axum::Json(ImageFile {
+        part,
+        bytes,
+        sha256,
+    }))
+}
+
+/// Streams a body into `path` (fsynced), at most `limit` bytes.
+async fn receive(body: Body, path: &std::path::Path, limit: u64) -> ApiResult<(u64, String)> {
+    let mut file = tokio::fs::File::create(path)
+        .await
+        .map_err(ApiError::internal)?;
+    let mut hash = Sha256::new();
+    let mut bytes = 0u64;
+    let mut stream = body.into_data_stream();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|e| {
+            ApiError::new(
+                ErrorCode::InvalidRequest,
+                format!("the upload broke off: {e}"),
+            )
+        })?;
+        bytes += chunk.len() as u64;
+        if bytes > limit {
+            return Err(ApiError::new(
+                ErrorCode::PayloadTooLarge,
+                format!("this part may be at most {limit} bytes"),
+            ));
+        }
+        hash.update(&chunk);
+        file.write_all(&chunk).await.map_err(ApiError::internal)?;
+    }
+    file.sync_all().await.map_err(ApiError::internal)?;
+    Ok((bytes, hex::encode(hash.finalize())))
+}
+
+/// Checks a pending image's files and makes it available to launch.
+#[utoipa::path(post, path = "/v1/images/{image_id}/complete", tag = "compute",
+    operation_id = "image_complete",
+    params(("image_id" = String, Path, description = "Image id")),
+    responses((status = 200, body = Image), (status = 400, body = ErrorBody),
+              (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)),
+    security(("sigv4" = []), ("bearer" = [])))]
+async fn image_complete(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(image_id): Path<String>,
+) -> ApiResult<axum::Json<Image>> {
+    let image = own_image(&state, &caller, &image_id).await?;
+    if image.state != images::PENDING {
+        return Ok(axum::Json(view(image)));
+    }
+    let requested: Requested = serde_json::from_str(&image.spec).map_err(ApiError::internal)?;
+    let dir = files_dir(&state.config, &image.id);
+    let kernel = dir.join("kernel");
+    if !kernel.is_file() {
+        return Err(ApiError::invalid("upload the kernel (part `kernel`) first"));
+    }
+    let initrd = dir.join("initrd");
+    let disk = match requested.disk_format {
+        Some(format) => {
+            let path = dir.join("disk");
+            if !path.is_file() {
+                return Err(ApiError::invalid(
+                    "this image has a root disk: upload it (part `disk`) first",
+                ));
+            }
+            check_disk(&path, format).await?;
+            Some(json!({ "path": path, "format": format.as_str() }))
+        }
+        None => None,
+    };
+    let spec = json!({
+        "driver": "qemu",
+        "kernel": kernel,
+        "initrd": initrd.is_file().then_some(initrd),
+        "cmdline": requested.cmdline.unwrap_or_else(|| "console=ttyS0".into()),
+        "ready_marker": requested.ready_marker,
+        "disk": disk,
+    });
+    let mut tx = state.store.begin().await?;
+    let done = images::set_state(
+        &mut tx,
+        &image,
+        images::AVAILABLE,
+        &spec.to_string(),
+        state.clock.now_micros(),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(axum::Json(view(done)))
+}
+
+/// Refuses a disk that is not in the declared format, or that points at a
+/// backing file (which would let an image read files of the host).
+async fn check_disk(path: &std::path::Path, format: DiskFormat) -> ApiResult<()> {
+    let out = tokio::process::Command::new("qemu-img")
+        .args(["info", "--output=json", "-f", format.as_str()])
+        .arg(path)
+        .output()
+        .await
+        .map_err(ApiError::internal)?;
+    if !out.status.success() {
+        return Err(ApiError::invalid(format!(
+            "the disk is not a valid {} image",
+            format.as_str()
+        )));
+    }
+    let info: serde_json::Value =
+        serde_json::from_slice(&out.stdout).map_err(ApiError::internal)?;
+    if info.get("backing-filename").is_some() || info.get("full-backing-filename").is_some() {
+        return Err(ApiError::invalid(
+            "a disk image may not have a backing file",
+        ));
+    }
+    Ok(())
+}
+
+/// Deletes a private image and its files; refused while instances use it.
+#[utoipa::path(delete, path = "/v1/images/{image_id}", tag = "compute",
+    operation_id = "image_delete",
+    params(("image_id" = String, Path, description = "Image id")),
+    responses((status = 204), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)),
+    security(("sigv4" = []), ("bearer" = [])))]
+async fn image_delete(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(image_id): Path<String>,
+) -> ApiResult<StatusCode> {
+    let image = own_image(&state, &caller, &image_id).await?;
+    let mut tx = state.store.begin().await?;
+    if images::in_use(&mut tx, &image.id).await? {
+        return Err(ApiError::invalid_state(format!(
+            "instances still boot from image {image_id}; terminate them first"
+        )));
+    }
+    let spec = image.spec.clone();
+    images::set_state(
+        &mut tx,
+        &image,
+        images::DELETED,
+        &spec,
+        state.clock.now_micros(),
+    )
+    .await?;
+    tx.commit().await?;
+    let _ = tokio::fs::remove_dir_all(files_dir(&state.config, &image.id)).await;
+    Ok(StatusCode::NO_CONTENT)
 }

@@ -139,6 +139,12 @@ async fn instance_launch(
     let image = images::visible(&mut tx, &caller.account_id, &req.image)
         .await?
         .ok_or_else(|| ApiError::invalid(format!("image {:?} not found", req.image)))?;
+    if image.state != images::AVAILABLE {
+        return Err(ApiError::invalid(format!(
+            "image {} is {}: upload its files and complete it first",
+            image.id, image.state
+        )));
+    }
     let key = match &req.key_name {
         Some(name) => Some(
             key_pairs::get(&mut tx, &caller.account_id, name)

@@ -1,0 +1,424 @@
+//! `bench/launch`: how fast an instance runs its own code, measured from the API
+//! call to the guest's ready line, beside the limit measured in the same run:
+//! bare `qemu-system-x86_64`, same accelerator, same image, same command line,
+//! same readiness point. Also the VMM's memory beyond guest RAM, and how many idle
+//! 64 MiB instances one host holds.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use nubo_api::account::{SignupRequest, SignupResponse};
+use nubo_api::compute::{Instance, LaunchRequest, LaunchResponse};
+use nubo_cli::{Client, Credentials};
+use nubo_host::VmSpec;
+use nubo_host::qemu::QemuConfig;
+use nubo_host::qemu::accel::{self, Accel, AccelChoice};
+use nubo_host::qemu::command::{ImageSpec, Launch, VmFiles};
+
+use crate::region::Region;
+use crate::stats::{Samples, ms};
+
+/// Numbers bare VMs, whose ids must differ as instance ids do.
+static NEXT_BARE: AtomicU32 = AtomicU32::new(0);
+
+const SEQUENTIAL: usize = 30;
+const CONCURRENT: usize = 10;
+const DENSITY: u32 = 100;
+const POLL: Duration = Duration::from_millis(5);
+const BOOT_TIMEOUT: Duration = Duration::from_secs(120);
+
+const P50_TARGET: Duration = Duration::from_secs(1);
+const RATIO_TARGET: f64 = 1.2;
+const OVERHEAD_TARGET_MIB: f64 = 40.0;
+
+fn config() -> String {
+    format!(
+        "[quota_defaults]\ninstances = {n}\nvcpus = {n}\nmemory_mib = {m}\n\
+         [qemu]\nvcpu_overcommit = 64\n",
+        n = DENSITY + 10,
+        m = (DENSITY + 10) * 64
+    )
+}
+
+pub fn run(args: &[String]) -> Result<(), String> {
+    let nubod = crate::flag(args, "--nubod").ok_or("--nubod PATH is required")?;
+    let images = PathBuf::from(crate::flag(args, "--images").ok_or("--images DIR is required")?);
+    let image = image_spec(&images.join("nubo-micro"))?;
+    let (accel, why) = accel::choose(AccelChoice::Auto);
+    eprintln!("accelerator: {why}");
+    let runtime = tokio::runtime::Runtime::new().map_err(|e| e.to_string())?;
+
+    let mut bare_seq = Samples::default();
+    for _ in 0..SEQUENTIAL {
+        bare_seq.push(bare_boot(&image, accel)?);
+    }
+    let mut bare_conc = Samples::default();
+    let handles: Vec<_> = (0..CONCURRENT)
+        .map(|_| {
+            let (image, accel) = (image.clone(), accel);
+            std::thread::spawn(move || bare_boot(&image, accel))
+        })
+        .collect();
+    for h in handles {
+        bare_conc.push(h.join().map_err(|_| "a bare boot panicked")??);
+    }
+    eprintln!("bare QEMU measured");
+
+    let region = Region::start(
+        nubod,
+        &config(),
+        None,
+        &[
+            "--hypervisor",
+            "qemu",
+            "--images-dir",
+            &images.display().to_string(),
+        ],
+    )?;
+    let figures = runtime.block_on(measure_nubo(&region))?;
+    report(accel, bare_seq, bare_conc, figures);
+    Ok(())
+}
+
+/// The image as nubod registers it from its `image.json`.
+fn image_spec(dir: &Path) -> Result<ImageSpec, String> {
+    let text = std::fs::read_to_string(dir.join("image.json"))
+        .map_err(|e| format!("{}: {e} (run cargo xtask image)", dir.display()))?;
+    let m: serde_json::Value = serde_json::from_str(&text).map_err(|e| e.to_string())?;
+    let field = |k: &str| m[k].as_str().unwrap_or_default().to_string();
+    let spec = serde_json::json!({
+        "kernel": dir.join(field("kernel")),
+        "initrd": dir.join(field("initrd")),
+        "cmdline": field("cmdline"),
+        "ready_marker": field("ready_marker"),
+    });
+    ImageSpec::parse(&spec.to_string()).map_err(|e| e.to_string())
+}
+
+/// Boots the image with exactly the command line nubo's driver would use, and
+/// times it from exec to the ready line on the console.
+fn bare_boot(image: &ImageSpec, accel: Accel) -> Result<Duration, String> {
+    let id = format!(
+        "i-bare{:05x}{:05x}",
+        std::process::id(),
+        NEXT_BARE.fetch_add(1, Ordering::Relaxed)
+    );
+    let dir = std::env::temp_dir().join(format!("nubo-bare-{id}"));
+    std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+    let files = VmFiles { dir: dir.clone() };
+    let spec = VmSpec {
+        instance_id: id.clone(),
+        vcpus: 1,
+        memory_mib: 64,
+        image: String::new(),
+        user_data: None,
+        hostname: id.clone(),
+        ssh_public_keys: Vec::new(),
+    };
+    let defaults = QemuConfig::new(String::new(), dir.clone());
+    let launch = Launch {
+        binary: &defaults.binary,
+        accel,
+        tcg_tb_size_mib: defaults.tcg_tb_size_mib,
+        tsc_khz: accel::tsc_khz(),
+        spec: &spec,
+        image,
+        files: &files,
+    };
+    let marker = image
+        .ready_marker
+        .clone()
+        .ok_or("the image has no ready marker to time")?;
+    let started = Instant::now();
+    let status = launch
+        .command()
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .map_err(|e| e.to_string())?;
+    if !status.success() {
+        return Err(format!("bare QEMU exited with {status}"));
+    }
+    let result = loop {
+        let console = std::fs::read_to_string(files.console()).unwrap_or_default();
+        if console.contains(&marker) {
+            break Ok(started.elapsed());
+        }
+        if started.elapsed() > BOOT_TIMEOUT {
+            break Err("a bare boot never became ready".to_string());
+        }
+        std::thread::sleep(POLL);
+    };
+    if let Ok(pid) = std::fs::read_to_string(files.pidfile()) {
+        let _ = std::process::Command::new("kill")
+            .arg("-9")
+            .arg(pid.trim())
+            .status();
+    }
+    std::thread::sleep(Duration::from_millis(50));
+    let _ = std::fs::remove_dir_all(&dir);
+    result
+}
+
+struct NuboFigures {
+    sequential: Samples,
+    concurrent: Samples,
+    overhead_mib: Vec<f64>,
+    density_running: u32,
+    density_secs: f64,
+    density_rss_gib: f64,
+}
+
+fn launch_request(count: u32) -> LaunchRequest {
+    LaunchRequest {
+        image: "nubo-micro".into(),
+        instance_type: "n1.nano".into(),
+        count: Some(count),
+        name: None,
+        user_data: None,
+        client_token: None,
+        key_name: None,
+    }
+}
+
+/// Launches and polls until running; returns the instance ids and the time.
+async fn launch_and_wait(client: &Client, count: u32) -> Result<(Vec<String>, Duration), String> {
+    let started = Instant::now();
+    let launched: LaunchResponse = client
+        .post("/v1/instances", &launch_request(count))
+        .await
+        .map_err(|e| e.to_string())?;
+    let ids: Vec<String> = launched.instances.into_iter().map(|i| i.id).collect();
+    for id in &ids {
+        wait_state(client, id, "running").await?;
+    }
+    Ok((ids, started.elapsed()))
+}
+
+async fn wait_state(client: &Client, id: &str, state: &str) -> Result<(), String> {
+    let started = Instant::now();
+    loop {
+        let i: Instance = client
+            .get(&format!("/v1/instances/{id}"))
+            .await
+            .map_err(|e| e.to_string())?;
+        if i.state.as_str() == state {
+            return Ok(());
+        }
+        if i.state.as_str() == "failed" {
+            return Err(format!("{id} failed: {:?}", i.state_reason));
+        }
+        if started.elapsed() > BOOT_TIMEOUT * 3 {
+            return Err(format!("{id} never became {state}"));
+        }
+        tokio::time::sleep(POLL).await;
+    }
+}
+
+async fn terminate(client: &Client, ids: &[String]) -> Result<(), String> {
+    for id in ids {
+        let _: Instance = client
+            .delete(&format!("/v1/instances/{id}"))
+            .await
+            .map_err(|e| e.to_string())?;
+    }
+    for id in ids {
+        wait_state(client, id, "terminated").await?;
+    }
+    Ok(())
+}
+
+async fn measure_nubo(region: &Region) -> Result<NuboFigures, String> {
+    let public = Client::new(&region.endpoint, "local-1", Credentials::None);
+    let created: SignupResponse = public
+        .post(
+            "/v1/signup",
+            &SignupRequest {
+                email: "bench@example.com".into(),
+            },
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+    let client = Client::new(
+        &region.endpoint,
+        "local-1",
+        Credentials::Key {
+            id: created.access_key_id,
+            secret: created.secret_access_key,
+        },
+    );
+
+    let mut sequential = Samples::default();
+    for _ in 0..SEQUENTIAL {
+        let (ids, took) = launch_and_wait(&client, 1).await?;
+        sequential.push(took);
+        terminate(&client, &ids).await?;
+    }
+    eprintln!("nubo sequential launches measured");
+
+    let tasks: Vec<_> = (0..CONCURRENT)
+        .map(|_| {
+            let client = client.clone();
+            tokio::spawn(async move { launch_and_wait(&client, 1).await })
+        })
+        .collect();
+    let mut concurrent = Samples::default();
+    let mut idle = Vec::new();
+    for t in tasks {
+        let (ids, took) = t.await.map_err(|e| e.to_string())??;
+        concurrent.push(took);
+        idle.extend(ids);
+    }
+    eprintln!("nubo concurrent launches measured");
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let overhead_mib = vmm_overheads(&region.dir.join("data/vms"), 64);
+    terminate(&client, &idle).await?;
+
+    let started = Instant::now();
+    let launched: LaunchResponse = client
+        .post("/v1/instances", &launch_request(DENSITY))
+        .await
+        .map_err(|e| e.to_string())?;
+    let ids: Vec<String> = launched.instances.into_iter().map(|i| i.id).collect();
+    let mut running = 0;
+    for id in &ids {
+        if wait_state(&client, id, "running").await.is_ok() {
+            running += 1;
+        }
+    }
+    let density_secs = started.elapsed().as_secs_f64();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let density_rss_gib = vm_pids(&region.dir.join("data/vms"))
+        .iter()
+        .map(|pid| rss_split(*pid, None).0)
+        .sum::<u64>() as f64
+        / (1024.0 * 1024.0);
+    terminate(&client, &ids).await?;
+    Ok(NuboFigures {
+        sequential,
+        concurrent,
+        overhead_mib,
+        density_running: running,
+        density_secs,
+        density_rss_gib,
+    })
+}
+
+fn vm_pids(vms: &Path) -> Vec<u32> {
+    std::fs::read_dir(vms)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| std::fs::read_to_string(e.path().join("qemu.pid")).ok())
+        .filter_map(|p| p.trim().parse().ok())
+        .collect()
+}
+
+/// (total RSS, RSS of the mapping of `guest_kib`, the guest's RAM) of a
+/// process, in KiB.
+fn rss_split(pid: u32, guest_kib: Option<u64>) -> (u64, u64) {
+    let smaps = std::fs::read_to_string(format!("/proc/{pid}/smaps")).unwrap_or_default();
+    let (mut total, mut guest, mut in_guest) = (0, 0, false);
+    for line in smaps.lines() {
+        if let Some(size) = line.strip_prefix("Size:") {
+            let kib: u64 = size
+                .trim()
+                .trim_end_matches(" kB")
+                .trim()
+                .parse()
+                .unwrap_or(0);
+            in_guest = Some(kib) == guest_kib;
+        } else if let Some(rss) = line.strip_prefix("Rss:") {
+            let kib: u64 = rss
+                .trim()
+                .trim_end_matches(" kB")
+                .trim()
+                .parse()
+                .unwrap_or(0);
+            total += kib;
+            if in_guest {
+                guest += kib;
+            }
+        }
+    }
+    (total, guest)
+}
+
+/// Per idle VM: RSS beyond what its guest's RAM mapping holds, in MiB.
+fn vmm_overheads(vms: &Path, guest_mib: u64) -> Vec<f64> {
+    vm_pids(vms)
+        .into_iter()
+        .map(|pid| {
+            let (total, guest) = rss_split(pid, Some(guest_mib * 1024));
+            (total - guest) as f64 / 1024.0
+        })
+        .collect()
+}
+
+fn report(accel: Accel, mut bare_seq: Samples, mut bare_conc: Samples, mut n: NuboFigures) {
+    let ratio = |a: Duration, b: Duration| a.as_secs_f64() / b.as_secs_f64().max(1e-9);
+    let (nb50, bb50) = (n.sequential.percentile(50.0), bare_seq.percentile(50.0));
+    println!();
+    println!(
+        "bench/launch: nubo-micro on n1.nano (1 vCPU, 64 MiB), accelerator {}",
+        accel.name()
+    );
+    println!();
+    println!(
+        "{:<34} {:>10} {:>10} {:>10} {:>10}",
+        "API call -> guest ready", "nubo p50", "nubo p99", "bare p50", "bare p99"
+    );
+    println!(
+        "{:<34} {:>10} {:>10} {:>10} {:>10}",
+        format!("{SEQUENTIAL} sequential"),
+        ms(nb50),
+        ms(n.sequential.percentile(99.0)),
+        ms(bb50),
+        ms(bare_seq.percentile(99.0)),
+    );
+    let (nc50, bc50) = (n.concurrent.percentile(50.0), bare_conc.percentile(50.0));
+    println!(
+        "{:<34} {:>10} {:>10} {:>10} {:>10}",
+        format!("{CONCURRENT} concurrent"),
+        ms(nc50),
+        ms(n.concurrent.percentile(99.0)),
+        ms(bc50),
+        ms(bare_conc.percentile(99.0)),
+    );
+    let overhead = n.overhead_mib.iter().sum::<f64>() / n.overhead_mib.len().max(1) as f64;
+    let worst = n.overhead_mib.iter().cloned().fold(0.0, f64::max);
+    println!();
+    println!("VMM memory beyond guest RAM, idle: mean {overhead:.1} MiB, max {worst:.1} MiB");
+    println!(
+        "density: {}/{DENSITY} idle 64 MiB instances running after {:.1} s; QEMU RSS {:.2} GiB in all",
+        n.density_running, n.density_secs, n.density_rss_gib
+    );
+    println!();
+    println!(
+        "against the targets (ratio > 1 meets it), accelerator {}:",
+        accel.name()
+    );
+    println!(
+        "  launch p50 {} vs < {}: {:.2}x",
+        ms(nb50),
+        ms(P50_TARGET),
+        P50_TARGET.as_secs_f64() / nb50.as_secs_f64().max(1e-9)
+    );
+    println!(
+        "  launch p50 / bare p50 = {:.2} vs <= {RATIO_TARGET}: {:.2}x (concurrent: {:.2})",
+        ratio(nb50, bb50),
+        RATIO_TARGET / ratio(nb50, bb50),
+        ratio(nc50, bc50),
+    );
+    println!(
+        "  VMM overhead {overhead:.1} MiB vs < {OVERHEAD_TARGET_MIB} MiB: {:.2}x",
+        OVERHEAD_TARGET_MIB / overhead.max(1e-9)
+    );
+    println!(
+        "  density {}/{DENSITY}: {:.2}x",
+        n.density_running,
+        f64::from(n.density_running) / f64::from(DENSITY)
+    );
+}
