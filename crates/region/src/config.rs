@@ -135,7 +135,7 @@ impl Default for QemuHostConfig {
     fn default() -> Self {
         QemuHostConfig {
             binary: PathBuf::from("qemu-system-x86_64"),
-            tcg_tb_size_mib: 32,
+            tcg_tb_size_mib: 16,
             vcpu_overcommit: 16,
             memory_reserve_mib: 1024,
         }

@@ -65,7 +65,7 @@ impl QemuConfig {
             binary: PathBuf::from("qemu-system-x86_64"),
             state_dir,
             accel: AccelChoice::Auto,
-            tcg_tb_size_mib: 32,
+            tcg_tb_size_mib: 16,
             vcpu_overcommit: 16,
             memory_reserve_mib: 1024,
             disk_gib: 100,

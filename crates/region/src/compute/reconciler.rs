@@ -34,7 +34,7 @@ const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(60);
 /// Terminated instances stay visible this long.
 const KEEP_TERMINATED: Duration = Duration::from_secs(3600);
 const PASS_BATCH: i64 = 1000;
-const MAX_CONCURRENT_STARTS: usize = 8;
+const MAX_CONCURRENT_STARTS: usize = 16;
 
 /// `None` means "the host's event stream lagged: compare it in full".
 type HostSignal = (String, Option<VmStatus>);
