@@ -38,6 +38,7 @@ const BOOT_TIMEOUT: Duration = Duration::from_secs(120);
 const P50_TARGET: Duration = Duration::from_secs(1);
 const RATIO_TARGET: f64 = 1.2;
 const OVERHEAD_TARGET_MIB: f64 = 40.0;
+const FAILURE_TARGET: Duration = Duration::from_secs(2);
 
 fn config() -> String {
     format!(
@@ -169,6 +170,7 @@ fn bare_boot(image: &ImageSpec, accel: Accel) -> Result<Duration, String> {
 }
 
 struct NuboFigures {
+    failure_detection: Duration,
     sequential: Samples,
     concurrent: Samples,
     overhead_mib: Vec<f64>,
@@ -286,6 +288,7 @@ async fn measure_nubo(region: &Region) -> Result<NuboFigures, String> {
     eprintln!("nubo concurrent launches measured");
     tokio::time::sleep(Duration::from_secs(3)).await;
     let overhead_mib = vmm_overheads(&region.dir.join("data/vms"), 64);
+    let failure_detection = kill_and_time(&client, &region.dir.join("data/vms"), &idle[0]).await?;
     terminate(&client, &idle).await?;
 
     let started = Instant::now();
@@ -309,6 +312,7 @@ async fn measure_nubo(region: &Region) -> Result<NuboFigures, String> {
         / (1024.0 * 1024.0);
     terminate(&client, &ids).await?;
     Ok(NuboFigures {
+        failure_detection,
         sequential,
         concurrent,
         overhead_mib,
@@ -316,6 +320,38 @@ async fn measure_nubo(region: &Region) -> Result<NuboFigures, String> {
         density_secs,
         density_rss_gib,
     })
+}
+
+/// Kills a VM's process as a crash would; returns how long the region took to
+/// call its instance failed, by the region's own state-change time.
+async fn kill_and_time(client: &Client, vms: &Path, id: &str) -> Result<Duration, String> {
+    let pid = std::fs::read_to_string(vms.join(id).join("qemu.pid")).map_err(|e| e.to_string())?;
+    let killed = SystemTime::now();
+    let status = std::process::Command::new("kill")
+        .args(["-9", pid.trim()])
+        .status()
+        .map_err(|e| e.to_string())?;
+    if !status.success() {
+        return Err(format!("kill -9 {}", pid.trim()));
+    }
+    let started = Instant::now();
+    loop {
+        let i: Instance = client
+            .get(&format!("/v1/instances/{id}"))
+            .await
+            .map_err(|e| e.to_string())?;
+        if i.state.as_str() == "failed" {
+            let at =
+                OffsetDateTime::parse(&i.state_changed_at, &Rfc3339).map_err(|e| e.to_string())?;
+            return Ok(SystemTime::from(at)
+                .duration_since(killed)
+                .unwrap_or_default());
+        }
+        if started.elapsed() > BOOT_TIMEOUT {
+            return Err(format!("{id} was not marked failed"));
+        }
+        tokio::time::sleep(API_POLL).await;
+    }
 }
 
 fn vm_pids(vms: &Path) -> Vec<u32> {
@@ -421,6 +457,12 @@ fn report(accel: Accel, mut bare_seq: Samples, mut bare_conc: Samples, mut n: Nu
     println!(
         "  VMM overhead {overhead:.1} MiB vs < {OVERHEAD_TARGET_MIB} MiB: {:.2}x",
         OVERHEAD_TARGET_MIB / overhead.max(1e-9)
+    );
+    println!(
+        "  a killed VM's instance failed after {} vs < {}: {:.2}x",
+        ms(n.failure_detection),
+        ms(FAILURE_TARGET),
+        FAILURE_TARGET.as_secs_f64() / n.failure_detection.as_secs_f64().max(1e-9)
     );
     println!(
         "  density {}/{DENSITY}: {:.2}x",

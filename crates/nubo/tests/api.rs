@@ -354,19 +354,30 @@ on_both_stores!(
 on_both_stores!(
     a_full_region_refuses_before_accepting,
     |store: StoreKind| {
+        // A second region with room, on loopback, in the first one's catalog.
+        let roomy = Region::start(StoreKind::Sqlite);
         let dir =
             std::env::temp_dir().join(format!("nubo-cap-{:016x}", nubo_store::ids::random_u64()));
         std::fs::create_dir_all(&dir).unwrap();
         let cfg = dir.join("nubod.toml");
         std::fs::write(
             &cfg,
-            "sim_hosts = 2\n[sim_host]\nvcpus = 2\nmemory_mib = 1024\ndisk_gib = 10\nboot_ms = 20\n\
-         [[regions]]\nname = \"eu-2\"\napi_endpoint = \"http://eu-2.example\"\n\
-         s3_endpoint = \"http://s3.eu-2.example\"\n",
+            format!(
+                "sim_hosts = 2\n[sim_host]\nvcpus = 2\nmemory_mib = 1024\ndisk_gib = 10\n\
+             boot_ms = 20\n[[regions]]\nname = \"roomy-2\"\napi_endpoint = \"{}\"\n\
+             s3_endpoint = \"{}\"\n",
+                roomy.endpoint, roomy.endpoint
+            ),
         )
         .unwrap();
         let r = Region::start_with(store, &["--config", cfg.to_str().unwrap()]);
         let c = r.signup("cap@example.com");
+        let (s, room) = r.curl("GET", "/v1/capacity", None, &[]).unwrap();
+        assert_eq!(
+            (s, room["largest_free_vcpus"].as_u64()),
+            (200, Some(2)),
+            "{room}"
+        );
         let big = json!({"image":"nubo-micro","instance_type":"n1.xlarge"}).to_string();
         let (s, v) = r.signed(&c, "POST", "/v1/instances", Some(&big));
         assert_eq!((s, code(&v)), (507, "InsufficientCapacity"), "{v}");
@@ -375,7 +386,10 @@ on_both_stores!(
             msg.contains("Largest free slot: 2 vCPU / 1024 MiB"),
             "{msg}"
         );
-        assert!(msg.contains("eu-2"), "names the other regions: {msg}");
+        assert!(
+            msg.contains("regions with room: roomy-2"),
+            "names the region with room: {msg}"
+        );
         let (s, v) = r.signed(&c, "POST", "/v1/instances", Some(&launch_body(4)));
         assert_eq!(s, 202, "four 1-vCPU instances fit on two 2-vCPU hosts: {v}");
         let (s, v) = r.signed(&c, "POST", "/v1/instances", Some(&launch_body(1)));

@@ -19,6 +19,7 @@ const PUBLIC: &[&str] = &[
     "healthz",
     "metrics",
     "region_list",
+    "region_capacity",
     "instance_type_list",
     "account_signup",
 ];

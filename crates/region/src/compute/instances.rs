@@ -15,6 +15,7 @@ use crate::api::extract::{Path, Query};
 use crate::api::page;
 use crate::clock::rfc3339;
 use crate::compute::lifecycle;
+use crate::compute::scheduler::Shape;
 use crate::state::AppState;
 
 pub fn routes() -> OpenApiRouter<AppState> {
@@ -103,7 +104,19 @@ async fn apply(
             .ok_or_else(|| ApiError::not_found("instance", id))?;
         let next = match request {
             Request::Stop => lifecycle::request_stop(&mut tx, &row, at).await?,
-            Request::Start => lifecycle::request_start(&mut tx, &state.config, &row, at).await?,
+            Request::Start => {
+                match lifecycle::request_start(&mut tx, &state.config, &row, at).await {
+                    Ok(next) => next,
+                    Err(e) => {
+                        drop(tx);
+                        let shape = Shape {
+                            vcpus: row.vcpus,
+                            memory_mib: row.memory_mib,
+                        };
+                        return Err(crate::regions::room_elsewhere(&state.config, e, shape).await);
+                    }
+                }
+            }
             Request::Terminate => lifecycle::request_terminate(&mut tx, &row, at).await?,
         };
         if let Some(next) = next {

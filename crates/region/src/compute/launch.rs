@@ -168,7 +168,13 @@ async fn instance_launch(
         vcpus: i64::from(itype.vcpus),
         memory_mib: i64::from(itype.memory_mib),
     };
-    let hosts = scheduler::place(&mut tx, cfg, count, shape, &what).await?;
+    let hosts = match scheduler::place(&mut tx, cfg, count, shape, &what).await {
+        Ok(hosts) => hosts,
+        Err(e) => {
+            drop(tx);
+            return Err(crate::regions::room_elsewhere(cfg, e, shape).await);
+        }
+    };
 
     let launch_id = ids::new("launch");
     let mut rows = Vec::with_capacity(hosts.len());

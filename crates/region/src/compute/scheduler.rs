@@ -9,6 +9,7 @@
 use std::collections::HashMap;
 
 use nubo_api::error::ErrorCode;
+use nubo_api::regions::RegionCapacity;
 use nubo_store::Conn;
 use nubo_store::hosts::{self, HostRow};
 
@@ -91,25 +92,36 @@ fn no_room(config: &Config, hosts: &[HostRow], count: u32, shape: Shape, what: &
             )
         })
         .unwrap_or_else(|| "none (no active host)".into());
-    let elsewhere = if config.peers.is_empty() {
-        "no other region is configured".to_string()
-    } else {
-        format!(
-            "other regions: {}",
-            config
-                .peers
-                .iter()
-                .map(|p| format!("{} ({})", p.name, p.api_endpoint))
-                .collect::<Vec<_>>()
-                .join(", ")
-        )
-    };
     ApiError::new(
         ErrorCode::InsufficientCapacity,
         format!(
             "region {} has no room for {what} ({count} × {} vCPU / {} MiB); nothing was \
-             launched. Largest free slot: {largest}; {elsewhere}",
+             launched. Largest free slot: {largest}",
             config.region, shape.vcpus, shape.memory_mib
         ),
     )
+}
+
+/// The region's room, from the host registry.
+pub fn capacity(region: &str, hosts: &[HostRow]) -> RegionCapacity {
+    let active: Vec<&HostRow> = hosts.iter().filter(|h| h.state == hosts::ACTIVE).collect();
+    let free = |f: fn(&HostRow) -> i64| active.iter().map(move |h| f(h).max(0) as u64);
+    let largest = active
+        .iter()
+        .max_by_key(|h| (h.free_memory_mib(), h.free_vcpus()))
+        .map(|h| {
+            (
+                h.free_vcpus().max(0) as u64,
+                h.free_memory_mib().max(0) as u64,
+            )
+        })
+        .unwrap_or((0, 0));
+    RegionCapacity {
+        region: region.to_string(),
+        hosts: active.len() as u64,
+        free_vcpus: free(HostRow::free_vcpus).sum(),
+        free_memory_mib: free(HostRow::free_memory_mib).sum(),
+        largest_free_vcpus: largest.0,
+        largest_free_memory_mib: largest.1,
+    }
 }
