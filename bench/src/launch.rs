@@ -221,7 +221,7 @@ async fn wait_state(client: &Client, id: &str, state: &str) -> Result<Instance, 
         if i.state.as_str() == state {
             return Ok(i);
         }
-        if i.state.as_str() == "failed" {
+        if i.state.as_str() == "failed" && state != "failed" {
             return Err(format!("{id} failed: {:?}", i.state_reason));
         }
         if started.elapsed() > BOOT_TIMEOUT * 3 {
@@ -334,24 +334,12 @@ async fn kill_and_time(client: &Client, vms: &Path, id: &str) -> Result<Duration
     if !status.success() {
         return Err(format!("kill -9 {}", pid.trim()));
     }
-    let started = Instant::now();
-    loop {
-        let i: Instance = client
-            .get(&format!("/v1/instances/{id}"))
-            .await
-            .map_err(|e| e.to_string())?;
-        if i.state.as_str() == "failed" {
-            let at =
-                OffsetDateTime::parse(&i.state_changed_at, &Rfc3339).map_err(|e| e.to_string())?;
-            return Ok(SystemTime::from(at)
-                .duration_since(killed)
-                .unwrap_or_default());
-        }
-        if started.elapsed() > BOOT_TIMEOUT {
-            return Err(format!("{id} was not marked failed"));
-        }
-        tokio::time::sleep(API_POLL).await;
-    }
+    let failed = wait_state(client, id, "failed").await?;
+    let at =
+        OffsetDateTime::parse(&failed.state_changed_at, &Rfc3339).map_err(|e| e.to_string())?;
+    Ok(SystemTime::from(at)
+        .duration_since(killed)
+        .unwrap_or_default())
 }
 
 fn vm_pids(vms: &Path) -> Vec<u32> {

@@ -32,12 +32,7 @@ fn api() -> Result {
 /// Real guests beside bare QEMU: needs QEMU and the built images.
 fn launch() -> Result {
     packages::ensure(&["qemu-system-x86", "qemu-utils"])?;
-    let built = image::ensure()?;
-    let images = built
-        .parent()
-        .map(|dir| dir.join("installed"))
-        .ok_or_else(|| Error::new("the image cache has no parent"))?;
-    image::install(&built, &images)?;
+    let images = image::ensure_installed()?;
     let bin = release_binaries()?;
     cmd::run(
         Command::new(bin.join("nubo-bench"))

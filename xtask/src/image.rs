@@ -251,6 +251,18 @@ fn build_initramfs(gen_init_cpio: &Path, out: &Path) -> Result {
     fs::remove_file(&list_path).map_err(io(&list_path))
 }
 
+/// Builds the image if need be and installs it in the cache's `installed` dir,
+/// which tests and benchmarks point nubod at.
+pub fn ensure_installed() -> Result<PathBuf> {
+    let built = ensure()?;
+    let images = built
+        .parent()
+        .map(|dir| dir.join("installed"))
+        .ok_or_else(|| Error::new("the image cache has no parent"))?;
+    install(&built, &images)?;
+    Ok(images)
+}
+
 /// Copies the built image to `into/nubo-micro`, replacing what was there.
 pub fn install(built: &Path, into: &Path) -> Result {
     let target = into.join("nubo-micro");

@@ -28,12 +28,7 @@ pub fn run(test_args: &[String]) -> Result {
     packages::ensure(TEST_PACKAGES)?;
     let url = postgres::ensure()?;
     let python = python::ensure()?;
-    let built = image::ensure()?;
-    let images = built
-        .parent()
-        .map(|dir| dir.join("installed"))
-        .ok_or_else(|| Error::new("the image cache has no parent"))?;
-    image::install(&built, &images)?;
+    let images = image::ensure_installed()?;
     let cargo = |args: &[&str]| {
         let mut cmd = Command::new("cargo");
         cmd.args(args)

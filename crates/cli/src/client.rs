@@ -172,10 +172,7 @@ impl Client {
             .body(reqwest::Body::from(opened))
             .send()
             .await
-            .map_err(|e| ClientError::Connect {
-                endpoint: self.endpoint.clone(),
-                detail: error_chain(&e),
-            })?;
+            .map_err(|e| self.unreachable(&e))?;
         let bytes = self.answer(&url, response).await?;
         serde_json::from_slice(&bytes)
             .map_err(|e| ClientError::Other(format!("unexpected answer from {path}: {e}")))
@@ -242,20 +239,21 @@ impl Client {
             .body(body)
             .send()
             .await
-            .map_err(|e| ClientError::Connect {
-                endpoint: self.endpoint.clone(),
-                detail: error_chain(&e),
-            })?;
+            .map_err(|e| self.unreachable(&e))?;
         self.answer(&url, response).await
+    }
+
+    fn unreachable(&self, e: &reqwest::Error) -> ClientError {
+        ClientError::Connect {
+            endpoint: self.endpoint.clone(),
+            detail: error_chain(e),
+        }
     }
 
     /// The body of a successful answer, or the API's error.
     async fn answer(&self, url: &str, response: reqwest::Response) -> Result<Vec<u8>, ClientError> {
         let status = response.status();
-        let bytes = response.bytes().await.map_err(|e| ClientError::Connect {
-            endpoint: self.endpoint.clone(),
-            detail: error_chain(&e),
-        })?;
+        let bytes = response.bytes().await.map_err(|e| self.unreachable(&e))?;
         if status.is_success() {
             return Ok(bytes.to_vec());
         }

@@ -334,7 +334,7 @@ macro_rules! on_both_stores {
     };
 }
 
-/// A plain HTTP request to `endpoint`.
+/// A plain HTTP request to `endpoint`, with a JSON body if any.
 pub fn http(
     endpoint: &str,
     method: &str,
@@ -342,27 +342,11 @@ pub fn http(
     body: Option<&str>,
     headers: &[(&str, &str)],
 ) -> Result<(u16, reqwest::header::HeaderMap, String), String> {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async {
-        let client = reqwest::Client::new();
-        let mut req = client.request(method.parse().unwrap(), format!("{endpoint}{path}"));
-        if let Some(b) = body {
-            req = req
-                .header("content-type", "application/json")
-                .body(b.to_string());
-        }
-        for (k, v) in headers {
-            req = req.header(*k, *v);
-        }
-        let resp = req.send().await.map_err(|e| e.to_string())?;
-        let status = resp.status().as_u16();
-        let headers = resp.headers().clone();
-        let text = resp.text().await.map_err(|e| e.to_string())?;
-        Ok((status, headers, text))
-    })
+    let mut all = headers.to_vec();
+    if body.is_some() {
+        all.push(("content-type", "application/json"));
+    }
+    http_bytes(endpoint, method, path, body.unwrap_or("").as_bytes(), &all)
 }
 
 /// A signed request, from any thread.
