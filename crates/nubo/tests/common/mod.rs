@@ -18,6 +18,8 @@ pub enum StoreKind {
 pub struct Region {
     child: Option<Child>,
     pub endpoint: String,
+    /// The S3 endpoint, `http://127.0.0.1:PORT`.
+    pub s3_endpoint: String,
     pub dir: PathBuf,
     pub store: StoreKind,
     database_url: Option<String>,
@@ -95,6 +97,7 @@ impl Region {
         let mut region = Region {
             child: None,
             endpoint: String::new(),
+            s3_endpoint: String::new(),
             dir,
             store,
             database_url,
@@ -107,13 +110,16 @@ impl Region {
     fn boot(&mut self) {
         let port = free_port();
         self.endpoint = format!("http://127.0.0.1:{port}");
+        if self.s3_endpoint.is_empty() {
+            self.s3_endpoint = format!("http://127.0.0.1:{}", free_port());
+        }
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_nubod"));
         cmd.arg("--data-dir")
             .arg(self.dir.join("data"))
             .arg("--listen")
             .arg(format!("127.0.0.1:{port}"))
             .arg("--s3-listen")
-            .arg(format!("127.0.0.1:{}", free_port()))
+            .arg(self.s3_endpoint.trim_start_matches("http://"))
             .args(&self.extra)
             .env_remove("NUBO_DATABASE_URL")
             .env("NUBO_LOG", "warn")
