@@ -83,6 +83,9 @@ pub enum Command {
     /// Instances.
     #[command(subcommand)]
     Instance(InstanceCommand),
+    /// Buckets of object storage (for objects, use any S3 client).
+    #[command(subcommand)]
+    Bucket(BucketCommand),
     /// Operator commands (need the operator token).
     #[command(subcommand)]
     Admin(AdminCommand),
@@ -152,6 +155,21 @@ pub enum QuotaCommand {
         resource: String,
         #[arg(long)]
         to: u64,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BucketCommand {
+    List,
+    Create {
+        name: String,
+        /// Let anyone read the bucket's objects.
+        #[arg(long)]
+        public_read: bool,
+    },
+    /// Delete an empty bucket.
+    Delete {
+        name: String,
     },
 }
 

@@ -64,6 +64,7 @@ fn body_for(op: &str, victim: &Creds) -> Option<String> {
         "instance_launch" => json!({"image": "nubo-micro", "instance_type": "n1.nano"}),
         "key_pair_create" => json!({"name": "walker-key"}),
         "image_register" => json!({"name": "walker-image"}),
+        "bucket_create" => json!({"name": "walker-bucket"}),
         _ => return None,
     };
     Some(body.to_string())
@@ -121,6 +122,14 @@ fn victim(r: &Region) -> Victim {
     params.insert("resource", "vcpus".to_string());
     params.insert("key_name", "victim-key".to_string());
     params.insert("part", "kernel".to_string());
+    let (status, bucket) = r.signed(
+        &creds,
+        "POST",
+        "/v1/buckets",
+        Some(&json!({"name": "victim-bucket"}).to_string()),
+    );
+    assert_eq!(status, 201, "{bucket}");
+    params.insert("bucket_name", "victim-bucket".to_string());
     let secrets = vec![
         creds.account_id.clone(),
         creds.key_id.clone(),
@@ -160,8 +169,9 @@ fn state_of(r: &Region, v: &Victim) -> Value {
     let (_, quotas) = r.signed(&v.creds, "GET", "/v1/quotas", None);
     let (_, images) = r.signed(&v.creds, "GET", "/v1/images", None);
     let (_, pairs) = r.signed(&v.creds, "GET", "/v1/key-pairs", None);
+    let (_, buckets) = r.signed(&v.creds, "GET", "/v1/buckets", None);
     json!({"keys": keys, "instances": instances, "quotas": quotas, "images": images,
-           "key_pairs": pairs})
+           "key_pairs": pairs, "buckets": buckets})
 }
 
 fn walk(store: StoreKind) {
@@ -177,6 +187,7 @@ fn walk(store: StoreKind) {
             ("resource", "vcpus"),
             ("key_name", "no-such-key"),
             ("part", "kernel"),
+            ("bucket_name", "no-such-bucket"),
         ]
         .into_iter()
         .map(|(k, v)| (k, v.to_string()))
@@ -225,7 +236,7 @@ fn walk(store: StoreKind) {
         let names_victims_resource = used.iter().any(|p| {
             matches!(
                 p.as_str(),
-                "key_id" | "instance_id" | "key_name" | "image_id"
+                "key_id" | "instance_id" | "key_name" | "image_id" | "bucket_name"
             )
         });
         if op.operator {

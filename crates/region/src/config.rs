@@ -35,6 +35,9 @@ pub struct Args {
     /// Address of the S3-compatible object storage endpoint.
     #[arg(long, env = "NUBO_S3_LISTEN")]
     pub s3_listen: Option<SocketAddr>,
+    /// Virtual-hosted-style S3 requests name the bucket as `<bucket>.<domain>`.
+    #[arg(long, env = "NUBO_S3_DOMAIN")]
+    pub s3_domain: Option<String>,
     /// Host driver.
     #[arg(long, env = "NUBO_HYPERVISOR")]
     pub hypervisor: Option<Hypervisor>,
@@ -75,6 +78,7 @@ struct FileConfig {
     data_dir: Option<PathBuf>,
     listen: Option<SocketAddr>,
     s3_listen: Option<SocketAddr>,
+    s3_domain: Option<String>,
     hypervisor: Option<Hypervisor>,
     region: Option<String>,
     database_url: Option<String>,
@@ -164,6 +168,7 @@ pub struct Config {
     pub data_dir: PathBuf,
     pub listen: SocketAddr,
     pub s3_listen: SocketAddr,
+    pub s3_domain: String,
     pub hypervisor: Hypervisor,
     pub region: String,
     pub database_url: String,
@@ -233,6 +238,10 @@ impl Config {
             data_dir,
             listen,
             s3_listen,
+            s3_domain: args
+                .s3_domain
+                .or(file.s3_domain)
+                .unwrap_or_else(|| "s3.localhost".into()),
             hypervisor: args
                 .hypervisor
                 .or(file.hypervisor)

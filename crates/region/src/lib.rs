@@ -17,6 +17,7 @@ pub mod quotas;
 pub mod regions;
 pub mod server;
 pub mod state;
+pub mod storage;
 
 pub use config::{Args, Config};
 

@@ -6,7 +6,10 @@ use std::net::SocketAddr;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::Path;
 
+use std::sync::{Arc, OnceLock};
+
 use nubo_auth::SecretBox;
+use nubo_s3::ObjectStorage;
 use nubo_store::Store;
 use tokio::net::TcpListener;
 use tokio::sync::{Notify, watch};
@@ -19,6 +22,7 @@ use crate::config::Config;
 use crate::hosts::Fleet;
 use crate::keys::lookup::KeyLookup;
 use crate::state::{AppState, Shared};
+use crate::storage::RegionTenancy;
 use crate::{api, compute};
 
 /// Runs the region until SIGTERM or SIGINT.
@@ -57,13 +61,33 @@ pub async fn run(config: Config) -> Result<(), String> {
         store: store.clone(),
         clock,
         config: config.clone(),
+        objects: OnceLock::new(),
     });
+    let storage = ObjectStorage::open(
+        nubo_s3::Config {
+            base_domain: config.s3_domain.clone(),
+            ..nubo_s3::Config::new(config.region.clone(), config.data_dir.join("objects"))
+        },
+        store.clone(),
+        Arc::new(RegionTenancy(state.clone())),
+    )
+    .await
+    .map_err(|e| format!("object storage: {e}"))?;
+    let _ = state.objects.set(storage.clone());
+    let s3_listener = TcpListener::bind(config.s3_listen)
+        .await
+        .map_err(|e| format!("listen on {} (S3): {e}", config.s3_listen))?;
     let (stop_tx, stop_rx) = watch::channel(false);
-    let reconciler = compute::reconciler::spawn(state.clone(), stop_rx);
+    let reconciler = compute::reconciler::spawn(state.clone(), stop_rx.clone());
+    let mut s3_stop = stop_rx;
+    let s3 = tokio::spawn(nubo_s3::serve(storage, s3_listener, async move {
+        let _ = s3_stop.changed().await;
+    }));
 
     tracing::info!(
         region = config.region,
         endpoint = config.public_endpoint,
+        s3 = config.public_s3_endpoint,
         store = store.engine().name(),
         hypervisor = ?config.hypervisor,
         "nubod serving"
@@ -79,6 +103,7 @@ pub async fn run(config: Config) -> Result<(), String> {
     tracing::info!("shutting down");
     let _ = stop_tx.send(true);
     let _ = reconciler.await;
+    let _ = s3.await;
     store.close().await;
     Ok(())
 }

@@ -1,7 +1,9 @@
 //! What every handler and reconciler shares.
 
 use std::ops::Deref;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
+
+use nubo_s3::ObjectStorage;
 
 use nubo_auth::SecretBox;
 use nubo_store::Store;
@@ -31,11 +33,23 @@ pub struct Shared {
     pub reconcile: Notify,
     pub operator_token: String,
     pub clock: Clock,
+    /// Set once at start (object storage needs this state to check keys).
+    pub objects: OnceLock<Arc<ObjectStorage>>,
 }
 
 impl AppState {
     pub fn new(shared: Shared) -> AppState {
         AppState(Arc::new(shared))
+    }
+}
+
+impl AppState {
+    /// Object storage; present from the moment the region serves.
+    pub fn objects(&self) -> &Arc<ObjectStorage> {
+        self.0
+            .objects
+            .get()
+            .expect("object storage is opened before the region serves")
     }
 }
 

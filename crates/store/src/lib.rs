@@ -10,6 +10,7 @@
 //! with the resources.
 
 pub mod accounts;
+pub mod buckets;
 mod error;
 pub mod events;
 pub mod hosts;
@@ -19,6 +20,8 @@ pub mod instances;
 pub mod key_pairs;
 pub mod keys;
 pub mod migrations;
+pub mod multipart;
+pub mod objects;
 pub mod quotas;
 
 use std::str::FromStr;

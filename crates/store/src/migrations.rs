@@ -24,6 +24,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "private images",
         include_str!("../migrations/0003_private_images.sql"),
     ),
+    (
+        4,
+        "object storage",
+        include_str!("../migrations/0004_object_storage.sql"),
+    ),
 ];
 
 /// How many migrations this build carries.

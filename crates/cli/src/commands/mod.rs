@@ -6,6 +6,7 @@ mod compute;
 mod key_pairs;
 mod keys;
 mod quota;
+mod storage;
 
 use clap::CommandFactory;
 
@@ -128,6 +129,7 @@ pub async fn run(cli: Cli) -> Result<(), ClientError> {
         Command::Images(cmd) => compute::images(&ctx, cmd).await,
         Command::KeyPairs(cmd) => key_pairs::run(&ctx, cmd).await,
         Command::Instance(cmd) => compute::instances(&ctx, cmd).await,
+        Command::Bucket(cmd) => storage::run(&ctx, cmd).await,
         Command::Admin(cmd) => admin::run(&ctx, cmd).await,
         Command::Completions { shell } => {
             clap_complete::generate(shell, &mut Cli::command(), "nubo", &mut std::io::stdout());

@@ -1,0 +1,27 @@
+//! Buckets of object storage, for the REST API and the CLI (S3 clients use the
+//! S3 endpoint).
+
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct Bucket {
+    pub name: String,
+    pub region: String,
+    /// Anyone may read its objects (canned ACL `public-read`).
+    pub public_read: bool,
+    /// `Enabled`, `Suspended`, or absent if versioning was never enabled.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub versioning: Option<String>,
+    /// RFC 3339.
+    pub created_at: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateBucketRequest {
+    /// 3 to 63 lower-case letters, digits, dots and hyphens; unique in the region.
+    pub name: String,
+    #[serde(default)]
+    pub public_read: bool,
+}

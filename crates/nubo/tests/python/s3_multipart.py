@@ -1,0 +1,157 @@
+"""Multipart uploads: create, upload_part (5 MiB parts, last smaller),
+upload_part_copy with CopySourceRange, list_parts, list_multipart_uploads,
+complete (the multipart ETag, the whole body's SHA-256, metadata kept), abort
+(NoSuchUpload after), part numbers out of range, parts out of order, a wrong part
+ETag, and a non-final part under 5 MiB.
+"""
+import hashlib
+import os
+
+from s3_common import (
+    MiB,
+    client,
+    destroy_bucket,
+    done,
+    expect_error,
+    md5_hex,
+    multipart_etag,
+    new_bucket,
+    status_of,
+)
+
+s3 = client()
+b = new_bucket(s3, "mpu")
+
+
+def uploads(prefix=None):
+    args = {"Bucket": b}
+    if prefix is not None:
+        args["Prefix"] = prefix
+    return [(u["Key"], u["UploadId"]) for u in s3.list_multipart_uploads(**args).get("Uploads", [])]
+
+
+def complete_upload():
+    source = os.urandom(7 * MiB)
+    s3.put_object(Bucket=b, Key="copy-source", Body=source)
+
+    key = "big/object.bin"
+    up = s3.create_multipart_upload(Bucket=b, Key=key, ContentType="application/x-test", Metadata={"kind": "mpu"})
+    uid = up["UploadId"]
+    assert uid and up["Key"] == key and up["Bucket"] == b, up
+    assert (key, uid) in uploads(), f"list_multipart_uploads shows it: {uploads()}"
+    assert (key, uid) in uploads("big/") and uploads("nothing/") == []
+
+    part1 = os.urandom(5 * MiB)
+    part2 = source[1 * MiB : 6 * MiB]  # by upload_part_copy
+    part3 = os.urandom(MiB + 123)
+    r1 = s3.upload_part(Bucket=b, Key=key, UploadId=uid, PartNumber=1, Body=part1)
+    assert r1["ETag"] == f'"{md5_hex(part1)}"', f"part ETag is its MD5: {r1['ETag']}"
+    r2 = s3.upload_part_copy(
+        Bucket=b,
+        Key=key,
+        UploadId=uid,
+        PartNumber=2,
+        CopySource={"Bucket": b, "Key": "copy-source"},
+        CopySourceRange=f"bytes={1 * MiB}-{6 * MiB - 1}",
+    )
+    etag2 = r2["CopyPartResult"]["ETag"]
+    assert etag2 == f'"{md5_hex(part2)}"', f"copied part ETag: {etag2}"
+    r3 = s3.upload_part(Bucket=b, Key=key, UploadId=uid, PartNumber=3, Body=part3)
+    # Uploading a part again replaces it.
+    r3 = s3.upload_part(Bucket=b, Key=key, UploadId=uid, PartNumber=3, Body=part3)
+
+    listed = s3.list_parts(Bucket=b, Key=key, UploadId=uid)
+    got = [(p["PartNumber"], p["Size"], p["ETag"]) for p in listed["Parts"]]
+    want = [(1, len(part1), r1["ETag"]), (2, len(part2), etag2), (3, len(part3), r3["ETag"])]
+    assert got == want, f"list_parts: {got}"
+    assert listed["IsTruncated"] is False
+    page = s3.list_parts(Bucket=b, Key=key, UploadId=uid, MaxParts=2)
+    assert [p["PartNumber"] for p in page["Parts"]] == [1, 2] and page["IsTruncated"] is True, page
+    rest = s3.list_parts(Bucket=b, Key=key, UploadId=uid, PartNumberMarker=page["NextPartNumberMarker"])
+    assert [p["PartNumber"] for p in rest["Parts"]] == [3], rest
+
+    expect_error("NoSuchKey", 404, s3.get_object, Bucket=b, Key=key)
+    parts = [{"PartNumber": 1, "ETag": r1["ETag"]}, {"PartNumber": 2, "ETag": etag2}, {"PartNumber": 3, "ETag": r3["ETag"]}]
+    done_ = s3.complete_multipart_upload(Bucket=b, Key=key, UploadId=uid, MultipartUpload={"Parts": parts})
+    expected_etag = multipart_etag([part1, part2, part3])
+    assert done_["ETag"] == expected_etag, f"multipart ETag {done_['ETag']} != {expected_etag}"
+    assert done_["Key"] == key and done_["Bucket"] == b, done_
+
+    whole = part1 + part2 + part3
+    got = s3.get_object(Bucket=b, Key=key)
+    body = got["Body"].read()
+    assert got["ContentLength"] == len(whole), got["ContentLength"]
+    assert hashlib.sha256(body).hexdigest() == hashlib.sha256(whole).hexdigest(), "the whole object's SHA-256"
+    assert got["ETag"] == expected_etag and got["ContentType"] == "application/x-test", got
+    assert got["Metadata"] == {"kind": "mpu"}, got["Metadata"]
+    # A range across the first part boundary.
+    edge = s3.get_object(Bucket=b, Key=key, Range=f"bytes={5 * MiB - 10}-{5 * MiB + 9}")["Body"].read()
+    assert edge == whole[5 * MiB - 10 : 5 * MiB + 10], "a range across parts"
+    listed = s3.list_objects_v2(Bucket=b, Prefix="big/")["Contents"]
+    assert listed[0]["Size"] == len(whole) and listed[0]["ETag"] == expected_etag, listed
+
+    assert (key, uid) not in uploads(), "a completed upload is no longer listed"
+    expect_error("NoSuchUpload", 404, s3.list_parts, Bucket=b, Key=key, UploadId=uid)
+
+
+def abort_upload():
+    key = "aborted"
+    uid = s3.create_multipart_upload(Bucket=b, Key=key)["UploadId"]
+    s3.upload_part(Bucket=b, Key=key, UploadId=uid, PartNumber=1, Body=os.urandom(MiB))
+    assert status_of(s3.abort_multipart_upload(Bucket=b, Key=key, UploadId=uid)) == 204
+    expect_error("NoSuchUpload", 404, s3.list_parts, Bucket=b, Key=key, UploadId=uid)
+    expect_error("NoSuchUpload", 404, s3.upload_part, Bucket=b, Key=key, UploadId=uid, PartNumber=2, Body=b"x")
+    expect_error(
+        "NoSuchUpload",
+        404,
+        s3.complete_multipart_upload,
+        Bucket=b,
+        Key=key,
+        UploadId=uid,
+        MultipartUpload={"Parts": [{"PartNumber": 1, "ETag": '"00"'}]},
+    )
+    expect_error("NoSuchUpload", 404, s3.abort_multipart_upload, Bucket=b, Key=key, UploadId=uid)
+    assert (key, uid) not in uploads()
+    expect_error("NoSuchKey", 404, s3.get_object, Bucket=b, Key=key)
+
+
+def refusals():
+    key = "refused"
+    uid = s3.create_multipart_upload(Bucket=b, Key=key)["UploadId"]
+    for number in (0, 10001):
+        expect_error("InvalidArgument", 400, s3.upload_part, Bucket=b, Key=key, UploadId=uid, PartNumber=number, Body=b"x")
+
+    p1, p2, p3 = os.urandom(5 * MiB), os.urandom(5 * MiB), os.urandom(1000)
+    e1 = s3.upload_part(Bucket=b, Key=key, UploadId=uid, PartNumber=1, Body=p1)["ETag"]
+    e2 = s3.upload_part(Bucket=b, Key=key, UploadId=uid, PartNumber=2, Body=p2)["ETag"]
+    e3 = s3.upload_part(Bucket=b, Key=key, UploadId=uid, PartNumber=3, Body=p3)["ETag"]
+
+    def complete(k, u, parts):
+        return s3.complete_multipart_upload(Bucket=b, Key=k, UploadId=u, MultipartUpload={"Parts": parts})
+
+    expect_error("InvalidPartOrder", 400, complete, key, uid, [{"PartNumber": 2, "ETag": e2}, {"PartNumber": 1, "ETag": e1}])
+    expect_error("InvalidPart", 400, complete, key, uid, [{"PartNumber": 1, "ETag": f'"{md5_hex(b"wrong")}"'}])
+    expect_error("InvalidPart", 400, complete, key, uid, [{"PartNumber": 1, "ETag": e1}, {"PartNumber": 7, "ETag": e3}])
+    # Refused completions leave the upload in place; gaps in part numbers are fine.
+    assert (key, uid) in uploads(), "the upload survives refused completions"
+    out = complete(key, uid, [{"PartNumber": 1, "ETag": e1}, {"PartNumber": 3, "ETag": e3}])
+    assert out["ETag"] == multipart_etag([p1, p3]), out["ETag"]
+    assert s3.get_object(Bucket=b, Key=key)["Body"].read() == p1 + p3
+
+    key = "too-small"
+    uid = s3.create_multipart_upload(Bucket=b, Key=key)["UploadId"]
+    small1, small2 = os.urandom(MiB), os.urandom(1000)
+    e1 = s3.upload_part(Bucket=b, Key=key, UploadId=uid, PartNumber=1, Body=small1)["ETag"]
+    e2 = s3.upload_part(Bucket=b, Key=key, UploadId=uid, PartNumber=2, Body=small2)["ETag"]
+    expect_error("EntityTooSmall", 400, complete, key, uid, [{"PartNumber": 1, "ETag": e1}, {"PartNumber": 2, "ETag": e2}])
+    # A single small part is a valid (final) part.
+    out = complete(key, uid, [{"PartNumber": 2, "ETag": e2}])
+    assert out["ETag"] == multipart_etag([small2]), out["ETag"]
+    assert s3.get_object(Bucket=b, Key=key)["Body"].read() == small2
+
+
+complete_upload()
+abort_upload()
+refusals()
+destroy_bucket(s3, b)
+done("multipart")

@@ -1,0 +1,279 @@
+//! Object data in files. A file is written under `tmp/`, fsynced, renamed into
+//! `data/<2 hex>/` and its folder fsynced before any row may refer to it, so an
+//! acknowledged write survives a crash and a torn one is never visible. Files are
+//! never changed after that; copies are hard links.
+
+use std::collections::HashSet;
+use std::io;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+
+use bytes::Bytes;
+use futures::{Stream, StreamExt};
+use md5::{Digest, Md5};
+use s3s::checksum::ChecksumHasher;
+use s3s::dto::Checksum;
+use s3s::dto::StreamingBlob;
+use s3s::{S3Error, S3ErrorCode, StdError};
+use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
+
+use crate::meta::Segment;
+
+const READ_CHUNK: usize = 256 * 1024;
+
+pub struct Blobs {
+    data: PathBuf,
+    tmp: PathBuf,
+}
+
+/// What a write stored.
+pub struct Written {
+    /// The file, unless the data was small enough to keep inline.
+    pub blob: Option<String>,
+    pub inline: Option<Vec<u8>>,
+    pub size: u64,
+    pub md5: [u8; 16],
+    pub checksum: Checksum,
+}
+
+impl Written {
+    pub fn md5_hex(&self) -> String {
+        hex::encode(self.md5)
+    }
+}
+
+pub fn new_id() -> String {
+    let mut bytes = [0u8; 16];
+    for chunk in bytes.chunks_mut(8) {
+        chunk.copy_from_slice(&nubo_store::ids::random_u64().to_le_bytes());
+    }
+    hex::encode(bytes)
+}
+
+/// The error of a body that could not be read: the client's, unless the
+/// protocol layer says otherwise (a bad chunk signature, a checksum mismatch).
+fn body_error(e: StdError) -> S3Error {
+    match e.downcast::<S3Error>() {
+        Ok(e) => *e,
+        Err(e) => S3Error::with_message(
+            S3ErrorCode::IncompleteBody,
+            format!("the request body could not be read: {e}"),
+        ),
+    }
+}
+
+fn internal(e: io::Error) -> S3Error {
+    tracing::error!(error = %e, "object storage I/O");
+    S3Error::with_message(S3ErrorCode::InternalError, "object storage I/O failed")
+}
+
+impl Blobs {
+    pub async fn open(root: &Path) -> io::Result<Blobs> {
+        let blobs = Blobs {
+            data: root.join("data"),
+            tmp: root.join("tmp"),
+        };
+        tokio::fs::create_dir_all(&blobs.data).await?;
+        tokio::fs::create_dir_all(&blobs.tmp).await?;
+        Ok(blobs)
+    }
+
+    fn path(&self, blob: &str) -> PathBuf {
+        self.data.join(&blob[..2]).join(blob)
+    }
+
+    /// Stores a body. Bodies up to `inline_max` bytes stay in memory for the
+    /// caller's row; larger ones become a durable file. `limit` bounds the size.
+    pub async fn write<S>(
+        &self,
+        mut body: S,
+        inline_max: usize,
+        limit: u64,
+        mut hasher: ChecksumHasher,
+    ) -> Result<Written, S3Error>
+    where
+        S: Stream<Item = Result<Bytes, StdError>> + Unpin,
+    {
+        let mut md5 = Md5::new();
+        let mut buffer: Vec<u8> = Vec::new();
+        let mut file: Option<(String, PathBuf, tokio::fs::File)> = None;
+        let mut size = 0u64;
+        let result: Result<(), S3Error> = async {
+            while let Some(chunk) = body.next().await {
+                let chunk = chunk.map_err(body_error)?;
+                size += chunk.len() as u64;
+                if size > limit {
+                    return Err(S3Error::with_message(
+                        S3ErrorCode::EntityTooLarge,
+                        format!("the body is larger than {limit} bytes"),
+                    ));
+                }
+                md5.update(&chunk);
+                hasher.update(&chunk);
+                match &mut file {
+                    Some((_, _, f)) => f.write_all(&chunk).await.map_err(internal)?,
+                    None if buffer.len() + chunk.len() <= inline_max => {
+                        buffer.extend_from_slice(&chunk)
+                    }
+                    None => {
+                        let id = new_id();
+                        let path = self.tmp.join(&id);
+                        let mut f = tokio::fs::File::create(&path).await.map_err(internal)?;
+                        f.write_all(&buffer).await.map_err(internal)?;
+                        f.write_all(&chunk).await.map_err(internal)?;
+                        buffer = Vec::new();
+                        file = Some((id, path, f));
+                    }
+                }
+            }
+            Ok(())
+        }
+        .await;
+        if let Err(e) = result {
+            if let Some((_, path, _)) = file {
+                let _ = tokio::fs::remove_file(path).await;
+            }
+            return Err(e);
+        }
+        let md5: [u8; 16] = md5.finalize().into();
+        let checksum = hasher.finalize();
+        let Some((id, tmp, f)) = file else {
+            return Ok(Written {
+                blob: None,
+                inline: Some(buffer),
+                size,
+                md5,
+                checksum,
+            });
+        };
+        self.commit(&id, &tmp, f).await.map_err(internal)?;
+        Ok(Written {
+            blob: Some(id),
+            inline: None,
+            size,
+            md5,
+            checksum,
+        })
+    }
+
+    /// Makes a fully written temporary file durable under its final name.
+    async fn commit(&self, id: &str, tmp: &Path, mut f: tokio::fs::File) -> io::Result<()> {
+        f.flush().await?;
+        f.sync_all().await?;
+        drop(f);
+        let target = self.path(id);
+        let dir = target
+            .parent()
+            .expect("blob paths have a folder")
+            .to_path_buf();
+        tokio::fs::create_dir_all(&dir).await?;
+        tokio::fs::rename(tmp, &target).await?;
+        tokio::task::spawn_blocking(move || std::fs::File::open(dir)?.sync_all())
+            .await
+            .map_err(io::Error::other)?
+    }
+
+    /// A new name for an existing file: a copy that costs no I/O.
+    pub async fn link(&self, blob: &str) -> Result<String, S3Error> {
+        let id = new_id();
+        let target = self.path(&id);
+        let dir = target
+            .parent()
+            .expect("blob paths have a folder")
+            .to_path_buf();
+        tokio::fs::create_dir_all(&dir).await.map_err(internal)?;
+        tokio::fs::hard_link(self.path(blob), &target)
+            .await
+            .map_err(internal)?;
+        tokio::task::spawn_blocking(move || std::fs::File::open(dir)?.sync_all())
+            .await
+            .map_err(io::Error::other)
+            .and_then(|r| r)
+            .map_err(internal)?;
+        Ok(id)
+    }
+
+    /// Deletes files no row refers to any more.
+    pub async fn remove(&self, blobs: Vec<String>) {
+        for blob in blobs {
+            if let Err(e) = tokio::fs::remove_file(self.path(&blob)).await
+                && e.kind() != io::ErrorKind::NotFound
+            {
+                tracing::warn!(blob, error = %e, "object file not removed; the next sweep will");
+            }
+        }
+    }
+
+    /// The bytes `range` of an object made of `segments`, as a stream. Files are
+    /// opened before this returns, so that a concurrent overwrite (which unlinks
+    /// them) cannot cut the stream short.
+    pub async fn read(
+        &self,
+        segments: Vec<Segment>,
+        range: Range<u64>,
+    ) -> Result<StreamingBlob, S3Error> {
+        let mut plan = Vec::new();
+        let mut offset = 0u64;
+        for s in segments {
+            let (start, end) = (offset, offset + s.size);
+            offset = end;
+            if end <= range.start || start >= range.end {
+                continue;
+            }
+            let from = range.start.max(start) - start;
+            let to = range.end.min(end) - start;
+            let mut file = tokio::fs::File::open(self.path(&s.blob))
+                .await
+                .map_err(internal)?;
+            file.seek(io::SeekFrom::Start(from))
+                .await
+                .map_err(internal)?;
+            plan.push((file, from, to));
+        }
+        let stream = futures::stream::iter(plan).flat_map(|(file, from, to)| {
+            futures::stream::try_unfold((file, from, to), |(mut f, pos, to)| async move {
+                if pos >= to {
+                    return Ok(None);
+                }
+                let want = ((to - pos) as usize).min(READ_CHUNK);
+                let mut buf = vec![0u8; want];
+                let n = f.read(&mut buf).await?;
+                if n == 0 {
+                    return Err(io::Error::new(
+                        io::ErrorKind::UnexpectedEof,
+                        "object file is short",
+                    ));
+                }
+                buf.truncate(n);
+                Ok(Some((Bytes::from(buf), (f, pos + n as u64, to))))
+            })
+        });
+        Ok(StreamingBlob::wrap(stream))
+    }
+
+    /// Removes every file not in `referenced`, and every temporary file.
+    pub async fn sweep(&self, referenced: &HashSet<String>) -> io::Result<usize> {
+        let (data, tmp) = (self.data.clone(), self.tmp.clone());
+        let referenced = referenced.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut removed = 0;
+            for entry in std::fs::read_dir(&tmp)? {
+                std::fs::remove_file(entry?.path())?;
+                removed += 1;
+            }
+            for dir in std::fs::read_dir(&data)? {
+                for entry in std::fs::read_dir(dir?.path())? {
+                    let entry = entry?;
+                    let name = entry.file_name().to_string_lossy().into_owned();
+                    if !referenced.contains(&name) {
+                        std::fs::remove_file(entry.path())?;
+                        removed += 1;
+                    }
+                }
+            }
+            Ok(removed)
+        })
+        .await
+        .map_err(io::Error::other)?
+    }
+}

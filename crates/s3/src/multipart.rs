@@ -1,0 +1,528 @@
+//! Multipart uploads: parts are durable files; completing stitches them into an
+//! object without copying (the object's segments are the parts' files).
+
+use md5::{Digest, Md5};
+use nubo_store::multipart::{self, PartRow, UploadRow};
+use nubo_store::objects::ObjectRow;
+use s3s::dto::*;
+use s3s::{S3Error, S3ErrorCode, S3Request, S3Response, S3Result};
+
+use crate::ObjectStorage;
+use crate::blobs::new_id;
+use crate::buckets::timestamp_of;
+use crate::caller::{Need, db};
+use crate::meta::{Checksums, ObjectMeta, Segment, segments, segments_json};
+use crate::objects::{check_key, hasher_for, micros_of, preconditions, quoted, verify};
+
+/// Parts before the last must be at least this big.
+const MIN_PART: i64 = 5 * 1024 * 1024;
+const MAX_PART: u64 = 5 * 1024 * 1024 * 1024;
+const MAX_PART_NUMBER: i32 = 10_000;
+const MAX_LISTED: i32 = 1000;
+
+fn no_such_upload() -> S3Error {
+    S3Error::with_message(
+        S3ErrorCode::NoSuchUpload,
+        "The specified upload does not exist. The upload ID may be invalid, or the upload may have been aborted or completed.",
+    )
+}
+
+fn check_part_number(n: i32) -> S3Result<()> {
+    if (1..=MAX_PART_NUMBER).contains(&n) {
+        Ok(())
+    } else {
+        Err(S3Error::with_message(
+            S3ErrorCode::InvalidArgument,
+            format!("Part number must be an integer between 1 and {MAX_PART_NUMBER}, inclusive"),
+        ))
+    }
+}
+
+/// The S3 ETag of a multipart object: the MD5 of the parts' binary MD5s, and
+/// the part count.
+fn multipart_etag(parts: &[PartRow]) -> String {
+    let mut md5 = Md5::new();
+    for p in parts {
+        md5.update(hex::decode(&p.etag).unwrap_or_default());
+    }
+    format!("{}-{}", hex::encode(md5.finalize()), parts.len())
+}
+
+impl ObjectStorage {
+    async fn upload(&self, bucket_id: &str, key: &str, upload_id: &str) -> S3Result<UploadRow> {
+        let mut c = self.store.conn().await.map_err(db)?;
+        multipart::get(&mut c, bucket_id, upload_id)
+            .await
+            .map_err(db)?
+            .filter(|u| u.key == key)
+            .ok_or_else(no_such_upload)
+    }
+
+    /// Records a part, then deletes the file of the part it replaced.
+    async fn record_part(&self, part: &PartRow) -> S3Result<()> {
+        let mut tx = self.store.begin().await.map_err(db)?;
+        let replaced = multipart::put_part(&mut tx, part).await.map_err(db)?;
+        tx.commit().await.map_err(db)?;
+        self.blobs
+            .remove(replaced.map(|p| p.blob_id).into_iter().collect())
+            .await;
+        Ok(())
+    }
+
+    pub(crate) async fn create_multipart_upload(
+        &self,
+        req: S3Request<CreateMultipartUploadInput>,
+    ) -> S3Result<S3Response<CreateMultipartUploadOutput>> {
+        let caller = self.caller(&req).await?;
+        let input = req.input;
+        check_key(&input.key)?;
+        let bucket = self.bucket(&caller, &input.bucket, Need::Write).await?;
+        let meta = ObjectMeta {
+            user: input.metadata.unwrap_or_default().into_iter().collect(),
+            content_disposition: input.content_disposition,
+            content_encoding: input.content_encoding,
+            content_language: input.content_language,
+            cache_control: input.cache_control,
+            expires: input.expires.map(|t| micros_of(&t)),
+            content_type: input.content_type,
+            checksums: Checksums::default(),
+            parts: None,
+        };
+        let upload = UploadRow {
+            id: new_id(),
+            bucket_id: bucket.id.clone(),
+            key: input.key.clone(),
+            meta: meta.to_json(),
+            created_at: Self::now_micros(),
+        };
+        let mut tx = self.store.begin().await.map_err(db)?;
+        multipart::create(&mut tx, &upload).await.map_err(db)?;
+        tx.commit().await.map_err(db)?;
+        self.usage.record(&bucket.account_id, &bucket.id, 0);
+        Ok(S3Response::new(CreateMultipartUploadOutput {
+            bucket: Some(bucket.name),
+            key: Some(input.key),
+            upload_id: Some(upload.id),
+            checksum_algorithm: input.checksum_algorithm,
+            ..Default::default()
+        }))
+    }
+
+    pub(crate) async fn upload_part(
+        &self,
+        req: S3Request<UploadPartInput>,
+    ) -> S3Result<S3Response<UploadPartOutput>> {
+        let caller = self.caller(&req).await?;
+        let input = req.input;
+        check_part_number(input.part_number)?;
+        let bucket = self.bucket(&caller, &input.bucket, Need::Write).await?;
+        let upload = self
+            .upload(&bucket.id, &input.key, &input.upload_id)
+            .await?;
+        let declared = Checksums {
+            crc32: input.checksum_crc32.clone(),
+            crc32c: input.checksum_crc32c.clone(),
+            sha1: input.checksum_sha1.clone(),
+            sha256: input.checksum_sha256.clone(),
+            crc64nvme: input.checksum_crc64nvme.clone(),
+        };
+        let hasher = hasher_for(input.checksum_algorithm.as_ref(), &declared)?;
+        let body = input.body.ok_or_else(|| {
+            S3Error::with_message(S3ErrorCode::IncompleteBody, "the request has no body")
+        })?;
+        let written = self.blobs.write(body, 0, MAX_PART, hasher).await?;
+        let blob = written.blob.clone().expect("parts are always files");
+        let checksums = match verify(
+            &written,
+            input.content_md5.as_deref(),
+            declared,
+            req.trailing_headers,
+        ) {
+            Ok(c) => c,
+            Err(e) => {
+                self.blobs.remove(vec![blob]).await;
+                return Err(e);
+            }
+        };
+        let part = PartRow {
+            upload_id: upload.id,
+            part_number: i64::from(input.part_number),
+            size: written.size as i64,
+            etag: written.md5_hex(),
+            blob_id: blob,
+            checksums: serde_json::to_string(&checksums).expect("checksums serialize"),
+            created_at: Self::now_micros(),
+        };
+        self.record_part(&part).await?;
+        self.usage.record(&bucket.account_id, &bucket.id, 0);
+        Ok(S3Response::new(UploadPartOutput {
+            e_tag: Some(quoted(&part.etag)),
+            checksum_crc32: checksums.crc32,
+            checksum_crc32c: checksums.crc32c,
+            checksum_sha1: checksums.sha1,
+            checksum_sha256: checksums.sha256,
+            checksum_crc64nvme: checksums.crc64nvme,
+            ..Default::default()
+        }))
+    }
+
+    pub(crate) async fn upload_part_copy(
+        &self,
+        req: S3Request<UploadPartCopyInput>,
+    ) -> S3Result<S3Response<UploadPartCopyOutput>> {
+        let caller = self.caller(&req).await?;
+        let input = req.input;
+        check_part_number(input.part_number)?;
+        let CopySource::Bucket {
+            bucket: src_bucket,
+            key: src_key,
+            version_id: src_version,
+        } = &input.copy_source
+        else {
+            return Err(S3Error::with_message(
+                S3ErrorCode::NotImplemented,
+                "copy from access points is not supported",
+            ));
+        };
+        let source_bucket = self.bucket(&caller, src_bucket, Need::Read).await?;
+        let bucket = self.bucket(&caller, &input.bucket, Need::Write).await?;
+        let upload = self
+            .upload(&bucket.id, &input.key, &input.upload_id)
+            .await?;
+        let source = self
+            .readable(&source_bucket, src_key, src_version.as_deref())
+            .await?;
+        preconditions(
+            &source,
+            input.copy_source_if_match.as_ref(),
+            input.copy_source_if_unmodified_since.as_ref(),
+            input.copy_source_if_none_match.as_ref(),
+            input.copy_source_if_modified_since.as_ref(),
+        )?;
+        let size = source.size as u64;
+        let range = match &input.copy_source_range {
+            Some(r) => parse_copy_range(r, size)?,
+            None => 0..size,
+        };
+        let body = self.body(&source, range).await?;
+        let written = self
+            .blobs
+            .write(body, 0, MAX_PART, s3s::checksum::ChecksumHasher::default())
+            .await?;
+        let part = PartRow {
+            upload_id: upload.id,
+            part_number: i64::from(input.part_number),
+            size: written.size as i64,
+            etag: written.md5_hex(),
+            blob_id: written.blob.clone().expect("parts are always files"),
+            checksums: "{}".into(),
+            created_at: Self::now_micros(),
+        };
+        self.record_part(&part).await?;
+        self.usage.record(&bucket.account_id, &bucket.id, 0);
+        Ok(S3Response::new(UploadPartCopyOutput {
+            copy_part_result: Some(CopyPartResult {
+                e_tag: Some(quoted(&part.etag)),
+                last_modified: Some(timestamp_of(part.created_at)),
+                ..Default::default()
+            }),
+            copy_source_version_id: Self::shown_version(&source_bucket, &source.version_id),
+            ..Default::default()
+        }))
+    }
+
+    pub(crate) async fn list_parts(
+        &self,
+        req: S3Request<ListPartsInput>,
+    ) -> S3Result<S3Response<ListPartsOutput>> {
+        let caller = self.caller(&req).await?;
+        let input = req.input;
+        let bucket = self.bucket(&caller, &input.bucket, Need::Write).await?;
+        let upload = self
+            .upload(&bucket.id, &input.key, &input.upload_id)
+            .await?;
+        let max = input.max_parts.unwrap_or(MAX_LISTED).clamp(0, MAX_LISTED);
+        let after = i64::from(input.part_number_marker.unwrap_or(0));
+        let mut c = self.store.conn().await.map_err(db)?;
+        let mut parts = multipart::parts(&mut c, &upload.id, after, i64::from(max) + 1)
+            .await
+            .map_err(db)?;
+        let truncated = parts.len() > max as usize;
+        parts.truncate(max as usize);
+        Ok(S3Response::new(ListPartsOutput {
+            bucket: Some(bucket.name),
+            key: Some(upload.key),
+            upload_id: Some(upload.id),
+            max_parts: Some(max),
+            is_truncated: Some(truncated),
+            part_number_marker: input.part_number_marker,
+            next_part_number_marker: parts
+                .last()
+                .filter(|_| truncated)
+                .map(|p| p.part_number as i32),
+            parts: Some(
+                parts
+                    .into_iter()
+                    .map(|p| Part {
+                        e_tag: Some(quoted(&p.etag)),
+                        last_modified: Some(timestamp_of(p.created_at)),
+                        part_number: Some(p.part_number as i32),
+                        size: Some(p.size),
+                        ..Default::default()
+                    })
+                    .collect(),
+            ),
+            ..Default::default()
+        }))
+    }
+
+    pub(crate) async fn list_multipart_uploads(
+        &self,
+        req: S3Request<ListMultipartUploadsInput>,
+    ) -> S3Result<S3Response<ListMultipartUploadsOutput>> {
+        let caller = self.caller(&req).await?;
+        let input = req.input;
+        let bucket = self.bucket(&caller, &input.bucket, Need::Write).await?;
+        let prefix = input.prefix.clone().unwrap_or_default();
+        let max = input.max_uploads.unwrap_or(MAX_LISTED).clamp(0, MAX_LISTED) as usize;
+        let key_marker = input.key_marker.clone().unwrap_or_default();
+        let id_marker = if input.upload_id_marker.is_some() {
+            input.upload_id_marker.clone().unwrap_or_default()
+        } else {
+            // Without an upload id marker, every upload of the marker key is past.
+            "\u{10FFFF}".to_string()
+        };
+        let mut c = self.store.conn().await.map_err(db)?;
+        let rows = multipart::list(&mut c, &bucket.id, &key_marker, &id_marker, i64::MAX)
+            .await
+            .map_err(db)?;
+        let mut uploads: Vec<UploadRow> = rows
+            .into_iter()
+            .filter(|u| u.key.starts_with(&prefix))
+            .collect();
+        let truncated = uploads.len() > max;
+        uploads.truncate(max);
+        let next = uploads
+            .last()
+            .filter(|_| truncated)
+            .map(|u| (u.key.clone(), u.id.clone()));
+        Ok(S3Response::new(ListMultipartUploadsOutput {
+            bucket: Some(bucket.name),
+            is_truncated: Some(truncated),
+            key_marker: input.key_marker,
+            upload_id_marker: input.upload_id_marker,
+            max_uploads: Some(max as i32),
+            next_key_marker: next.as_ref().map(|n| n.0.clone()),
+            next_upload_id_marker: next.map(|n| n.1),
+            prefix: Some(prefix),
+            uploads: Some(
+                uploads
+                    .into_iter()
+                    .map(|u| MultipartUpload {
+                        initiated: Some(timestamp_of(u.created_at)),
+                        key: Some(u.key),
+                        upload_id: Some(u.id),
+                        ..Default::default()
+                    })
+                    .collect(),
+            ),
+            ..Default::default()
+        }))
+    }
+
+    pub(crate) async fn complete_multipart_upload(
+        &self,
+        req: S3Request<CompleteMultipartUploadInput>,
+    ) -> S3Result<S3Response<CompleteMultipartUploadOutput>> {
+        let caller = self.caller(&req).await?;
+        let input = req.input;
+        let bucket = self.bucket(&caller, &input.bucket, Need::Write).await?;
+        let upload = self
+            .upload(&bucket.id, &input.key, &input.upload_id)
+            .await?;
+        let asked = input
+            .multipart_upload
+            .and_then(|m| m.parts)
+            .unwrap_or_default();
+        if asked.is_empty() {
+            return Err(S3Error::with_message(
+                S3ErrorCode::MalformedXML,
+                "You must specify at least one part",
+            ));
+        }
+        let mut c = self.store.conn().await.map_err(db)?;
+        let stored = multipart::parts(&mut c, &upload.id, 0, i64::MAX)
+            .await
+            .map_err(db)?;
+        drop(c);
+        let invalid = |n: i32| {
+            S3Error::with_message(
+                S3ErrorCode::InvalidPart,
+                format!("Part {n} could not be found, or its entity tag did not match."),
+            )
+        };
+        let mut chosen: Vec<PartRow> = Vec::with_capacity(asked.len());
+        let mut previous = 0;
+        for part in &asked {
+            let n = part.part_number.unwrap_or(0);
+            if n <= previous {
+                return Err(S3Error::with_message(
+                    S3ErrorCode::InvalidPartOrder,
+                    "The list of parts was not in ascending order. The parts list must be specified in order by part number.",
+                ));
+            }
+            previous = n;
+            let found = stored
+                .iter()
+                .find(|p| p.part_number == i64::from(n))
+                .ok_or_else(|| invalid(n))?;
+            if let Some(etag) = &part.e_tag
+                && etag.value() != found.etag
+            {
+                return Err(invalid(n));
+            }
+            chosen.push(found.clone());
+        }
+        if let Some(small) = chosen[..chosen.len() - 1]
+            .iter()
+            .find(|p| p.size < MIN_PART)
+        {
+            return Err(S3Error::with_message(
+                S3ErrorCode::EntityTooSmall,
+                format!(
+                    "Part {} is smaller than the minimum allowed size of 5 MiB",
+                    small.part_number
+                ),
+            ));
+        }
+        let mut meta = ObjectMeta::parse(&upload.meta);
+        meta.parts = Some(chosen.len() as u32);
+        let size: i64 = chosen.iter().map(|p| p.size).sum();
+        let etag = multipart_etag(&chosen);
+        let (version_id, replace_null) = Self::next_version_of(&bucket);
+        let now = Self::now_micros();
+        let row = ObjectRow {
+            bucket_id: bucket.id.clone(),
+            key: upload.key.clone(),
+            version_id,
+            seq: now,
+            is_latest: true,
+            delete_marker: false,
+            size,
+            etag: etag.clone(),
+            segments: segments_json(
+                &chosen
+                    .iter()
+                    .map(|p| Segment {
+                        blob: p.blob_id.clone(),
+                        size: p.size as u64,
+                    })
+                    .collect::<Vec<_>>(),
+            ),
+            inline_data: None,
+            content_type: meta.content_type.clone(),
+            meta: meta.to_json(),
+            created_at: now,
+        };
+        // One transaction: the upload goes and the object appears together.
+        let mut tx = self.store.begin().await.map_err(db)?;
+        let parts = multipart::remove(&mut tx, &upload.id).await.map_err(db)?;
+        let mut row = row;
+        if let Some(prev) = nubo_store::objects::latest(&mut tx, &bucket.id, &row.key)
+            .await
+            .map_err(db)?
+        {
+            row.seq = row.seq.max(prev.seq + 1);
+        }
+        let removed = nubo_store::objects::put(&mut tx, &bucket.account_id, &row, replace_null)
+            .await
+            .map_err(db)?;
+        tx.commit().await.map_err(db)?;
+        let kept: std::collections::HashSet<&str> =
+            chosen.iter().map(|p| p.blob_id.as_str()).collect();
+        let unused: Vec<String> = parts
+            .into_iter()
+            .map(|p| p.blob_id)
+            .filter(|b| !kept.contains(b.as_str()))
+            .chain(
+                removed
+                    .iter()
+                    .flat_map(|r| segments(&r.segments))
+                    .map(|s| s.blob),
+            )
+            .collect();
+        self.blobs.remove(unused).await;
+        self.usage.record(&bucket.account_id, &bucket.id, 0);
+        Ok(S3Response::new(CompleteMultipartUploadOutput {
+            bucket: Some(bucket.name.clone()),
+            key: Some(row.key.clone()),
+            e_tag: Some(quoted(&etag)),
+            location: Some(format!("/{}/{}", bucket.name, row.key)),
+            version_id: Self::shown_version(&bucket, &row.version_id),
+            ..Default::default()
+        }))
+    }
+
+    pub(crate) async fn abort_multipart_upload(
+        &self,
+        req: S3Request<AbortMultipartUploadInput>,
+    ) -> S3Result<S3Response<AbortMultipartUploadOutput>> {
+        let caller = self.caller(&req).await?;
+        let input = req.input;
+        let bucket = self.bucket(&caller, &input.bucket, Need::Write).await?;
+        let upload = self
+            .upload(&bucket.id, &input.key, &input.upload_id)
+            .await?;
+        self.abort(&upload).await?;
+        self.usage.record(&bucket.account_id, &bucket.id, 0);
+        Ok(S3Response::new(AbortMultipartUploadOutput::default()))
+    }
+
+    /// Removes an upload and its parts' files.
+    async fn abort(&self, upload: &UploadRow) -> S3Result<()> {
+        let mut tx = self.store.begin().await.map_err(db)?;
+        let parts = multipart::remove(&mut tx, &upload.id).await.map_err(db)?;
+        tx.commit().await.map_err(db)?;
+        self.blobs
+            .remove(parts.into_iter().map(|p| p.blob_id).collect())
+            .await;
+        Ok(())
+    }
+
+    /// Aborts uploads left alone longer than the configured time.
+    pub(crate) async fn abort_abandoned(&self) -> S3Result<usize> {
+        let before = Self::now_micros() - self.config.abandoned_after.as_micros() as i64;
+        let mut c = self.store.conn().await.map_err(db)?;
+        let stale = multipart::older_than(&mut c, before).await.map_err(db)?;
+        drop(c);
+        for upload in &stale {
+            self.abort(upload).await?;
+        }
+        Ok(stale.len())
+    }
+}
+
+/// `bytes=first-last` of a part copy, inclusive, within the source.
+fn parse_copy_range(range: &str, size: u64) -> S3Result<std::ops::Range<u64>> {
+    let invalid = || {
+        S3Error::with_message(
+            S3ErrorCode::InvalidArgument,
+            "The x-amz-copy-source-range value must be of the form bytes=first-last where first and last are the zero-based offsets of the first and last bytes to copy",
+        )
+    };
+    let (first, last) = range
+        .strip_prefix("bytes=")
+        .and_then(|r| r.split_once('-'))
+        .ok_or_else(invalid)?;
+    let (first, last): (u64, u64) = (
+        first.parse().map_err(|_| invalid())?,
+        last.parse().map_err(|_| invalid())?,
+    );
+    if first > last || last >= size {
+        return Err(S3Error::with_message(
+            S3ErrorCode::InvalidRange,
+            "The requested range is not satisfiable",
+        ));
+    }
+    Ok(first..last + 1)
+}

@@ -1,0 +1,772 @@
+//! Object operations: put, get, head, delete (one or many), copy.
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use bytes::Bytes;
+use nubo_store::buckets::BucketRow;
+use nubo_store::objects::{self, NULL_VERSION, ObjectRow};
+use s3s::checksum::ChecksumHasher;
+use s3s::dto::*;
+use s3s::{S3Error, S3ErrorCode, S3Request, S3Response, S3Result};
+
+use crate::ObjectStorage;
+use crate::blobs::{Written, new_id};
+use crate::buckets::timestamp_of;
+use crate::caller::{Need, db};
+use crate::meta::{Checksums, ObjectMeta, Segment, segments, segments_json};
+
+/// The longest key S3 accepts, in bytes.
+const MAX_KEY: usize = 1024;
+/// The largest single PUT S3 accepts.
+pub(crate) const MAX_PUT: u64 = 5 * 1024 * 1024 * 1024;
+
+pub(crate) fn check_key(key: &str) -> S3Result<()> {
+    if key.len() > MAX_KEY {
+        return Err(S3Error::with_message(
+            S3ErrorCode::KeyTooLongError,
+            "Your key is too long",
+        ));
+    }
+    if key.is_empty() {
+        return Err(S3Error::with_message(
+            S3ErrorCode::InvalidArgument,
+            "the key is empty",
+        ));
+    }
+    Ok(())
+}
+
+pub(crate) fn quoted(etag: &str) -> ETag {
+    ETag::Strong(etag.to_string())
+}
+
+fn no_such_key() -> S3Error {
+    S3Error::with_message(S3ErrorCode::NoSuchKey, "The specified key does not exist.")
+}
+
+/// The hashers for the checksums a request declares.
+pub(crate) fn hasher_for(
+    algorithm: Option<&ChecksumAlgorithm>,
+    declared: &Checksums,
+) -> S3Result<ChecksumHasher> {
+    let mut h = ChecksumHasher::default();
+    if declared.crc32.is_some() {
+        h.crc32 = Some(Default::default());
+    }
+    if declared.crc32c.is_some() {
+        h.crc32c = Some(Default::default());
+    }
+    if declared.sha1.is_some() {
+        h.sha1 = Some(Default::default());
+    }
+    if declared.sha256.is_some() {
+        h.sha256 = Some(Default::default());
+    }
+    if declared.crc64nvme.is_some() {
+        h.crc64nvme = Some(Default::default());
+    }
+    if let Some(alg) = algorithm {
+        match alg.as_str() {
+            ChecksumAlgorithm::CRC32 => h.crc32 = Some(Default::default()),
+            ChecksumAlgorithm::CRC32C => h.crc32c = Some(Default::default()),
+            ChecksumAlgorithm::SHA1 => h.sha1 = Some(Default::default()),
+            ChecksumAlgorithm::SHA256 => h.sha256 = Some(Default::default()),
+            ChecksumAlgorithm::CRC64NVME => h.crc64nvme = Some(Default::default()),
+            other => {
+                return Err(S3Error::with_message(
+                    S3ErrorCode::InvalidArgument,
+                    format!("unknown checksum algorithm {other}"),
+                ));
+            }
+        }
+    }
+    Ok(h)
+}
+
+/// Checks what was received against what the client declared (headers, or
+/// trailers of a streaming upload); returns the checksums to keep.
+pub(crate) fn verify(
+    written: &Written,
+    content_md5: Option<&str>,
+    mut declared: Checksums,
+    trailers: Option<s3s::TrailingHeaders>,
+) -> S3Result<Checksums> {
+    if let Some(md5) = content_md5 {
+        let digest = STANDARD
+            .decode(md5)
+            .ok()
+            .filter(|d| d.len() == 16)
+            .ok_or_else(|| {
+                S3Error::with_message(
+                    S3ErrorCode::InvalidDigest,
+                    "The Content-MD5 you specified was invalid.",
+                )
+            })?;
+        if digest != written.md5 {
+            return Err(S3Error::with_message(
+                S3ErrorCode::BadDigest,
+                "The Content-MD5 you specified did not match what we received.",
+            ));
+        }
+    }
+    if let Some(trailers) = trailers.and_then(|t| t.take()) {
+        let get = |name: &str| {
+            trailers
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(String::from)
+        };
+        declared.crc32 = declared.crc32.or(get("x-amz-checksum-crc32"));
+        declared.crc32c = declared.crc32c.or(get("x-amz-checksum-crc32c"));
+        declared.sha1 = declared.sha1.or(get("x-amz-checksum-sha1"));
+        declared.sha256 = declared.sha256.or(get("x-amz-checksum-sha256"));
+        declared.crc64nvme = declared.crc64nvme.or(get("x-amz-checksum-crc64nvme"));
+    }
+    let computed = Checksums::from(written.checksum.clone());
+    for (name, want, got) in [
+        ("CRC32", &declared.crc32, &computed.crc32),
+        ("CRC32C", &declared.crc32c, &computed.crc32c),
+        ("SHA1", &declared.sha1, &computed.sha1),
+        ("SHA256", &declared.sha256, &computed.sha256),
+        ("CRC64NVME", &declared.crc64nvme, &computed.crc64nvme),
+    ] {
+        if let Some(want) = want
+            && Some(want) != got.as_ref()
+        {
+            return Err(S3Error::with_message(
+                S3ErrorCode::BadDigest,
+                format!("The {name} you specified did not match the calculated checksum."),
+            ));
+        }
+    }
+    Ok(computed)
+}
+
+fn checksum_fields(c: &Checksums) -> Checksum {
+    Checksum {
+        checksum_crc32: c.crc32.clone(),
+        checksum_crc32c: c.crc32c.clone(),
+        checksum_sha1: c.sha1.clone(),
+        checksum_sha256: c.sha256.clone(),
+        checksum_crc64nvme: c.crc64nvme.clone(),
+        ..Default::default()
+    }
+}
+
+/// Whether an ETag condition holds for `etag`.
+fn etag_matches(condition: &ETagCondition, etag: &str) -> bool {
+    match condition {
+        ETagCondition::Any => true,
+        ETagCondition::ETag(e) => e.value() == etag,
+    }
+}
+
+/// HTTP dates have second precision: compare at that precision.
+fn seconds(t: &Timestamp) -> i64 {
+    time::OffsetDateTime::from(t.clone()).unix_timestamp()
+}
+
+/// RFC 7232 preconditions of a read: `Err` with 412 or 304.
+pub(crate) fn preconditions(
+    row: &ObjectRow,
+    if_match: Option<&ETagCondition>,
+    if_unmodified_since: Option<&Timestamp>,
+    if_none_match: Option<&ETagCondition>,
+    if_modified_since: Option<&Timestamp>,
+) -> S3Result<()> {
+    let modified = row.created_at / 1_000_000;
+    let failed = || {
+        S3Error::with_message(
+            S3ErrorCode::PreconditionFailed,
+            "At least one of the pre-conditions you specified did not hold",
+        )
+    };
+    if let Some(c) = if_match {
+        if !etag_matches(c, &row.etag) {
+            return Err(failed());
+        }
+    } else if let Some(t) = if_unmodified_since
+        && modified > seconds(t)
+    {
+        return Err(failed());
+    }
+    if let Some(c) = if_none_match {
+        if etag_matches(c, &row.etag) {
+            return Err(S3Error::new(S3ErrorCode::NotModified));
+        }
+    } else if let Some(t) = if_modified_since
+        && modified <= seconds(t)
+    {
+        return Err(S3Error::new(S3ErrorCode::NotModified));
+    }
+    Ok(())
+}
+
+impl ObjectStorage {
+    /// The version id a new object gets in `bucket`, and whether it replaces the
+    /// key's `null` version.
+    pub(crate) fn next_version_of(bucket: &BucketRow) -> (String, bool) {
+        if bucket.versioning == BucketVersioningStatus::ENABLED {
+            (new_id(), false)
+        } else {
+            (NULL_VERSION.to_string(), true)
+        }
+    }
+
+    /// The version id to show: none for buckets that never had versioning.
+    pub(crate) fn shown_version(bucket: &BucketRow, version_id: &str) -> Option<String> {
+        (!bucket.versioning.is_empty()).then(|| version_id.to_string())
+    }
+
+    /// Commits a new latest version of a key, then deletes the files of what
+    /// it replaced.
+    pub(crate) async fn commit_object(
+        &self,
+        bucket: &BucketRow,
+        mut row: ObjectRow,
+        replace_null: bool,
+    ) -> S3Result<ObjectRow> {
+        let mut tx = self.store.begin().await.map_err(db)?;
+        if let Some(prev) = objects::latest(&mut tx, &row.bucket_id, &row.key)
+            .await
+            .map_err(db)?
+        {
+            row.seq = row.seq.max(prev.seq + 1);
+        }
+        let removed = objects::put(&mut tx, &bucket.account_id, &row, replace_null)
+            .await
+            .map_err(db)?;
+        tx.commit().await.map_err(db)?;
+        let garbage: Vec<String> = removed
+            .iter()
+            .flat_map(|r| segments(&r.segments))
+            .map(|s| s.blob)
+            .collect();
+        self.blobs.remove(garbage).await;
+        Ok(row)
+    }
+
+    pub(crate) async fn put_object(
+        &self,
+        req: S3Request<PutObjectInput>,
+    ) -> S3Result<S3Response<PutObjectOutput>> {
+        let caller = self.caller(&req).await?;
+        let input = req.input;
+        check_key(&input.key)?;
+        let bucket = self.bucket(&caller, &input.bucket, Need::Write).await?;
+        let declared = Checksums {
+            crc32: input.checksum_crc32.clone(),
+            crc32c: input.checksum_crc32c.clone(),
+            sha1: input.checksum_sha1.clone(),
+            sha256: input.checksum_sha256.clone(),
+            crc64nvme: input.checksum_crc64nvme.clone(),
+        };
+        let hasher = hasher_for(input.checksum_algorithm.as_ref(), &declared)?;
+        if input.if_match.is_some() || input.if_none_match.is_some() {
+            let mut c = self.store.conn().await.map_err(db)?;
+            let current = objects::latest(&mut c, &bucket.id, &input.key)
+                .await
+                .map_err(db)?
+                .filter(|r| !r.delete_marker);
+            let failed = S3Error::with_message(
+                S3ErrorCode::PreconditionFailed,
+                "At least one of the pre-conditions you specified did not hold",
+            );
+            match (&current, &input.if_match, &input.if_none_match) {
+                (None, Some(_), _) => return Err(failed),
+                (Some(r), Some(c), _) if !etag_matches(c, &r.etag) => return Err(failed),
+                (Some(r), _, Some(c)) if etag_matches(c, &r.etag) => return Err(failed),
+                _ => {}
+            }
+        }
+        let body = input.body.ok_or_else(|| {
+            S3Error::with_message(S3ErrorCode::IncompleteBody, "the request has no body")
+        })?;
+        let written = self
+            .blobs
+            .write(body, self.config.inline_max, MAX_PUT, hasher)
+            .await?;
+        let checksums = match verify(
+            &written,
+            input.content_md5.as_deref(),
+            declared,
+            req.trailing_headers,
+        ) {
+            Ok(c) => c,
+            Err(e) => {
+                self.blobs
+                    .remove(written.blob.iter().cloned().collect())
+                    .await;
+                return Err(e);
+            }
+        };
+        let meta = ObjectMeta {
+            user: input.metadata.unwrap_or_default().into_iter().collect(),
+            content_disposition: input.content_disposition,
+            content_encoding: input.content_encoding,
+            content_language: input.content_language,
+            cache_control: input.cache_control,
+            expires: input.expires.map(|t| micros_of(&t)),
+            content_type: input.content_type.clone(),
+            checksums: checksums.clone(),
+            parts: None,
+        };
+        let (version_id, replace_null) = Self::next_version_of(&bucket);
+        let now = Self::now_micros();
+        let row = ObjectRow {
+            bucket_id: bucket.id.clone(),
+            key: input.key,
+            version_id,
+            seq: now,
+            is_latest: true,
+            delete_marker: false,
+            size: written.size as i64,
+            etag: written.md5_hex(),
+            segments: segments_json(
+                &written
+                    .blob
+                    .iter()
+                    .map(|b| Segment {
+                        blob: b.clone(),
+                        size: written.size,
+                    })
+                    .collect::<Vec<_>>(),
+            ),
+            inline_data: written.inline.clone(),
+            content_type: input.content_type,
+            meta: meta.to_json(),
+            created_at: now,
+        };
+        let row = self.commit_object(&bucket, row, replace_null).await?;
+        self.usage.record(&bucket.account_id, &bucket.id, 0);
+        let sums = checksum_fields(&checksums);
+        Ok(S3Response::new(PutObjectOutput {
+            e_tag: Some(quoted(&row.etag)),
+            version_id: Self::shown_version(&bucket, &row.version_id),
+            checksum_crc32: sums.checksum_crc32,
+            checksum_crc32c: sums.checksum_crc32c,
+            checksum_sha1: sums.checksum_sha1,
+            checksum_sha256: sums.checksum_sha256,
+            checksum_crc64nvme: sums.checksum_crc64nvme,
+            size: Some(row.size),
+            ..Default::default()
+        }))
+    }
+
+    /// The version a read asks for: a given version, or the latest (which must
+    /// not be a delete marker).
+    pub(crate) async fn readable(
+        &self,
+        bucket: &BucketRow,
+        key: &str,
+        version_id: Option<&str>,
+    ) -> S3Result<ObjectRow> {
+        let mut c = self.store.conn().await.map_err(db)?;
+        let row = match version_id {
+            Some(v) => objects::version(&mut c, &bucket.id, key, v)
+                .await
+                .map_err(db)?
+                .ok_or_else(|| {
+                    S3Error::with_message(
+                        S3ErrorCode::NoSuchVersion,
+                        "The specified version does not exist.",
+                    )
+                })?,
+            None => objects::latest(&mut c, &bucket.id, key)
+                .await
+                .map_err(db)?
+                .ok_or_else(no_such_key)?,
+        };
+        if row.delete_marker {
+            return Err(if version_id.is_some() {
+                S3Error::with_message(
+                    S3ErrorCode::MethodNotAllowed,
+                    "The specified method is not allowed against this resource.",
+                )
+            } else {
+                no_such_key()
+            });
+        }
+        Ok(row)
+    }
+
+    /// The data of `row` in `range`.
+    pub(crate) async fn body(
+        &self,
+        row: &ObjectRow,
+        range: std::ops::Range<u64>,
+    ) -> S3Result<StreamingBlob> {
+        match &row.inline_data {
+            Some(data) => {
+                let bytes = Bytes::copy_from_slice(&data[range.start as usize..range.end as usize]);
+                Ok(StreamingBlob::wrap(futures::stream::once(async move {
+                    Ok::<_, std::io::Error>(bytes)
+                })))
+            }
+            None => self.blobs.read(segments(&row.segments), range).await,
+        }
+    }
+
+    pub(crate) async fn get_object(
+        &self,
+        req: S3Request<GetObjectInput>,
+    ) -> S3Result<S3Response<GetObjectOutput>> {
+        let caller = self.caller(&req).await?;
+        let input = req.input;
+        let bucket = self.bucket(&caller, &input.bucket, Need::Read).await?;
+        let row = self
+            .readable(&bucket, &input.key, input.version_id.as_deref())
+            .await?;
+        preconditions(
+            &row,
+            input.if_match.as_ref(),
+            input.if_unmodified_since.as_ref(),
+            input.if_none_match.as_ref(),
+            input.if_modified_since.as_ref(),
+        )?;
+        let size = row.size as u64;
+        let (range, content_range) = match &input.range {
+            Some(r) => {
+                let range = r.check(size).map_err(|_| {
+                    S3Error::with_message(
+                        S3ErrorCode::InvalidRange,
+                        "The requested range is not satisfiable",
+                    )
+                })?;
+                let content_range = format!(
+                    "bytes {}-{}/{size}",
+                    range.start,
+                    range.end.saturating_sub(1)
+                );
+                (range, Some(content_range))
+            }
+            None => (0..size, None),
+        };
+        let meta = ObjectMeta::parse(&row.meta);
+        let whole = content_range.is_none();
+        let sums = checksum_fields(&meta.checksums);
+        let with_checksums = whole
+            && input
+                .checksum_mode
+                .as_ref()
+                .is_some_and(|m| m.as_str() == "ENABLED");
+        let length = range.end - range.start;
+        let body = self.body(&row, range).await?;
+        self.usage.record(&bucket.account_id, &bucket.id, length);
+        Ok(S3Response::new(GetObjectOutput {
+            body: Some(body),
+            accept_ranges: Some("bytes".into()),
+            content_length: Some(length as i64),
+            content_range,
+            e_tag: Some(quoted(&row.etag)),
+            last_modified: Some(timestamp_of(row.created_at)),
+            metadata: (!meta.user.is_empty()).then(|| meta.user.clone().into_iter().collect()),
+            content_type: input.response_content_type.or(row.content_type.clone()),
+            content_disposition: input
+                .response_content_disposition
+                .or(meta.content_disposition),
+            content_encoding: input.response_content_encoding.or(meta.content_encoding),
+            content_language: input.response_content_language.or(meta.content_language),
+            cache_control: input.response_cache_control.or(meta.cache_control),
+            expires: input.response_expires.or(meta.expires.map(timestamp_of)),
+            version_id: Self::shown_version(&bucket, &row.version_id),
+            parts_count: meta.parts.map(|p| p as i32),
+            checksum_crc32: sums.checksum_crc32.filter(|_| with_checksums),
+            checksum_crc32c: sums.checksum_crc32c.filter(|_| with_checksums),
+            checksum_sha1: sums.checksum_sha1.filter(|_| with_checksums),
+            checksum_sha256: sums.checksum_sha256.filter(|_| with_checksums),
+            checksum_crc64nvme: sums.checksum_crc64nvme.filter(|_| with_checksums),
+            ..Default::default()
+        }))
+    }
+
+    pub(crate) async fn head_object(
+        &self,
+        req: S3Request<HeadObjectInput>,
+    ) -> S3Result<S3Response<HeadObjectOutput>> {
+        let caller = self.caller(&req).await?;
+        let input = req.input;
+        let bucket = self.bucket(&caller, &input.bucket, Need::Read).await?;
+        let row = self
+            .readable(&bucket, &input.key, input.version_id.as_deref())
+            .await?;
+        preconditions(
+            &row,
+            input.if_match.as_ref(),
+            input.if_unmodified_since.as_ref(),
+            input.if_none_match.as_ref(),
+            input.if_modified_since.as_ref(),
+        )?;
+        let meta = ObjectMeta::parse(&row.meta);
+        let sums = checksum_fields(&meta.checksums);
+        let with_checksums = input
+            .checksum_mode
+            .as_ref()
+            .is_some_and(|m| m.as_str() == "ENABLED");
+        self.usage.record(&bucket.account_id, &bucket.id, 0);
+        Ok(S3Response::new(HeadObjectOutput {
+            accept_ranges: Some("bytes".into()),
+            content_length: Some(row.size),
+            e_tag: Some(quoted(&row.etag)),
+            last_modified: Some(timestamp_of(row.created_at)),
+            metadata: (!meta.user.is_empty()).then(|| meta.user.clone().into_iter().collect()),
+            content_type: input.response_content_type.or(row.content_type.clone()),
+            content_disposition: input
+                .response_content_disposition
+                .or(meta.content_disposition),
+            content_encoding: input.response_content_encoding.or(meta.content_encoding),
+            content_language: input.response_content_language.or(meta.content_language),
+            cache_control: input.response_cache_control.or(meta.cache_control),
+            expires: input.response_expires.or(meta.expires.map(timestamp_of)),
+            version_id: Self::shown_version(&bucket, &row.version_id),
+            parts_count: meta.parts.map(|p| p as i32),
+            checksum_crc32: sums.checksum_crc32.filter(|_| with_checksums),
+            checksum_crc32c: sums.checksum_crc32c.filter(|_| with_checksums),
+            checksum_sha1: sums.checksum_sha1.filter(|_| with_checksums),
+            checksum_sha256: sums.checksum_sha256.filter(|_| with_checksums),
+            checksum_crc64nvme: sums.checksum_crc64nvme.filter(|_| with_checksums),
+            ..Default::default()
+        }))
+    }
+
+    /// Deletes a key (or one of its versions) as S3 does for the bucket's
+    /// versioning state; returns (delete marker?, version id shown).
+    pub(crate) async fn delete_key(
+        &self,
+        bucket: &BucketRow,
+        key: &str,
+        version_id: Option<&str>,
+    ) -> S3Result<(bool, Option<String>)> {
+        check_key(key)?;
+        let now = Self::now_micros();
+        if let Some(version) = version_id {
+            let mut tx = self.store.begin().await.map_err(db)?;
+            let removed =
+                objects::remove_version(&mut tx, &bucket.account_id, &bucket.id, key, version, now)
+                    .await
+                    .map_err(db)?;
+            tx.commit().await.map_err(db)?;
+            let marker = removed.as_ref().is_some_and(|r| r.delete_marker);
+            if let Some(r) = removed {
+                let garbage: Vec<String> =
+                    segments(&r.segments).into_iter().map(|s| s.blob).collect();
+                self.blobs.remove(garbage).await;
+            }
+            return Ok((marker, Some(version.to_string())));
+        }
+        if bucket.versioning.is_empty() {
+            let mut tx = self.store.begin().await.map_err(db)?;
+            let removed = objects::remove_version(
+                &mut tx,
+                &bucket.account_id,
+                &bucket.id,
+                key,
+                NULL_VERSION,
+                now,
+            )
+            .await
+            .map_err(db)?;
+            tx.commit().await.map_err(db)?;
+            if let Some(r) = removed {
+                let garbage: Vec<String> =
+                    segments(&r.segments).into_iter().map(|s| s.blob).collect();
+                self.blobs.remove(garbage).await;
+            }
+            return Ok((false, None));
+        }
+        let (version_id, replace_null) = Self::next_version_of(bucket);
+        let marker = ObjectRow {
+            bucket_id: bucket.id.clone(),
+            key: key.to_string(),
+            version_id,
+            seq: now,
+            is_latest: true,
+            delete_marker: true,
+            size: 0,
+            etag: String::new(),
+            segments: "[]".into(),
+            inline_data: None,
+            content_type: None,
+            meta: "{}".into(),
+            created_at: now,
+        };
+        let marker = self.commit_object(bucket, marker, replace_null).await?;
+        Ok((true, Some(marker.version_id)))
+    }
+
+    pub(crate) async fn delete_object(
+        &self,
+        req: S3Request<DeleteObjectInput>,
+    ) -> S3Result<S3Response<DeleteObjectOutput>> {
+        let caller = self.caller(&req).await?;
+        let input = req.input;
+        let bucket = self.bucket(&caller, &input.bucket, Need::Write).await?;
+        let (marker, version) = self
+            .delete_key(&bucket, &input.key, input.version_id.as_deref())
+            .await?;
+        self.usage.record(&bucket.account_id, &bucket.id, 0);
+        Ok(S3Response::new(DeleteObjectOutput {
+            delete_marker: marker.then_some(true),
+            version_id: version,
+            ..Default::default()
+        }))
+    }
+
+    pub(crate) async fn delete_objects(
+        &self,
+        req: S3Request<DeleteObjectsInput>,
+    ) -> S3Result<S3Response<DeleteObjectsOutput>> {
+        let caller = self.caller(&req).await?;
+        let input = req.input;
+        let bucket = self.bucket(&caller, &input.bucket, Need::Write).await?;
+        if input.delete.objects.len() > 1000 {
+            return Err(S3Error::with_message(
+                S3ErrorCode::MalformedXML,
+                "at most 1000 keys per request",
+            ));
+        }
+        let quiet = input.delete.quiet.unwrap_or(false);
+        let (mut deleted, mut errors) = (Vec::new(), Vec::new());
+        for id in input.delete.objects {
+            match self
+                .delete_key(&bucket, &id.key, id.version_id.as_deref())
+                .await
+            {
+                Ok((marker, version)) => {
+                    if !quiet {
+                        deleted.push(DeletedObject {
+                            delete_marker: marker.then_some(true),
+                            delete_marker_version_id: if marker { version.clone() } else { None },
+                            key: Some(id.key),
+                            version_id: if marker { None } else { version },
+                        });
+                    }
+                }
+                Err(e) => errors.push(Error {
+                    code: Some(e.code().as_str().to_string()),
+                    key: Some(id.key),
+                    message: e.message().map(String::from),
+                    version_id: id.version_id,
+                }),
+            }
+        }
+        self.usage.record(&bucket.account_id, &bucket.id, 0);
+        Ok(S3Response::new(DeleteObjectsOutput {
+            deleted: Some(deleted),
+            errors: (!errors.is_empty()).then_some(errors),
+            ..Default::default()
+        }))
+    }
+
+    pub(crate) async fn copy_object(
+        &self,
+        req: S3Request<CopyObjectInput>,
+    ) -> S3Result<S3Response<CopyObjectOutput>> {
+        let caller = self.caller(&req).await?;
+        let input = req.input;
+        check_key(&input.key)?;
+        let CopySource::Bucket {
+            bucket: src_bucket,
+            key: src_key,
+            version_id: src_version,
+        } = &input.copy_source
+        else {
+            return Err(S3Error::with_message(
+                S3ErrorCode::NotImplemented,
+                "copy from access points is not supported",
+            ));
+        };
+        let source_bucket = self.bucket(&caller, src_bucket, Need::Read).await?;
+        let bucket = self.bucket(&caller, &input.bucket, Need::Write).await?;
+        let source = self
+            .readable(&source_bucket, src_key, src_version.as_deref())
+            .await?;
+        preconditions(
+            &source,
+            input.copy_source_if_match.as_ref(),
+            input.copy_source_if_unmodified_since.as_ref(),
+            input.copy_source_if_none_match.as_ref(),
+            input.copy_source_if_modified_since.as_ref(),
+        )
+        .map_err(|e| {
+            if *e.code() == S3ErrorCode::NotModified {
+                S3Error::with_message(
+                    S3ErrorCode::PreconditionFailed,
+                    "At least one of the pre-conditions you specified did not hold",
+                )
+            } else {
+                e
+            }
+        })?;
+        let replace = input
+            .metadata_directive
+            .as_ref()
+            .is_some_and(|d| d.as_str() == MetadataDirective::REPLACE);
+        if !replace
+            && source_bucket.id == bucket.id
+            && source.key == input.key
+            && src_version.is_none()
+        {
+            return Err(S3Error::with_message(
+                S3ErrorCode::InvalidRequest,
+                "This copy request is illegal because it is trying to copy an object to itself without changing the object's metadata, storage class, website redirect location or encryption attributes.",
+            ));
+        }
+        let mut meta = ObjectMeta::parse(&source.meta);
+        let mut content_type = source.content_type.clone();
+        if replace {
+            meta = ObjectMeta {
+                user: input.metadata.unwrap_or_default().into_iter().collect(),
+                content_disposition: input.content_disposition,
+                content_encoding: input.content_encoding,
+                content_language: input.content_language,
+                cache_control: input.cache_control,
+                expires: input.expires.map(|t| micros_of(&t)),
+                content_type: input.content_type.clone(),
+                checksums: meta.checksums,
+                parts: meta.parts,
+            };
+            content_type = input.content_type;
+        }
+        let mut linked = Vec::new();
+        for s in segments(&source.segments) {
+            linked.push(Segment {
+                blob: self.blobs.link(&s.blob).await?,
+                size: s.size,
+            });
+        }
+        let (version_id, replace_null) = Self::next_version_of(&bucket);
+        let now = Self::now_micros();
+        let row = ObjectRow {
+            bucket_id: bucket.id.clone(),
+            key: input.key,
+            version_id,
+            seq: now,
+            is_latest: true,
+            delete_marker: false,
+            size: source.size,
+            etag: source.etag.clone(),
+            segments: segments_json(&linked),
+            inline_data: source.inline_data.clone(),
+            content_type,
+            meta: meta.to_json(),
+            created_at: now,
+        };
+        let row = self.commit_object(&bucket, row, replace_null).await?;
+        self.usage.record(&bucket.account_id, &bucket.id, 0);
+        Ok(S3Response::new(CopyObjectOutput {
+            copy_object_result: Some(CopyObjectResult {
+                e_tag: Some(quoted(&row.etag)),
+                last_modified: Some(timestamp_of(row.created_at)),
+                ..Default::default()
+            }),
+            copy_source_version_id: Self::shown_version(&source_bucket, &source.version_id),
+            version_id: Self::shown_version(&bucket, &row.version_id),
+            ..Default::default()
+        }))
+    }
+}
+
+pub(crate) fn micros_of(t: &Timestamp) -> i64 {
+    (time::OffsetDateTime::from(t.clone()).unix_timestamp_nanos() / 1000) as i64
+}

@@ -1,0 +1,188 @@
+//! Multipart uploads and their parts, until completed or aborted.
+
+use sqlx::Row;
+use sqlx::any::AnyRow;
+
+use crate::{Conn, Result};
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct UploadRow {
+    pub id: String,
+    pub bucket_id: String,
+    pub key: String,
+    /// What the object will carry (content type, user metadata …), as JSON.
+    pub meta: String,
+    pub created_at: i64,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct PartRow {
+    pub upload_id: String,
+    pub part_number: i64,
+    pub size: i64,
+    pub etag: String,
+    pub blob_id: String,
+    pub checksums: String,
+    pub created_at: i64,
+}
+
+fn upload(r: &AnyRow) -> Result<UploadRow> {
+    Ok(UploadRow {
+        id: r.try_get("id")?,
+        bucket_id: r.try_get("bucket_id")?,
+        key: r.try_get("object_key")?,
+        meta: r.try_get("meta")?,
+        created_at: r.try_get("created_at")?,
+    })
+}
+
+fn part(r: &AnyRow) -> Result<PartRow> {
+    Ok(PartRow {
+        upload_id: r.try_get("upload_id")?,
+        part_number: r.try_get("part_number")?,
+        size: r.try_get("size")?,
+        etag: r.try_get("etag")?,
+        blob_id: r.try_get("blob_id")?,
+        checksums: r.try_get("checksums")?,
+        created_at: r.try_get("created_at")?,
+    })
+}
+
+const UPLOAD: &str = "id, bucket_id, object_key, meta, created_at";
+const PART: &str = "upload_id, part_number, size, etag, blob_id, checksums, created_at";
+
+pub async fn create(c: &mut Conn, u: &UploadRow) -> Result<()> {
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "INSERT INTO multipart_uploads ({UPLOAD}) VALUES ($1, $2, $3, $4, $5)"
+    )))
+    .bind(&u.id)
+    .bind(&u.bucket_id)
+    .bind(&u.key)
+    .bind(&u.meta)
+    .bind(u.created_at)
+    .execute(c)
+    .await?;
+    Ok(())
+}
+
+pub async fn get(c: &mut Conn, bucket_id: &str, id: &str) -> Result<Option<UploadRow>> {
+    crate::fetch_optional(
+        c,
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {UPLOAD} FROM multipart_uploads WHERE id = $1 AND bucket_id = $2"
+        )))
+        .bind(id)
+        .bind(bucket_id),
+        upload,
+    )
+    .await
+}
+
+/// Uploads of a bucket after (`key`, `id`), in key then id order.
+pub async fn list(
+    c: &mut Conn,
+    bucket_id: &str,
+    after_key: &str,
+    after_id: &str,
+    limit: i64,
+) -> Result<Vec<UploadRow>> {
+    crate::fetch_all(
+        c,
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {UPLOAD} FROM multipart_uploads WHERE bucket_id = $1 \
+             AND (object_key > $2 OR (object_key = $2 AND id > $3)) \
+             ORDER BY object_key, id LIMIT $4"
+        )))
+        .bind(bucket_id)
+        .bind(after_key)
+        .bind(after_id)
+        .bind(limit),
+        upload,
+    )
+    .await
+}
+
+/// Uploads started before `before`, for the sweep of abandoned ones.
+pub async fn older_than(c: &mut Conn, before: i64) -> Result<Vec<UploadRow>> {
+    crate::fetch_all(
+        c,
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {UPLOAD} FROM multipart_uploads WHERE created_at < $1 ORDER BY created_at"
+        )))
+        .bind(before),
+        upload,
+    )
+    .await
+}
+
+/// Records a part; returns the part it replaced, if any (its file is garbage).
+pub async fn put_part(c: &mut Conn, p: &PartRow) -> Result<Option<PartRow>> {
+    let old = crate::fetch_optional(
+        &mut *c,
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {PART} FROM multipart_parts WHERE upload_id = $1 AND part_number = $2"
+        )))
+        .bind(&p.upload_id)
+        .bind(p.part_number),
+        part,
+    )
+    .await?;
+    if old.is_some() {
+        sqlx::query("DELETE FROM multipart_parts WHERE upload_id = $1 AND part_number = $2")
+            .bind(&p.upload_id)
+            .bind(p.part_number)
+            .execute(&mut *c)
+            .await?;
+    }
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "INSERT INTO multipart_parts ({PART}) VALUES ($1, $2, $3, $4, $5, $6, $7)"
+    )))
+    .bind(&p.upload_id)
+    .bind(p.part_number)
+    .bind(p.size)
+    .bind(&p.etag)
+    .bind(&p.blob_id)
+    .bind(&p.checksums)
+    .bind(p.created_at)
+    .execute(c)
+    .await?;
+    Ok(old)
+}
+
+/// Parts of an upload from `after` on, in part-number order.
+pub async fn parts(c: &mut Conn, upload_id: &str, after: i64, limit: i64) -> Result<Vec<PartRow>> {
+    crate::fetch_all(
+        c,
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {PART} FROM multipart_parts WHERE upload_id = $1 AND part_number > $2 \
+             ORDER BY part_number LIMIT $3"
+        )))
+        .bind(upload_id)
+        .bind(after)
+        .bind(limit),
+        part,
+    )
+    .await
+}
+
+/// Removes an upload and its parts; returns the parts (their files are the
+/// caller's to keep, when completed, or to delete, when aborted).
+pub async fn remove(c: &mut Conn, upload_id: &str) -> Result<Vec<PartRow>> {
+    let removed = parts(&mut *c, upload_id, 0, i64::MAX).await?;
+    sqlx::query("DELETE FROM multipart_parts WHERE upload_id = $1")
+        .bind(upload_id)
+        .execute(&mut *c)
+        .await?;
+    sqlx::query("DELETE FROM multipart_uploads WHERE id = $1")
+        .bind(upload_id)
+        .execute(c)
+        .await?;
+    Ok(removed)
+}
+
+/// Every file a part uses.
+pub async fn all_blobs(c: &mut Conn) -> Result<Vec<String>> {
+    Ok(sqlx::query_scalar("SELECT blob_id FROM multipart_parts")
+        .fetch_all(c)
+        .await?)
+}
