@@ -3,10 +3,12 @@
 //!
 //!     nubo-bench api --nubod PATH [--postgres-url URL]
 //!     nubo-bench launch --nubod PATH --images DIR
+//!     nubo-bench s3 --nubod PATH --peer S3S_FS_PATH
 
 mod api;
 mod launch;
 mod region;
+mod s3;
 mod stats;
 
 use std::process::ExitCode;
@@ -16,9 +18,11 @@ fn main() -> ExitCode {
     let result = match args.first().map(String::as_str) {
         Some("api") => api::run(&args[1..]),
         Some("launch") => launch::run(&args[1..]),
+        Some("s3") => s3::run(&args[1..]),
         _ => Err(
             "usage: nubo-bench api --nubod PATH [--postgres-url URL]\n       \
-                  nubo-bench launch --nubod PATH --images DIR"
+                  nubo-bench launch --nubod PATH --images DIR\n       \
+                  nubo-bench s3 --nubod PATH --peer S3S_FS_PATH"
                 .to_string(),
         ),
     };

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 pub struct Region {
     child: Child,
     pub endpoint: String,
+    pub s3_endpoint: String,
     pub dir: PathBuf,
 }
 
@@ -19,10 +20,13 @@ impl Region {
         database_url: Option<&str>,
         extra: &[&str],
     ) -> Result<Region, String> {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .map_err(|e| e.to_string())?
-            .port();
+        let free_port = || {
+            TcpListener::bind("127.0.0.1:0")
+                .and_then(|l| l.local_addr())
+                .map(|a| a.port())
+                .map_err(|e| e.to_string())
+        };
+        let (port, s3_port) = (free_port()?, free_port()?);
         let dir = std::env::temp_dir().join(format!("nubo-bench-{}-{port}", std::process::id()));
         std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
         std::fs::write(dir.join("nubod.toml"), config).map_err(|e| e.to_string())?;
@@ -33,6 +37,8 @@ impl Region {
             .arg(dir.join("nubod.toml"))
             .arg("--listen")
             .arg(format!("127.0.0.1:{port}"))
+            .arg("--s3-listen")
+            .arg(format!("127.0.0.1:{s3_port}"))
             .args(extra)
             .env("NUBO_LOG", "warn")
             .stdout(Stdio::null())
@@ -44,6 +50,7 @@ impl Region {
         let region = Region {
             child,
             endpoint: format!("http://127.0.0.1:{port}"),
+            s3_endpoint: format!("http://127.0.0.1:{s3_port}"),
             dir,
         };
         let deadline = Instant::now() + Duration::from_secs(30);

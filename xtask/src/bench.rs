@@ -9,8 +9,9 @@ pub fn run(name: &str) -> Result {
     match name {
         "api" => api(),
         "launch" => launch(),
+        "s3" => s3(),
         other => Err(Error::new(format!(
-            "no benchmark {other:?}; one of: api, launch"
+            "no benchmark {other:?}; one of: api, launch, s3"
         ))),
     }
 }
@@ -47,4 +48,40 @@ fn launch() -> Result {
 fn release_binaries() -> Result<std::path::PathBuf> {
     cmd::run(Command::new("cargo").args(["build", "--release", "-p", "nubo", "-p", "nubo-bench"]))?;
     Ok(up::target_dir()?.join("release"))
+}
+
+/// The version of s3s-fs, the peer of the object storage benchmark, as published.
+const S3S_FS: &str = "0.14.1";
+
+/// Object storage beside the raw disk and s3s-fs, installed into the cache.
+fn s3() -> Result {
+    let root = crate::cache::dir()?.join(format!("tools/s3s-fs-{S3S_FS}"));
+    let peer = root.join("bin/s3s-fs");
+    if !peer.exists() {
+        cmd::run(
+            Command::new("cargo")
+                .args([
+                    "install",
+                    "--locked",
+                    "--quiet",
+                    "s3s-fs",
+                    "--features",
+                    "binary",
+                    "--force",
+                    "--version",
+                    S3S_FS,
+                    "--root",
+                ])
+                .arg(&root),
+        )?;
+    }
+    let bin = release_binaries()?;
+    cmd::run(
+        Command::new(bin.join("nubo-bench"))
+            .arg("s3")
+            .arg("--nubod")
+            .arg(bin.join("nubod"))
+            .arg("--peer")
+            .arg(&peer),
+    )
 }

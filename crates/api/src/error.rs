@@ -51,6 +51,8 @@ pub enum ErrorCode {
     IdempotencyMismatch,
     /// A resource of that name already exists.
     Conflict,
+    /// A bucket that still holds objects cannot be deleted.
+    BucketNotEmpty,
     /// The request would exceed one of the account's quotas.
     QuotaExceeded,
     /// The quota asked for is above the operator's ceiling.
@@ -81,7 +83,8 @@ impl ErrorCode {
             | QuotaCeilingExceeded => 403,
             NotFound => 404,
             MethodNotAllowed => 405,
-            EmailTaken | LastAccessKey | InvalidState | IdempotencyMismatch | Conflict => 409,
+            EmailTaken | LastAccessKey | InvalidState | IdempotencyMismatch | Conflict
+            | BucketNotEmpty => 409,
             PayloadTooLarge => 413,
             UnsupportedMediaType => 415,
             RateLimited => 429,

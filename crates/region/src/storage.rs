@@ -73,9 +73,10 @@ fn refused(e: S3Error, name: &str) -> ApiError {
             ErrorCode::Conflict,
             format!("the bucket name {name:?} is taken in this region"),
         ),
-        S3ErrorCode::BucketNotEmpty => {
-            ApiError::invalid_state(format!("bucket {name} is not empty"))
-        }
+        S3ErrorCode::BucketNotEmpty => ApiError::new(
+            ErrorCode::BucketNotEmpty,
+            format!("bucket {name} is not empty; delete its objects and versions first"),
+        ),
         S3ErrorCode::TooManyBuckets => ApiError::new(
             ErrorCode::QuotaExceeded,
             e.message().unwrap_or("bucket quota reached").to_string(),

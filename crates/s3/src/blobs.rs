@@ -19,7 +19,8 @@ use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
 
 use crate::meta::Segment;
 
-const READ_CHUNK: usize = 256 * 1024;
+/// Tokio reads files on its blocking pool at most this much at a time.
+const READ_CHUNK: usize = 2 * 1024 * 1024;
 
 pub struct Blobs {
     data: PathBuf,
@@ -51,14 +52,32 @@ pub fn new_id() -> String {
 }
 
 /// The error of a body that could not be read: the client's, unless the
-/// protocol layer says otherwise (a bad chunk signature, a checksum mismatch).
+/// protocol layer found the body forged (a chunk signature or the declared
+/// payload hash that does not match). `s3s` does not export those error types,
+/// so they are told apart by what they say of themselves.
 fn body_error(e: StdError) -> S3Error {
-    match e.downcast::<S3Error>() {
-        Ok(e) => *e,
-        Err(e) => S3Error::with_message(
+    let e = match e.downcast::<S3Error>() {
+        Ok(e) => return *e,
+        Err(e) => e,
+    };
+    let text = e.to_string();
+    if text.contains("SignatureMismatch") {
+        S3Error::with_message(
+            S3ErrorCode::SignatureDoesNotMatch,
+            "The request signature we calculated does not match the signature you provided.",
+        )
+    } else if text.contains("Sha256Mismatch") {
+        let mut e = S3Error::with_message(
+            S3ErrorCode::Custom("XAmzContentSHA256Mismatch".into()),
+            "The provided 'x-amz-content-sha256' header does not match what was computed.",
+        );
+        e.set_status_code(http::StatusCode::BAD_REQUEST);
+        e
+    } else {
+        S3Error::with_message(
             S3ErrorCode::IncompleteBody,
-            format!("the request body could not be read: {e}"),
-        ),
+            format!("the request body could not be read: {text}"),
+        )
     }
 }
 

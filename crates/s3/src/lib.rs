@@ -12,6 +12,7 @@ mod access;
 mod blobs;
 mod buckets;
 mod caller;
+mod commit;
 mod cors;
 mod host;
 mod listing;
@@ -80,6 +81,7 @@ pub struct ObjectStorage {
     blobs: blobs::Blobs,
     tenancy: Arc<dyn Tenancy>,
     usage: usage::Usage,
+    committer: commit::Committer,
 }
 
 impl ObjectStorage {
@@ -93,6 +95,7 @@ impl ObjectStorage {
         let storage = Arc::new(ObjectStorage {
             blobs,
             usage: usage::Usage::default(),
+            committer: commit::Committer::start(store.clone()),
             config,
             store,
             tenancy,

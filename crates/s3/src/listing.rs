@@ -71,7 +71,32 @@ struct Listed {
     last: Option<Mark>,
 }
 
-fn object(row: ObjectRow) -> Object {
+/// Whether a listing asked for `encoding-type=url`.
+fn url_encoded(encoding: &Option<EncodingType>) -> bool {
+    encoding
+        .as_ref()
+        .is_some_and(|e| e.as_str() == EncodingType::URL)
+}
+
+/// A key as a listing with `encoding-type=url` shows it: every byte but
+/// unreserved characters and `/` percent-encoded (so that `+` survives clients
+/// that decode `+` as a space).
+fn encode(text: &str, url: bool) -> String {
+    if !url {
+        return text.to_string();
+    }
+    let mut out = String::with_capacity(text.len());
+    for b in text.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~' | b'/') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+fn object(row: ObjectRow, url: bool) -> Object {
     Object {
         e_tag: Some(quoted(&row.etag)),
         last_modified: Some(timestamp_of(row.created_at)),
@@ -79,9 +104,20 @@ fn object(row: ObjectRow) -> Object {
         storage_class: Some(ObjectStorageClass::from_static(
             ObjectStorageClass::STANDARD,
         )),
-        key: Some(row.key),
+        key: Some(encode(&row.key, url)),
         ..Default::default()
     }
+}
+
+fn common_prefixes(prefixes: Vec<String>, url: bool) -> Option<Vec<CommonPrefix>> {
+    Some(
+        prefixes
+            .into_iter()
+            .map(|p| CommonPrefix {
+                prefix: Some(encode(&p, url)),
+            })
+            .collect(),
+    )
 }
 
 fn max_keys(asked: Option<i32>) -> S3Result<usize> {
@@ -172,25 +208,20 @@ impl ObjectStorage {
             .await?;
         self.usage.record(&bucket.account_id, &bucket.id, 0);
         let key_count = (listed.objects.len() + listed.prefixes.len()) as i32;
+        let url = url_encoded(&input.encoding_type);
         Ok(S3Response::new(ListObjectsV2Output {
             name: Some(bucket.name),
-            prefix: Some(prefix),
+            prefix: Some(encode(&prefix, url)),
             max_keys: Some(max as i32),
             key_count: Some(key_count),
             continuation_token: input.continuation_token,
             is_truncated: Some(listed.truncated),
             next_continuation_token: listed.last.filter(|_| listed.truncated).map(|m| m.token()),
-            contents: Some(listed.objects.into_iter().map(object).collect()),
-            common_prefixes: Some(
-                listed
-                    .prefixes
-                    .into_iter()
-                    .map(|p| CommonPrefix { prefix: Some(p) })
-                    .collect(),
-            ),
-            delimiter: input.delimiter,
+            contents: Some(listed.objects.into_iter().map(|o| object(o, url)).collect()),
+            common_prefixes: common_prefixes(listed.prefixes, url),
+            delimiter: input.delimiter.map(|d| encode(&d, url)),
             encoding_type: input.encoding_type,
-            start_after: input.start_after,
+            start_after: input.start_after.map(|a| encode(&a, url)),
             ..Default::default()
         }))
     }
@@ -204,31 +235,34 @@ impl ObjectStorage {
         let bucket = self.bucket(&caller, &input.bucket, Need::Read).await?;
         let prefix = input.prefix.clone().unwrap_or_default();
         let max = max_keys(input.max_keys)?;
-        let cursor = input.marker.clone().unwrap_or_default();
+        let marker = input.marker.clone().unwrap_or_default();
+        // A marker that is a common prefix (as NextMarker is when a page ended on
+        // one) resumes after every key under it.
+        let cursor = match input.delimiter.as_deref().filter(|d| !d.is_empty()) {
+            Some(d) if marker.starts_with(&prefix) && marker[prefix.len()..].ends_with(d) => {
+                Mark::Prefix(marker).cursor()
+            }
+            _ => marker,
+        };
         let listed = self
             .walk(&bucket.id, &prefix, input.delimiter.as_deref(), cursor, max)
             .await?;
         self.usage.record(&bucket.account_id, &bucket.id, 0);
+        let url = url_encoded(&input.encoding_type);
         Ok(S3Response::new(ListObjectsOutput {
             name: Some(bucket.name),
-            prefix: Some(prefix),
-            marker: input.marker,
+            prefix: Some(encode(&prefix, url)),
+            marker: input.marker.map(|m| encode(&m, url)),
             max_keys: Some(max as i32),
             is_truncated: Some(listed.truncated),
             next_marker: listed
                 .last
                 .as_ref()
                 .filter(|_| listed.truncated)
-                .map(|m| m.text().to_string()),
-            contents: Some(listed.objects.into_iter().map(object).collect()),
-            common_prefixes: Some(
-                listed
-                    .prefixes
-                    .into_iter()
-                    .map(|p| CommonPrefix { prefix: Some(p) })
-                    .collect(),
-            ),
-            delimiter: input.delimiter,
+                .map(|m| encode(m.text(), url)),
+            contents: Some(listed.objects.into_iter().map(|o| object(o, url)).collect()),
+            common_prefixes: common_prefixes(listed.prefixes, url),
+            delimiter: input.delimiter.map(|d| encode(&d, url)),
             encoding_type: input.encoding_type,
             ..Default::default()
         }))
@@ -248,6 +282,7 @@ impl ObjectStorage {
         let version_marker = input.version_id_marker.clone().filter(|v| !v.is_empty());
         let mut c = self.store.conn().await.map_err(db)?;
         let from = key_marker.clone().max(prefix.clone());
+        let url = url_encoded(&input.encoding_type);
         let (mut versions, mut markers, mut prefixes) =
             (Vec::new(), Vec::new(), Vec::<String>::new());
         let mut truncated = false;
@@ -293,7 +328,7 @@ impl ObjectStorage {
             if row.delete_marker {
                 markers.push(DeleteMarkerEntry {
                     is_latest: Some(row.is_latest),
-                    key: Some(row.key),
+                    key: Some(encode(&row.key, url)),
                     last_modified: Some(timestamp_of(row.created_at)),
                     owner: None,
                     version_id: shown,
@@ -308,7 +343,7 @@ impl ObjectStorage {
                         ObjectVersionStorageClass::STANDARD,
                     )),
                     version_id: shown,
-                    key: Some(row.key),
+                    key: Some(encode(&row.key, url)),
                     ..Default::default()
                 });
             }
@@ -319,12 +354,7 @@ impl ObjectStorage {
             None => (None, None),
         };
         Ok(S3Response::new(ListObjectVersionsOutput {
-            common_prefixes: Some(
-                prefixes
-                    .into_iter()
-                    .map(|p| CommonPrefix { prefix: Some(p) })
-                    .collect(),
-            ),
+            common_prefixes: common_prefixes(prefixes, url),
             delete_markers: Some(markers),
             delimiter: input.delimiter,
             encoding_type: input.encoding_type,
@@ -332,7 +362,7 @@ impl ObjectStorage {
             key_marker: input.key_marker,
             max_keys: Some(max as i32),
             name: Some(bucket.name),
-            next_key_marker: next_key,
+            next_key_marker: next_key.map(|k| encode(&k, url)),
             next_version_id_marker: next_version,
             prefix: Some(prefix),
             version_id_marker: input.version_id_marker,

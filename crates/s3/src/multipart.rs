@@ -80,7 +80,7 @@ impl ObjectStorage {
         let meta = ObjectMeta {
             user: input.metadata.unwrap_or_default().into_iter().collect(),
             content_disposition: input.content_disposition,
-            content_encoding: input.content_encoding,
+            content_encoding: crate::objects::stored_encoding(input.content_encoding),
             content_language: input.content_language,
             cache_control: input.cache_control,
             expires: input.expires.map(|t| micros_of(&t)),

@@ -161,6 +161,16 @@ fn etag_matches(condition: &ETagCondition, etag: &str) -> bool {
     }
 }
 
+/// An HTTP date (IMF-fixdate) of a store time.
+fn http_date(micros: i64) -> String {
+    let t = time::OffsetDateTime::from_unix_timestamp(micros / 1_000_000)
+        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
+    let format = time::macros::format_description!(
+        "[weekday repr:short], [day] [month repr:short] [year] [hour]:[minute]:[second] GMT"
+    );
+    t.format(&format).unwrap_or_default()
+}
+
 /// HTTP dates have second precision: compare at that precision.
 fn seconds(t: &Timestamp) -> i64 {
     time::OffsetDateTime::from(t.clone()).unix_timestamp()
@@ -190,14 +200,22 @@ pub(crate) fn preconditions(
     {
         return Err(failed());
     }
-    if let Some(c) = if_none_match {
-        if etag_matches(c, &row.etag) {
-            return Err(S3Error::new(S3ErrorCode::NotModified));
+    let not_modified = match if_none_match {
+        Some(c) => etag_matches(c, &row.etag),
+        None => if_modified_since.is_some_and(|t| modified <= seconds(t)),
+    };
+    if not_modified {
+        // A 304 still names the representation (RFC 7232 section 4.1).
+        let mut e = S3Error::new(S3ErrorCode::NotModified);
+        let mut headers = http::HeaderMap::new();
+        if let Ok(v) = http::HeaderValue::from_str(&format!("\"{}\"", row.etag)) {
+            headers.insert(http::header::ETAG, v);
         }
-    } else if let Some(t) = if_modified_since
-        && modified <= seconds(t)
-    {
-        return Err(S3Error::new(S3ErrorCode::NotModified));
+        if let Ok(v) = http::HeaderValue::from_str(&http_date(row.created_at)) {
+            headers.insert(http::header::LAST_MODIFIED, v);
+        }
+        e.set_headers(headers);
+        return Err(e);
     }
     Ok(())
 }
@@ -223,20 +241,10 @@ impl ObjectStorage {
     pub(crate) async fn commit_object(
         &self,
         bucket: &BucketRow,
-        mut row: ObjectRow,
+        row: ObjectRow,
         replace_null: bool,
     ) -> S3Result<ObjectRow> {
-        let mut tx = self.store.begin().await.map_err(db)?;
-        if let Some(prev) = objects::latest(&mut tx, &row.bucket_id, &row.key)
-            .await
-            .map_err(db)?
-        {
-            row.seq = row.seq.max(prev.seq + 1);
-        }
-        let removed = objects::put(&mut tx, &bucket.account_id, &row, replace_null)
-            .await
-            .map_err(db)?;
-        tx.commit().await.map_err(db)?;
+        let (row, removed) = self.committer.put(bucket, row, replace_null).await?;
         let garbage: Vec<String> = removed
             .iter()
             .flat_map(|r| segments(&r.segments))
@@ -303,7 +311,7 @@ impl ObjectStorage {
         let meta = ObjectMeta {
             user: input.metadata.unwrap_or_default().into_iter().collect(),
             content_disposition: input.content_disposition,
-            content_encoding: input.content_encoding,
+            content_encoding: stored_encoding(input.content_encoding),
             content_language: input.content_language,
             cache_control: input.cache_control,
             expires: input.expires.map(|t| micros_of(&t)),
@@ -378,14 +386,24 @@ impl ObjectStorage {
                 .ok_or_else(no_such_key)?,
         };
         if row.delete_marker {
-            return Err(if version_id.is_some() {
+            let mut e = if version_id.is_some() {
                 S3Error::with_message(
                     S3ErrorCode::MethodNotAllowed,
                     "The specified method is not allowed against this resource.",
                 )
             } else {
                 no_such_key()
-            });
+            };
+            let mut headers = http::HeaderMap::new();
+            headers.insert(
+                "x-amz-delete-marker",
+                http::HeaderValue::from_static("true"),
+            );
+            if let Ok(v) = http::HeaderValue::from_str(&row.version_id) {
+                headers.insert("x-amz-version-id", v);
+            }
+            e.set_headers(headers);
+            return Err(e);
         }
         Ok(row)
     }
@@ -765,6 +783,18 @@ impl ObjectStorage {
             ..Default::default()
         }))
     }
+}
+
+/// The Content-Encoding to keep: `aws-chunked` describes the upload, not the object.
+pub(crate) fn stored_encoding(encoding: Option<String>) -> Option<String> {
+    encoding.and_then(|e| {
+        let kept: Vec<&str> = e
+            .split(',')
+            .map(str::trim)
+            .filter(|t| !t.is_empty() && !t.eq_ignore_ascii_case("aws-chunked"))
+            .collect();
+        (!kept.is_empty()).then(|| kept.join(", "))
+    })
 }
 
 pub(crate) fn micros_of(t: &Timestamp) -> i64 {

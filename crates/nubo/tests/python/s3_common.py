@@ -136,18 +136,32 @@ def expect_error(code, status, fn, *args, **kwargs):
     without a body, such as HEAD's, where botocore reports the status as code).
     Returns the ClientError.
     """
+    what = _describe(fn, args, kwargs)
     try:
         result = fn(*args, **kwargs)
     except ClientError as e:
         got_status = e.response["ResponseMetadata"]["HTTPStatusCode"]
         got_code = e.response["Error"]["Code"]
-        what = f"{getattr(fn, '__name__', fn)}({args or ''}{kwargs or ''})"
         assert got_status == status, f"{what}: expected HTTP {status}, got {got_status} ({got_code}: {e})"
         accepted = (code,) if isinstance(code, str) else code
         if accepted is not None:
             assert got_code in accepted, f"{what}: expected error code {code}, got {got_code} ({e})"
         return e
-    raise AssertionError(f"{getattr(fn, '__name__', fn)}: expected {status} {code}, but it succeeded: {result}")
+    if isinstance(result, dict):
+        result = {k: v for k, v in result.items() if k != "ResponseMetadata"}
+    raise AssertionError(f"{what}: expected {status} {code}, but it succeeded: {str(result)[:500]}")
+
+
+def _describe(fn, args, kwargs):
+    """fn(args, kwargs) for a message, long values shortened."""
+
+    def short(v):
+        if isinstance(v, (bytes, str)) and len(v) > 80:
+            return f"<{len(v)} {'bytes' if isinstance(v, bytes) else 'chars'}>"
+        return repr(v)
+
+    parts = [short(a) for a in args] + [f"{k}={short(v)}" for k, v in kwargs.items()]
+    return f"{getattr(fn, '__name__', fn)}({', '.join(parts)})"
 
 
 def md5_hex(data):

@@ -1,0 +1,339 @@
+//! `bench/s3`: object storage throughput, side by side in one run with its
+//! limits and a peer: PUT and GET of 64 MiB objects against the raw disk (a plain
+//! file write + fsync, and a read, of the same bytes), and 4 KiB objects at 16
+//! concurrent clients against s3s-fs, a peer S3 server built on this machine.
+//! Every client signs with SigV4 (unsigned payloads, as aws-cli does for large
+//! uploads over TLS-less endpoints); all run on the same two cores.
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant, SystemTime};
+
+use bytes::Bytes;
+use nubo_api::account::{SignupRequest, SignupResponse};
+use nubo_cli::{Client, Credentials};
+
+use crate::region::Region;
+
+const LARGE: usize = 64 * 1024 * 1024;
+const LARGE_COUNT: usize = 6;
+const SMALL: usize = 4 * 1024;
+const CLIENTS: usize = 16;
+const PHASE: Duration = Duration::from_secs(10);
+
+const LARGE_TARGET: f64 = 0.8;
+const SMALL_TARGET: f64 = 2.0;
+
+/// A minimal S3 client: path-style PUT and GET, SigV4 with unsigned payloads.
+#[derive(Clone)]
+struct S3 {
+    http: reqwest::Client,
+    endpoint: String,
+    key: String,
+    secret: String,
+    region: String,
+}
+
+impl S3 {
+    async fn send(&self, method: &str, path: &str, body: Option<Bytes>) -> Result<Bytes, String> {
+        let url = format!("{}{path}", self.endpoint);
+        let headers = nubo_auth::sigv4::sign_unsigned_payload(
+            method,
+            &url,
+            &[],
+            &self.key,
+            &self.secret,
+            &self.region,
+            "s3",
+            SystemTime::now(),
+        )
+        .map_err(|e| e.to_string())?;
+        let mut req = self
+            .http
+            .request(method.parse().map_err(|_| "method")?, &url)
+            .header("x-amz-content-sha256", nubo_auth::sigv4::UNSIGNED_PAYLOAD);
+        for (k, v) in headers {
+            req = req.header(k, v);
+        }
+        if let Some(body) = body {
+            req = req.body(body);
+        }
+        let resp = req.send().await.map_err(|e| e.to_string())?;
+        let status = resp.status();
+        let bytes = resp.bytes().await.map_err(|e| e.to_string())?;
+        if !status.is_success() {
+            return Err(format!(
+                "{method} {path}: {status} {}",
+                String::from_utf8_lossy(&bytes)
+            ));
+        }
+        Ok(bytes)
+    }
+
+    async fn put(&self, path: &str, data: Bytes) -> Result<(), String> {
+        self.send("PUT", path, Some(data)).await.map(|_| ())
+    }
+}
+
+fn random_bytes(n: usize) -> Bytes {
+    let mut out = Vec::with_capacity(n);
+    let mut x: u64 = 0x9e3779b97f4a7c15;
+    while out.len() < n {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        out.extend_from_slice(&x.to_le_bytes());
+    }
+    out.truncate(n);
+    Bytes::from(out)
+}
+
+/// MB/s of writing (and fsyncing) then reading `count` files of `data`.
+fn raw_disk(dir: &Path, data: &[u8], count: usize) -> Result<(f64, f64), String> {
+    use std::io::{Read, Write};
+    let started = Instant::now();
+    for i in 0..count {
+        let mut f =
+            std::fs::File::create(dir.join(format!("raw-{i}"))).map_err(|e| e.to_string())?;
+        f.write_all(data).map_err(|e| e.to_string())?;
+        f.sync_all().map_err(|e| e.to_string())?;
+    }
+    let write = mbps(data.len() * count, started.elapsed());
+    let started = Instant::now();
+    let mut buf = Vec::with_capacity(data.len());
+    for i in 0..count {
+        buf.clear();
+        std::fs::File::open(dir.join(format!("raw-{i}")))
+            .and_then(|mut f| f.read_to_end(&mut buf))
+            .map_err(|e| e.to_string())?;
+    }
+    let read = mbps(data.len() * count, started.elapsed());
+    for i in 0..count {
+        let _ = std::fs::remove_file(dir.join(format!("raw-{i}")));
+    }
+    Ok((write, read))
+}
+
+fn mbps(bytes: usize, d: Duration) -> f64 {
+    bytes as f64 / (1024.0 * 1024.0) / d.as_secs_f64().max(1e-9)
+}
+
+async fn large(s3: &S3, bucket: &str, data: &Bytes) -> Result<(f64, f64), String> {
+    let started = Instant::now();
+    for i in 0..LARGE_COUNT {
+        s3.put(&format!("/{bucket}/large-{i}"), data.clone())
+            .await?;
+    }
+    let put = mbps(data.len() * LARGE_COUNT, started.elapsed());
+    let started = Instant::now();
+    for i in 0..LARGE_COUNT {
+        let got = s3
+            .send("GET", &format!("/{bucket}/large-{i}"), None)
+            .await?;
+        if got.len() != data.len() {
+            return Err(format!("GET large-{i}: {} bytes", got.len()));
+        }
+    }
+    Ok((put, mbps(data.len() * LARGE_COUNT, started.elapsed())))
+}
+
+/// Operations per second of `CLIENTS` tasks doing `op` for `PHASE`.
+async fn small(s3: &S3, bucket: &str, put: bool) -> Result<f64, String> {
+    let stop = Arc::new(AtomicBool::new(false));
+    let data = random_bytes(SMALL);
+    let started = Instant::now();
+    let tasks: Vec<_> = (0..CLIENTS)
+        .map(|c| {
+            let (s3, stop, bucket, data) =
+                (s3.clone(), stop.clone(), bucket.to_string(), data.clone());
+            tokio::spawn(async move {
+                let mut n = 0u64;
+                while !stop.load(Ordering::Relaxed) && n < 1_000_000 {
+                    let path = format!("/{bucket}/small-{c}-{}", n % 200);
+                    if put {
+                        s3.put(&path, data.clone()).await?;
+                    } else {
+                        s3.send("GET", &path, None).await?;
+                    }
+                    n += 1;
+                }
+                Ok::<u64, String>(n)
+            })
+        })
+        .collect();
+    tokio::time::sleep(PHASE).await;
+    stop.store(true, Ordering::Relaxed);
+    let mut total = 0;
+    for t in tasks {
+        total += t.await.map_err(|e| e.to_string())??;
+    }
+    Ok(total as f64 / started.elapsed().as_secs_f64())
+}
+
+struct Figures {
+    large_put: f64,
+    large_get: f64,
+    small_put: f64,
+    small_get: f64,
+}
+
+async fn measure(s3: &S3, bucket: &str) -> Result<Figures, String> {
+    let data = random_bytes(LARGE);
+    let (large_put, large_get) = large(s3, bucket, &data).await?;
+    let small_put = small(s3, bucket, true).await?;
+    let small_get = small(s3, bucket, false).await?;
+    Ok(Figures {
+        large_put,
+        large_get,
+        small_put,
+        small_get,
+    })
+}
+
+/// s3s-fs, the peer, on a free port, with one key.
+struct Peer {
+    child: Child,
+    endpoint: String,
+}
+
+impl Drop for Peer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start_peer(binary: &str, root: &Path) -> Result<Peer, String> {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map_err(|e| e.to_string())?
+        .port();
+    std::fs::create_dir_all(root).map_err(|e| e.to_string())?;
+    let child = Command::new(binary)
+        .args(["--host", "127.0.0.1", "--port", &port.to_string()])
+        .args([
+            "--access-key",
+            "AKPEERPEERPEERPEER00",
+            "--secret-key",
+            "peer-secret",
+        ])
+        .arg(root)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .map_err(|e| format!("{binary}: {e}"))?;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        if Instant::now() > deadline {
+            return Err("s3s-fs did not start".into());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Ok(Peer {
+        child,
+        endpoint: format!("http://127.0.0.1:{port}"),
+    })
+}
+
+pub fn run(args: &[String]) -> Result<(), String> {
+    let nubod = crate::flag(args, "--nubod").ok_or("--nubod PATH is required")?;
+    let peer_bin = crate::flag(args, "--peer").ok_or("--peer PATH (s3s-fs) is required")?;
+    let runtime = tokio::runtime::Runtime::new().map_err(|e| e.to_string())?;
+    let work = std::env::temp_dir().join(format!("nubo-bench-s3-{}", std::process::id()));
+    std::fs::create_dir_all(&work).map_err(|e| e.to_string())?;
+
+    // The raw disk, where nubo keeps its data.
+    let (raw_write, raw_read) = raw_disk(&work, &random_bytes(LARGE), LARGE_COUNT)?;
+
+    let region = Region::start(nubod, "", None, &["--hypervisor", "sim"])?;
+    let s3_endpoint = region.s3_endpoint.clone();
+    let nubo = runtime.block_on(async {
+        let public = Client::new(&region.endpoint, "local-1", Credentials::None);
+        let created: SignupResponse = public
+            .post(
+                "/v1/signup",
+                &SignupRequest {
+                    email: "s3-bench@example.com".into(),
+                },
+            )
+            .await
+            .map_err(|e| e.to_string())?;
+        let s3 = S3 {
+            http: reqwest::Client::new(),
+            endpoint: s3_endpoint,
+            key: created.access_key_id,
+            secret: created.secret_access_key,
+            region: "local-1".into(),
+        };
+        s3.send("PUT", "/bench", None).await?;
+        measure(&s3, "bench").await
+    })?;
+    eprintln!("nubo measured");
+
+    let peer = start_peer(peer_bin, &work.join("peer"))?;
+    let peer_figures = runtime.block_on(async {
+        let s3 = S3 {
+            http: reqwest::Client::new(),
+            endpoint: peer.endpoint.clone(),
+            key: "AKPEERPEERPEERPEER00".into(),
+            secret: "peer-secret".into(),
+            region: "us-east-1".into(),
+        };
+        s3.send("PUT", "/bench", None).await?;
+        measure(&s3, "bench").await
+    })?;
+    drop(peer);
+    let _ = std::fs::remove_dir_all(&work);
+
+    println!();
+    println!(
+        "bench/s3: 64 MiB objects ({LARGE_COUNT} in sequence) and 4 KiB objects ({CLIENTS} clients, {} s each)",
+        PHASE.as_secs()
+    );
+    println!();
+    println!(
+        "{:<24} {:>12} {:>12} {:>12}",
+        "", "nubo", "s3s-fs", "raw disk"
+    );
+    println!(
+        "{:<24} {:>12.1} {:>12.1} {:>12.1}",
+        "64 MiB PUT (MiB/s)", nubo.large_put, peer_figures.large_put, raw_write
+    );
+    println!(
+        "{:<24} {:>12.1} {:>12.1} {:>12.1}",
+        "64 MiB GET (MiB/s)", nubo.large_get, peer_figures.large_get, raw_read
+    );
+    println!(
+        "{:<24} {:>12.0} {:>12.0} {:>12}",
+        "4 KiB PUT (ops/s)", nubo.small_put, peer_figures.small_put, "-"
+    );
+    println!(
+        "{:<24} {:>12.0} {:>12.0} {:>12}",
+        "4 KiB GET (ops/s)", nubo.small_get, peer_figures.small_get, "-"
+    );
+    println!();
+    println!("against the targets (ratio > 1 meets it):");
+    println!(
+        "  large PUT {:.2} of the raw disk vs >= {LARGE_TARGET}: {:.2}x",
+        nubo.large_put / raw_write,
+        nubo.large_put / raw_write / LARGE_TARGET
+    );
+    println!(
+        "  large GET {:.2} of the raw disk vs >= {LARGE_TARGET}: {:.2}x",
+        nubo.large_get / raw_read,
+        nubo.large_get / raw_read / LARGE_TARGET
+    );
+    println!(
+        "  small PUT {:.2}x s3s-fs vs >= {SMALL_TARGET}: {:.2}x",
+        nubo.small_put / peer_figures.small_put,
+        nubo.small_put / peer_figures.small_put / SMALL_TARGET
+    );
+    println!(
+        "  small GET {:.2}x s3s-fs vs >= {SMALL_TARGET}: {:.2}x",
+        nubo.small_get / peer_figures.small_get,
+        nubo.small_get / peer_figures.small_get / SMALL_TARGET
+    );
+    Ok(())
+}

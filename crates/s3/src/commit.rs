@@ -1,0 +1,106 @@
+//! Group commit of new object versions. Concurrent writes queue here and are
+//! committed together, one transaction (one fsync) per batch instead of per
+//! object; each writer is answered once its version is durable. A batch whose
+//! transaction fails is retried one version at a time, so that one bad write
+//! cannot fail its neighbours.
+
+use nubo_store::buckets::BucketRow;
+use nubo_store::objects::{self, ObjectRow};
+use nubo_store::{Conn, Store};
+use s3s::S3Result;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::caller::db;
+
+/// Versions committed together at most.
+const BATCH: usize = 256;
+
+/// The committed version, and the versions it replaced (whose files can go).
+pub type Committed = (ObjectRow, Vec<ObjectRow>);
+
+struct Job {
+    account_id: String,
+    row: ObjectRow,
+    replace_null: bool,
+    done: oneshot::Sender<S3Result<Committed>>,
+}
+
+pub struct Committer {
+    jobs: mpsc::Sender<Job>,
+}
+
+impl Committer {
+    pub fn start(store: Store) -> Committer {
+        let (jobs, rx) = mpsc::channel(4 * BATCH);
+        tokio::spawn(run(store, rx));
+        Committer { jobs }
+    }
+
+    /// Makes `row` the latest version of its key, durably.
+    pub async fn put(
+        &self,
+        bucket: &BucketRow,
+        row: ObjectRow,
+        replace_null: bool,
+    ) -> S3Result<Committed> {
+        let (done, answer) = oneshot::channel();
+        let job = Job {
+            account_id: bucket.account_id.clone(),
+            row,
+            replace_null,
+            done,
+        };
+        let gone =
+            || s3s::S3Error::with_message(s3s::S3ErrorCode::ServiceUnavailable, "shutting down");
+        self.jobs.send(job).await.map_err(|_| gone())?;
+        answer.await.map_err(|_| gone())?
+    }
+}
+
+async fn apply(c: &mut Conn, job: &Job) -> nubo_store::Result<Committed> {
+    let mut row = job.row.clone();
+    if let Some(prev) = objects::latest(&mut *c, &row.bucket_id, &row.key).await? {
+        row.seq = row.seq.max(prev.seq + 1);
+    }
+    let removed = objects::put(c, &job.account_id, &row, job.replace_null).await?;
+    Ok((row, removed))
+}
+
+async fn commit(store: &Store, jobs: &[Job]) -> nubo_store::Result<Vec<Committed>> {
+    let mut tx = store.begin().await?;
+    let mut out = Vec::with_capacity(jobs.len());
+    for job in jobs {
+        out.push(apply(&mut tx, job).await?);
+    }
+    tx.commit().await?;
+    Ok(out)
+}
+
+async fn run(store: Store, mut rx: mpsc::Receiver<Job>) {
+    while let Some(first) = rx.recv().await {
+        let mut batch = vec![first];
+        while batch.len() < BATCH {
+            match rx.try_recv() {
+                Ok(job) => batch.push(job),
+                Err(_) => break,
+            }
+        }
+        match commit(&store, &batch).await {
+            Ok(results) => {
+                for (job, result) in batch.into_iter().zip(results) {
+                    let _ = job.done.send(Ok(result));
+                }
+            }
+            Err(e) if batch.len() == 1 => {
+                let job = batch.pop().expect("one job");
+                let _ = job.done.send(Err(db(e)));
+            }
+            Err(_) => {
+                for job in batch {
+                    let result = commit(&store, std::slice::from_ref(&job)).await;
+                    let _ = job.done.send(result.map(|mut r| r.remove(0)).map_err(db));
+                }
+            }
+        }
+    }
+}
