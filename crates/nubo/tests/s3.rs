@@ -336,3 +336,84 @@ fn nubo_bucket_create_list_delete() {
     assert!(stderr.contains("BucketNotEmpty"), "{stderr}");
     assert_eq!(names(&r.json(&["bucket", "list"])), ["cli-bucket-one"]);
 }
+
+/// Billing derives storage (GB-seconds) from the `stored`/`removed` events of
+/// each object and requests and bytes out from `usage` events: check both
+/// against what a client did.
+fn usage_is_metered(store: StoreKind) {
+    let mut r = Region::start(store);
+    let me = r.signup("metered@example.com");
+    let workload = concat!(
+        "import os, boto3\n",
+        "from botocore.config import Config\n",
+        "cfg = Config(s3={'addressing_style': 'path'}, retries={'max_attempts': 1})\n",
+        "s3 = boto3.client('s3', endpoint_url=os.environ['NUBO_S3_ENDPOINT'], region_name='local-1', config=cfg)\n",
+        "s3.create_bucket(Bucket='metered')\n",
+        "s3.put_object(Bucket='metered', Key='a', Body=b'a' * 1000)\n",
+        "s3.put_object(Bucket='metered', Key='a', Body=b'A' * 2000)\n",
+        "s3.put_object(Bucket='metered', Key='b', Body=b'b' * 5000)\n",
+        "assert len(s3.get_object(Bucket='metered', Key='a')['Body'].read()) == 2000\n",
+        "assert len(s3.get_object(Bucket='metered', Key='b', Range='bytes=0-99')['Body'].read()) == 100\n",
+        "s3.head_object(Bucket='metered', Key='b')\n",
+        "s3.delete_object(Bucket='metered', Key='a')\n",
+    );
+    let out = Running::start(python_cmd(&r, &me, &me, &["-c", workload])).finish(SCRIPT_TIMEOUT);
+    assert_success(&r, "the metered workload", &out, SCRIPT_TIMEOUT);
+    // A clean stop flushes the request counters.
+    assert!(r.stop().success());
+
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let events = rt.block_on(async {
+        let store = nubo_store::Store::open(&r.database_url()).await.unwrap();
+        let mut c = store.conn().await.unwrap();
+        let bucket = nubo_store::buckets::by_name(&mut c, "metered")
+            .await
+            .unwrap()
+            .expect("the bucket is in the store");
+        nubo_store::events::for_resource(&mut c, &bucket.id)
+            .await
+            .unwrap()
+    });
+    let of = |action: &str| -> Vec<&nubo_store::events::Event> {
+        events.iter().filter(|e| e.action == action).collect()
+    };
+    let sizes = |action: &str| -> Vec<(String, i64)> {
+        of(action)
+            .iter()
+            .map(|e| {
+                assert_eq!(e.account_id.as_deref(), Some(me.account_id.as_str()));
+                (
+                    e.data["key"].as_str().unwrap().to_string(),
+                    e.data["size"].as_i64().unwrap(),
+                )
+            })
+            .collect()
+    };
+    let own = |k: &str, n: i64| (k.to_string(), n);
+    assert_eq!(
+        sizes("stored"),
+        [own("a", 1000), own("a", 2000), own("b", 5000)],
+        "{events:#?}"
+    );
+    assert_eq!(
+        sizes("removed"),
+        [own("a", 1000), own("a", 2000)],
+        "{events:#?}"
+    );
+    let usage = of("usage");
+    assert!(!usage.is_empty(), "no usage was recorded: {events:#?}");
+    let total = |field: &str| -> u64 {
+        usage
+            .iter()
+            .map(|e| e.data[field].as_u64().unwrap())
+            .sum()
+    };
+    // Six object requests after the bucket was made, and the bucket's creation.
+    assert!(total("requests") >= 6, "{usage:#?}");
+    assert_eq!(total("bytes_out"), 2100, "{usage:#?}");
+}
+
+on_both_stores!(usage_is_recorded_for_billing, usage_is_metered);

@@ -188,6 +188,14 @@ impl Region {
         self.boot();
     }
 
+    /// The URL of this region's store, for tests that check what it recorded.
+    pub fn database_url(&self) -> String {
+        match &self.database_url {
+            Some(url) => url.clone(),
+            None => format!("sqlite://{}", self.dir.join("data/region.db").display()),
+        }
+    }
+
     /// Runs the `nubo` CLI against this region with its own config home.
     pub fn nubo(&self, args: &[&str]) -> Output {
         self.nubo_env(args, &[])
