@@ -405,12 +405,8 @@ fn usage_is_metered(store: StoreKind) {
     );
     let usage = of("usage");
     assert!(!usage.is_empty(), "no usage was recorded: {events:#?}");
-    let total = |field: &str| -> u64 {
-        usage
-            .iter()
-            .map(|e| e.data[field].as_u64().unwrap())
-            .sum()
-    };
+    let total =
+        |field: &str| -> u64 { usage.iter().map(|e| e.data[field].as_u64().unwrap()).sum() };
     // Six object requests after the bucket was made, and the bucket's creation.
     assert!(total("requests") >= 6, "{usage:#?}");
     assert_eq!(total("bytes_out"), 2100, "{usage:#?}");

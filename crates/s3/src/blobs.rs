@@ -7,6 +7,7 @@ use std::collections::HashSet;
 use std::io;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use bytes::Bytes;
 use futures::{Stream, StreamExt};
@@ -15,11 +16,13 @@ use s3s::checksum::ChecksumHasher;
 use s3s::dto::Checksum;
 use s3s::dto::StreamingBlob;
 use s3s::{S3Error, S3ErrorCode, StdError};
-use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 
 use crate::meta::Segment;
 
-/// Tokio reads files on its blocking pool at most this much at a time.
+/// Objects are read this much at a time: big enough that a system call and a
+/// trip to the blocking pool are cheap per byte, small enough to bound memory
+/// per download.
 const READ_CHUNK: usize = 2 * 1024 * 1024;
 
 pub struct Blobs {
@@ -231,7 +234,7 @@ impl Blobs {
         segments: Vec<Segment>,
         range: Range<u64>,
     ) -> Result<StreamingBlob, S3Error> {
-        let mut plan = Vec::new();
+        let mut chunks = Vec::new();
         let mut offset = 0u64;
         for s in segments {
             let (start, end) = (offset, offset + s.size);
@@ -239,34 +242,28 @@ impl Blobs {
             if end <= range.start || start >= range.end {
                 continue;
             }
-            let from = range.start.max(start) - start;
-            let to = range.end.min(end) - start;
-            let mut file = tokio::fs::File::open(self.path(&s.blob))
+            let path = self.path(&s.blob);
+            let file = tokio::task::spawn_blocking(move || std::fs::File::open(path))
                 .await
+                .map_err(io::Error::other)
+                .and_then(|opened| opened)
                 .map_err(internal)?;
-            file.seek(io::SeekFrom::Start(from))
-                .await
-                .map_err(internal)?;
-            plan.push((file, from, to));
+            let file = Arc::new(file);
+            let (from, to) = (range.start.max(start) - start, range.end.min(end) - start);
+            chunks.extend(
+                (from..to)
+                    .step_by(READ_CHUNK)
+                    .map(|at| (file.clone(), at, (to - at).min(READ_CHUNK as u64) as usize)),
+            );
         }
-        let stream = futures::stream::iter(plan).flat_map(|(file, from, to)| {
-            futures::stream::try_unfold((file, from, to), |(mut f, pos, to)| async move {
-                if pos >= to {
-                    return Ok(None);
-                }
-                let want = ((to - pos) as usize).min(READ_CHUNK);
-                let mut buf = vec![0u8; want];
-                let n = f.read(&mut buf).await?;
-                if n == 0 {
-                    return Err(io::Error::new(
-                        io::ErrorKind::UnexpectedEof,
-                        "object file is short",
-                    ));
-                }
-                buf.truncate(n);
-                Ok(Some((Bytes::from(buf), (f, pos + n as u64, to))))
+        // The next chunk is read while the last one is sent.
+        let stream = futures::stream::iter(chunks)
+            .map(|(file, at, len)| async move {
+                tokio::task::spawn_blocking(move || read_at(&file, at, len))
+                    .await
+                    .map_err(io::Error::other)?
             })
-        });
+            .buffered(2);
         Ok(StreamingBlob::wrap(stream))
     }
 
@@ -295,4 +292,20 @@ impl Blobs {
         .await
         .map_err(io::Error::other)?
     }
+}
+
+/// `len` bytes at `at`, read straight into a fresh buffer (no zero-filling, no
+/// intermediate copy).
+fn read_at(file: &std::fs::File, at: u64, len: usize) -> io::Result<Bytes> {
+    let mut buf = Vec::with_capacity(len);
+    while buf.len() < len {
+        let offset = at + buf.len() as u64;
+        if rustix::io::pread(file, rustix::buffer::spare_capacity(&mut buf), offset)? == 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "object file is short",
+            ));
+        }
+    }
+    Ok(Bytes::from(buf))
 }

@@ -22,12 +22,22 @@ pub enum Need {
 }
 
 pub fn db(e: StoreError) -> S3Error {
-    if e.is_unavailable() {
+    if let StoreError::Missing(_) = e {
+        // What rows of object storage refer to is their bucket (or upload).
+        no_such_bucket()
+    } else if e.is_unavailable() {
         S3Error::with_message(S3ErrorCode::ServiceUnavailable, "the store is unavailable")
     } else {
         tracing::error!(error = %e, "object storage store");
         S3Error::with_message(S3ErrorCode::InternalError, "internal error")
     }
+}
+
+pub fn no_such_bucket() -> S3Error {
+    S3Error::with_message(
+        S3ErrorCode::NoSuchBucket,
+        "The specified bucket does not exist",
+    )
 }
 
 pub fn denied() -> S3Error {
@@ -65,12 +75,7 @@ impl ObjectStorage {
         let bucket = buckets::by_name(&mut c, name)
             .await
             .map_err(db)?
-            .ok_or_else(|| {
-                S3Error::with_message(
-                    S3ErrorCode::NoSuchBucket,
-                    "The specified bucket does not exist",
-                )
-            })?;
+            .ok_or_else(no_such_bucket)?;
         let owner = caller.account_id.as_deref() == Some(bucket.account_id.as_str());
         let allowed = match need {
             Need::Read => owner || bucket.acl == buckets::PUBLIC_READ,

@@ -6,11 +6,8 @@
 
 use nubo_store::buckets::BucketRow;
 use nubo_store::objects::{self, ObjectRow};
-use nubo_store::{Conn, Store};
-use s3s::S3Result;
+use nubo_store::{Conn, Store, StoreError};
 use tokio::sync::{mpsc, oneshot};
-
-use crate::caller::db;
 
 /// Versions committed together at most.
 const BATCH: usize = 256;
@@ -22,7 +19,7 @@ struct Job {
     account_id: String,
     row: ObjectRow,
     replace_null: bool,
-    done: oneshot::Sender<S3Result<Committed>>,
+    done: oneshot::Sender<nubo_store::Result<Committed>>,
 }
 
 pub struct Committer {
@@ -42,7 +39,7 @@ impl Committer {
         bucket: &BucketRow,
         row: ObjectRow,
         replace_null: bool,
-    ) -> S3Result<Committed> {
+    ) -> nubo_store::Result<Committed> {
         let (done, answer) = oneshot::channel();
         let job = Job {
             account_id: bucket.account_id.clone(),
@@ -50,8 +47,7 @@ impl Committer {
             replace_null,
             done,
         };
-        let gone =
-            || s3s::S3Error::with_message(s3s::S3ErrorCode::ServiceUnavailable, "shutting down");
+        let gone = || StoreError::Unavailable("shutting down".into());
         self.jobs.send(job).await.map_err(|_| gone())?;
         answer.await.map_err(|_| gone())?
     }
@@ -59,10 +55,7 @@ impl Committer {
 
 async fn apply(c: &mut Conn, job: &Job) -> nubo_store::Result<Committed> {
     let mut row = job.row.clone();
-    if let Some(prev) = objects::latest(&mut *c, &row.bucket_id, &row.key).await? {
-        row.seq = row.seq.max(prev.seq + 1);
-    }
-    let removed = objects::put(c, &job.account_id, &row, job.replace_null).await?;
+    let removed = objects::put(c, &job.account_id, &mut row, job.replace_null).await?;
     Ok((row, removed))
 }
 
@@ -93,12 +86,12 @@ async fn run(store: Store, mut rx: mpsc::Receiver<Job>) {
             }
             Err(e) if batch.len() == 1 => {
                 let job = batch.pop().expect("one job");
-                let _ = job.done.send(Err(db(e)));
+                let _ = job.done.send(Err(e));
             }
             Err(_) => {
                 for job in batch {
                     let result = commit(&store, std::slice::from_ref(&job)).await;
-                    let _ = job.done.send(result.map(|mut r| r.remove(0)).map_err(db));
+                    let _ = job.done.send(result.map(|mut r| r.remove(0)));
                 }
             }
         }

@@ -2,6 +2,7 @@
 //! object without copying (the object's segments are the parts' files).
 
 use md5::{Digest, Md5};
+use nubo_store::StoreError;
 use nubo_store::multipart::{self, PartRow, UploadRow};
 use nubo_store::objects::ObjectRow;
 use s3s::dto::*;
@@ -61,7 +62,16 @@ impl ObjectStorage {
     /// Records a part, then deletes the file of the part it replaced.
     async fn record_part(&self, part: &PartRow) -> S3Result<()> {
         let mut tx = self.store.begin().await.map_err(db)?;
-        let replaced = multipart::put_part(&mut tx, part).await.map_err(db)?;
+        let replaced = match multipart::put_part(&mut tx, part).await {
+            Ok(replaced) => replaced,
+            // The upload was completed or aborted meanwhile.
+            Err(StoreError::Missing(_)) => {
+                drop(tx);
+                self.blobs.remove(vec![part.blob_id.clone()]).await;
+                return Err(no_such_upload());
+            }
+            Err(e) => return Err(db(e)),
+        };
         tx.commit().await.map_err(db)?;
         self.blobs
             .remove(replaced.map(|p| p.blob_id).into_iter().collect())
@@ -428,13 +438,7 @@ impl ObjectStorage {
         let mut tx = self.store.begin().await.map_err(db)?;
         let parts = multipart::remove(&mut tx, &upload.id).await.map_err(db)?;
         let mut row = row;
-        if let Some(prev) = nubo_store::objects::latest(&mut tx, &bucket.id, &row.key)
-            .await
-            .map_err(db)?
-        {
-            row.seq = row.seq.max(prev.seq + 1);
-        }
-        let removed = nubo_store::objects::put(&mut tx, &bucket.account_id, &row, replace_null)
+        let removed = nubo_store::objects::put(&mut tx, &bucket.account_id, &mut row, replace_null)
             .await
             .map_err(db)?;
         tx.commit().await.map_err(db)?;

@@ -3,6 +3,7 @@
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use bytes::Bytes;
+use nubo_store::StoreError;
 use nubo_store::buckets::BucketRow;
 use nubo_store::objects::{self, NULL_VERSION, ObjectRow};
 use s3s::checksum::ChecksumHasher;
@@ -12,7 +13,7 @@ use s3s::{S3Error, S3ErrorCode, S3Request, S3Response, S3Result};
 use crate::ObjectStorage;
 use crate::blobs::{Written, new_id};
 use crate::buckets::timestamp_of;
-use crate::caller::{Need, db};
+use crate::caller::{Need, db, no_such_bucket};
 use crate::meta::{Checksums, ObjectMeta, Segment, segments, segments_json};
 
 /// The longest key S3 accepts, in bytes.
@@ -244,7 +245,20 @@ impl ObjectStorage {
         row: ObjectRow,
         replace_null: bool,
     ) -> S3Result<ObjectRow> {
-        let (row, removed) = self.committer.put(bucket, row, replace_null).await?;
+        let new_blobs = segments(&row.segments);
+        let (row, removed) = match self.committer.put(bucket, row, replace_null).await {
+            Ok(committed) => committed,
+            // The bucket was deleted meanwhile: the version was certainly not
+            // stored, so its files can go. (Other failures may hide a commit
+            // that happened; the sweep at start removes what no row names.)
+            Err(StoreError::Missing(_)) => {
+                self.blobs
+                    .remove(new_blobs.into_iter().map(|s| s.blob).collect())
+                    .await;
+                return Err(no_such_bucket());
+            }
+            Err(e) => return Err(db(e)),
+        };
         let garbage: Vec<String> = removed
             .iter()
             .flat_map(|r| segments(&r.segments))

@@ -318,12 +318,36 @@ impl Region {
     }
 }
 
+impl Region {
+    /// Kills the VMs this region's QEMU driver left running: they outlive
+    /// nubod by design, but not the test that made them.
+    fn kill_vms(&self) {
+        let Ok(vms) = std::fs::read_dir(self.dir.join("data/vms")) else {
+            return;
+        };
+        let dir = self.dir.to_string_lossy().into_owned();
+        for vm in vms.flatten() {
+            let Ok(pid) = std::fs::read_to_string(vm.path().join("qemu.pid")) else {
+                continue;
+            };
+            let pid = pid.trim();
+            // A pid is reused once its process ends: only kill our own QEMU.
+            let ours = std::fs::read(format!("/proc/{pid}/cmdline"))
+                .is_ok_and(|cmdline| String::from_utf8_lossy(&cmdline).contains(&dir));
+            if ours {
+                let _ = Command::new("kill").args(["-KILL", pid]).status();
+            }
+        }
+    }
+}
+
 impl Drop for Region {
     fn drop(&mut self) {
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
             let _ = child.wait();
         }
+        self.kill_vms();
         if !std::thread::panicking() {
             let _ = std::fs::remove_dir_all(&self.dir);
         }
