@@ -8,6 +8,10 @@
 //! Large GETs are measured twice: from the disk (the page cache emptied of the
 //! objects' files first, as for the raw read it is compared with) and again from
 //! the page cache, where the limit is memory copies rather than the disk.
+//!
+//! The machine is shared and its disk and CPU vary by the minute, so nubo, the
+//! peer and the raw disk take turns, phase by phase, for `ROUNDS` rounds, and
+//! each figure is the median of its rounds.
 
 use std::io;
 use std::path::Path;
@@ -26,7 +30,8 @@ const LARGE: usize = 64 * 1024 * 1024;
 const LARGE_COUNT: usize = 6;
 const SMALL: usize = 4 * 1024;
 const CLIENTS: usize = 16;
-const PHASE: Duration = Duration::from_secs(10);
+const PHASE: Duration = Duration::from_secs(4);
+const ROUNDS: usize = 3;
 
 const LARGE_TARGET: f64 = 0.8;
 const SMALL_TARGET: f64 = 2.0;
@@ -261,18 +266,38 @@ struct Figures {
     small_get: f64,
 }
 
-async fn measure(s3: &S3, bucket: &str, data_dir: &Path) -> Result<Figures, String> {
+/// One round: large objects on each server, then small PUTs and small GETs,
+/// the servers taking turns phase by phase.
+async fn round(servers: [(&S3, &Path); 2]) -> Result<[Figures; 2], String> {
     let data = random_bytes(LARGE);
-    let (large_put, large_get_cold, large_get_cached) = large(s3, bucket, &data, data_dir).await?;
-    let small_put = small(s3, bucket, true).await?;
-    let small_get = small(s3, bucket, false).await?;
-    Ok(Figures {
-        large_put,
-        large_get_cold,
-        large_get_cached,
-        small_put,
-        small_get,
-    })
+    let mut large_figures = Vec::new();
+    for (s3, data_dir) in servers {
+        large_figures.push(large(s3, "bench", &data, data_dir).await?);
+    }
+    let mut small_put = Vec::new();
+    let mut small_get = Vec::new();
+    for put in [true, false] {
+        for (s3, _) in servers {
+            let ops = small(s3, "bench", put).await?;
+            if put { &mut small_put } else { &mut small_get }.push(ops);
+        }
+    }
+    let figures = |i: usize| {
+        let (large_put, large_get_cold, large_get_cached) = large_figures[i];
+        Figures {
+            large_put,
+            large_get_cold,
+            large_get_cached,
+            small_put: small_put[i],
+            small_get: small_get[i],
+        }
+    };
+    Ok([figures(0), figures(1)])
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
 }
 
 /// s3s-fs, the peer, on a free port, with one key.
@@ -327,12 +352,14 @@ pub fn run(args: &[String]) -> Result<(), String> {
     let work = std::env::temp_dir().join(format!("nubo-bench-s3-{}", std::process::id()));
     std::fs::create_dir_all(&work).map_err(|e| e.to_string())?;
 
-    // The raw disk, where nubo keeps its data.
-    let raw = raw_disk(&work, &random_bytes(LARGE), LARGE_COUNT)?;
-
     let region = Region::start(nubod, "", None, &["--hypervisor", "sim"])?;
-    let s3_endpoint = region.s3_endpoint.clone();
-    let nubo = runtime.block_on(async {
+    let peer_root = work.join("peer");
+    let peer = start_peer(peer_bin, &peer_root)?;
+    let nubo_data = region.dir.join("data");
+    let mut raws = Vec::new();
+    let mut nubos = Vec::new();
+    let mut peers = Vec::new();
+    runtime.block_on(async {
         let public = Client::new(&region.endpoint, "local-1", Credentials::None);
         let created: SignupResponse = public
             .post(
@@ -343,37 +370,54 @@ pub fn run(args: &[String]) -> Result<(), String> {
             )
             .await
             .map_err(|e| e.to_string())?;
-        let s3 = S3 {
+        let nubo_s3 = S3 {
             http: reqwest::Client::new(),
-            endpoint: s3_endpoint,
+            endpoint: region.s3_endpoint.clone(),
             key: created.access_key_id,
             secret: created.secret_access_key,
             region: "local-1".into(),
         };
-        s3.send("PUT", "/bench", None).await?;
-        measure(&s3, "bench", &region.dir.join("data")).await
-    })?;
-    eprintln!("nubo measured");
-
-    let peer_root = work.join("peer");
-    let peer = start_peer(peer_bin, &peer_root)?;
-    let peer_figures = runtime.block_on(async {
-        let s3 = S3 {
+        let peer_s3 = S3 {
             http: reqwest::Client::new(),
             endpoint: peer.endpoint.clone(),
             key: "AKPEERPEERPEERPEER00".into(),
             secret: "peer-secret".into(),
             region: "us-east-1".into(),
         };
-        s3.send("PUT", "/bench", None).await?;
-        measure(&s3, "bench", &peer_root).await
+        for s3 in [&nubo_s3, &peer_s3] {
+            s3.send("PUT", "/bench", None).await?;
+        }
+        for n in 1..=ROUNDS {
+            // The raw disk, where nubo keeps its data.
+            raws.push(raw_disk(&work, &random_bytes(LARGE), LARGE_COUNT)?);
+            let [nubo, peer] =
+                round([(&nubo_s3, nubo_data.as_path()), (&peer_s3, &peer_root)]).await?;
+            nubos.push(nubo);
+            peers.push(peer);
+            eprintln!("round {n} of {ROUNDS} measured");
+        }
+        Ok::<(), String>(())
     })?;
     drop(peer);
     let _ = std::fs::remove_dir_all(&work);
+    let raw = RawDisk {
+        write: median(raws.iter().map(|r| r.write).collect()),
+        read_cold: median(raws.iter().map(|r| r.read_cold).collect()),
+        read_cached: median(raws.iter().map(|r| r.read_cached).collect()),
+    };
+    let medians = |all: &[Figures]| Figures {
+        large_put: median(all.iter().map(|f| f.large_put).collect()),
+        large_get_cold: median(all.iter().map(|f| f.large_get_cold).collect()),
+        large_get_cached: median(all.iter().map(|f| f.large_get_cached).collect()),
+        small_put: median(all.iter().map(|f| f.small_put).collect()),
+        small_get: median(all.iter().map(|f| f.small_get).collect()),
+    };
+    let nubo = medians(&nubos);
+    let peer_figures = medians(&peers);
 
     println!();
     println!(
-        "bench/s3: 64 MiB objects ({LARGE_COUNT} in sequence) and 4 KiB objects ({CLIENTS} clients, {} s each)",
+        "bench/s3: 64 MiB objects ({LARGE_COUNT} in sequence) and 4 KiB objects ({CLIENTS} clients, {} s each); medians of {ROUNDS} rounds",
         PHASE.as_secs()
     );
     println!();

@@ -177,7 +177,9 @@ impl ObjectStorage {
         quotas::release(&mut tx, &bucket.account_id, "buckets", 1)
             .await
             .map_err(db)?;
-        tx.commit().await.map_err(db)
+        tx.commit().await.map_err(db)?;
+        self.bucket_cache.forget(name);
+        Ok(())
     }
 
     pub(crate) async fn head_bucket(
@@ -229,7 +231,9 @@ impl ObjectStorage {
         buckets::update(&mut tx, &bucket, Self::now_micros(), action)
             .await
             .map_err(db)?;
-        tx.commit().await.map_err(db)
+        tx.commit().await.map_err(db)?;
+        self.bucket_cache.forget(name);
+        Ok(())
     }
 
     pub(crate) async fn put_bucket_versioning(

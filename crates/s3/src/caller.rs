@@ -71,10 +71,9 @@ impl ObjectStorage {
         name: &str,
         need: Need,
     ) -> S3Result<BucketRow> {
-        let mut c = self.store.conn().await.map_err(db)?;
-        let bucket = buckets::by_name(&mut c, name)
-            .await
-            .map_err(db)?
+        let bucket = self
+            .bucket_by_name(name)
+            .await?
             .ok_or_else(no_such_bucket)?;
         let owner = caller.account_id.as_deref() == Some(bucket.account_id.as_str());
         let allowed = match need {
@@ -82,6 +81,20 @@ impl ObjectStorage {
             Need::Write => owner && caller.may_write,
         };
         if allowed { Ok(bucket) } else { Err(denied()) }
+    }
+
+    /// The bucket called `name`, whoever asks.
+    pub(crate) async fn bucket_by_name(&self, name: &str) -> S3Result<Option<BucketRow>> {
+        let ticket = match self.bucket_cache.get(name) {
+            Ok(bucket) => return Ok(Some(bucket)),
+            Err(ticket) => ticket,
+        };
+        let mut c = self.store.conn().await.map_err(db)?;
+        let bucket = buckets::by_name(&mut c, name).await.map_err(db)?;
+        if let Some(bucket) = &bucket {
+            self.bucket_cache.remember(ticket, bucket);
+        }
+        Ok(bucket)
     }
 
     /// The caller's account, for operations that need one.

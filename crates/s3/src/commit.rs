@@ -5,8 +5,8 @@
 //! cannot fail its neighbours.
 
 use nubo_store::buckets::BucketRow;
-use nubo_store::objects::{self, ObjectRow};
-use nubo_store::{Conn, Store, StoreError};
+use nubo_store::objects::{self, ObjectRow, Put};
+use nubo_store::{Store, StoreError};
 use tokio::sync::{mpsc, oneshot};
 
 /// Versions committed together at most.
@@ -16,9 +16,7 @@ const BATCH: usize = 256;
 pub type Committed = (ObjectRow, Vec<ObjectRow>);
 
 struct Job {
-    account_id: String,
-    row: ObjectRow,
-    replace_null: bool,
+    put: Put,
     done: oneshot::Sender<nubo_store::Result<Committed>>,
 }
 
@@ -42,9 +40,11 @@ impl Committer {
     ) -> nubo_store::Result<Committed> {
         let (done, answer) = oneshot::channel();
         let job = Job {
-            account_id: bucket.account_id.clone(),
-            row,
-            replace_null,
+            put: Put {
+                account_id: bucket.account_id.clone(),
+                row,
+                replace_null,
+            },
             done,
         };
         let gone = || StoreError::Unavailable("shutting down".into());
@@ -53,20 +53,12 @@ impl Committer {
     }
 }
 
-async fn apply(c: &mut Conn, job: &Job) -> nubo_store::Result<Committed> {
-    let mut row = job.row.clone();
-    let removed = objects::put(c, &job.account_id, &mut row, job.replace_null).await?;
-    Ok((row, removed))
-}
-
 async fn commit(store: &Store, jobs: &[Job]) -> nubo_store::Result<Vec<Committed>> {
+    let mut puts: Vec<Put> = jobs.iter().map(|j| j.put.clone()).collect();
     let mut tx = store.begin().await?;
-    let mut out = Vec::with_capacity(jobs.len());
-    for job in jobs {
-        out.push(apply(&mut tx, job).await?);
-    }
+    let removed = objects::put_many(&mut tx, &mut puts).await?;
     tx.commit().await?;
-    Ok(out)
+    Ok(puts.into_iter().map(|p| p.row).zip(removed).collect())
 }
 
 async fn run(store: Store, mut rx: mpsc::Receiver<Job>) {

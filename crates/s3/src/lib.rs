@@ -10,6 +10,7 @@
 
 mod access;
 mod blobs;
+mod bucket_cache;
 mod buckets;
 mod caller;
 mod commit;
@@ -79,6 +80,7 @@ pub struct ObjectStorage {
     config: Config,
     store: Store,
     blobs: blobs::Blobs,
+    bucket_cache: bucket_cache::BucketCache,
     tenancy: Arc<dyn Tenancy>,
     usage: usage::Usage,
     committer: commit::Committer,
@@ -94,6 +96,7 @@ impl ObjectStorage {
         let blobs = blobs::Blobs::open(&config.root).await?;
         let storage = Arc::new(ObjectStorage {
             blobs,
+            bucket_cache: Default::default(),
             usage: usage::Usage::default(),
             committer: commit::Committer::start(store.clone()),
             config,

@@ -255,6 +255,7 @@ impl ObjectStorage {
                 self.blobs
                     .remove(new_blobs.into_iter().map(|s| s.blob).collect())
                     .await;
+                self.bucket_cache.forget(&bucket.name);
                 return Err(no_such_bucket());
             }
             Err(e) => return Err(db(e)),

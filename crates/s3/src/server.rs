@@ -12,7 +12,6 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto::Builder;
 use hyper_util::server::graceful::GracefulShutdown;
-use nubo_store::buckets;
 use s3s::Body;
 use s3s::service::{S3Service, S3ServiceBuilder};
 use tokio::net::TcpListener;
@@ -105,8 +104,7 @@ fn bucket_of(storage: &ObjectStorage, req: &Request<Incoming>) -> Option<String>
 
 async fn cors_rules(storage: &ObjectStorage, bucket: Option<String>) -> Option<Vec<Rule>> {
     let bucket = bucket?;
-    let mut c = storage.store.conn().await.ok()?;
-    let row = buckets::by_name(&mut c, &bucket).await.ok()??;
+    let row = storage.bucket_by_name(&bucket).await.ok()??;
     Rule::parse(row.cors.as_deref())
 }
 

@@ -47,6 +47,36 @@ pub async fn append(c: &mut Conn, e: NewEvent<'_>) -> Result<String> {
     Ok(id)
 }
 
+/// Records `events` in one statement; a no-op for none.
+pub async fn append_many(c: &mut Conn, events: &[NewEvent<'_>]) -> Result<()> {
+    if events.is_empty() {
+        return Ok(());
+    }
+    let values: Vec<String> = (0..events.len())
+        .map(|n| {
+            let p: Vec<String> = (1..=7).map(|k| format!("${}", n * 7 + k)).collect();
+            format!("({})", p.join(", "))
+        })
+        .collect();
+    let mut q = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "INSERT INTO events (id, at, account_id, resource_type, resource_id, action, data) \
+         VALUES {}",
+        values.join(", ")
+    )));
+    for e in events {
+        q = q
+            .bind(ids::event(e.at))
+            .bind(e.at)
+            .bind(e.account_id)
+            .bind(e.resource_type)
+            .bind(e.resource_id)
+            .bind(e.action)
+            .bind(e.data.to_string());
+    }
+    q.execute(c).await?;
+    Ok(())
+}
+
 fn from_row(r: AnyRow) -> Result<Event> {
     let data: String = r.try_get("data")?;
     Ok(Event {

@@ -61,6 +61,17 @@ fn with_data(r: &AnyRow) -> Result<ObjectRow> {
     })
 }
 
+fn event<'a>(account_id: &'a str, o: &'a ObjectRow, at: i64, action: &'a str) -> NewEvent<'a> {
+    NewEvent {
+        at,
+        account_id: Some(account_id),
+        resource_type: "object",
+        resource_id: &o.bucket_id,
+        action,
+        data: json!({ "key": o.key, "version_id": o.version_id, "size": o.size }),
+    }
+}
+
 async fn append(
     c: &mut Conn,
     account_id: &str,
@@ -68,18 +79,7 @@ async fn append(
     at: i64,
     action: &str,
 ) -> Result<()> {
-    events::append(
-        c,
-        NewEvent {
-            at,
-            account_id: Some(account_id),
-            resource_type: "object",
-            resource_id: &o.bucket_id,
-            action,
-            data: json!({ "key": o.key, "version_id": o.version_id, "size": o.size }),
-        },
-    )
-    .await?;
+    events::append(c, event(account_id, o, at, action)).await?;
     Ok(())
 }
 
@@ -119,74 +119,173 @@ pub async fn version(
     .await
 }
 
-/// Makes `row` the latest version of its key, its `seq` raised past the versions
-/// before it if the clock went back. With `replace_null`, the key's `null`
-/// version (if any) is removed first. Returns the removed rows, whose files the
-/// caller deletes once the transaction has committed.
-///
-/// Every PUT runs this: the lookups ride on `RETURNING` so that it costs three
-/// statements and its event.
+/// A version to make the latest of its key (see [`put_many`]).
+#[derive(Debug, Clone)]
+pub struct Put {
+    pub account_id: String,
+    pub row: ObjectRow,
+    /// Remove the key's `null` version (if any) first: PUTs while versioning is
+    /// off or suspended replace it.
+    pub replace_null: bool,
+}
+
+/// Makes one version the latest of its key; see [`put_many`].
 pub async fn put(
     c: &mut Conn,
     account_id: &str,
     row: &mut ObjectRow,
     replace_null: bool,
 ) -> Result<Vec<ObjectRow>> {
-    let mut removed = Vec::new();
-    if replace_null {
-        removed = crate::fetch_all(
-            &mut *c,
-            sqlx::query(sqlx::AssertSqlSafe(format!(
-                "DELETE FROM objects WHERE bucket_id = $1 AND object_key = $2 AND version_id = $3 \
-                 RETURNING {LISTED}"
-            )))
-            .bind(&row.bucket_id)
-            .bind(&row.key)
-            .bind(NULL_VERSION),
-            from_row,
-        )
-        .await?;
-        for old in removed.iter().filter(|old| !old.delete_marker) {
-            append(c, account_id, old, row.created_at, "removed").await?;
-        }
-    }
-    let previous: Vec<i64> = sqlx::query_scalar(
-        "UPDATE objects SET is_latest = 0 \
-         WHERE bucket_id = $1 AND object_key = $2 AND is_latest = 1 RETURNING seq",
-    )
-    .bind(&row.bucket_id)
-    .bind(&row.key)
-    .fetch_all(&mut *c)
-    .await?;
-    let last = previous
-        .into_iter()
-        .chain(removed.iter().map(|old| old.seq))
-        .max();
-    if let Some(last) = last {
-        row.seq = row.seq.max(last + 1);
-    }
-    sqlx::query(sqlx::AssertSqlSafe(format!(
-        "INSERT INTO objects ({LISTED}, inline_data) \
-         VALUES ($1, $2, $3, $4, 1, $5, $6, $7, $8, $9, $10, $11, $12)"
-    )))
-    .bind(&row.bucket_id)
-    .bind(&row.key)
-    .bind(&row.version_id)
-    .bind(row.seq)
-    .bind(i64::from(row.delete_marker))
-    .bind(row.size)
-    .bind(&row.etag)
-    .bind(&row.segments)
-    .bind(&row.content_type)
-    .bind(&row.meta)
-    .bind(row.created_at)
-    .bind(&row.inline_data)
-    .execute(&mut *c)
-    .await?;
-    if !row.delete_marker {
-        append(c, account_id, row, row.created_at, "stored").await?;
+    let mut puts = [Put {
+        account_id: account_id.to_string(),
+        row: row.clone(),
+        replace_null,
+    }];
+    let mut removed = put_many(c, &mut puts).await?;
+    *row = puts[0].row.clone();
+    Ok(removed.remove(0))
+}
+
+/// Makes each row the latest version of its key, in order, its `seq` raised
+/// past the versions before it if the clock went back. Returns, for each put,
+/// the rows it removed, whose files the caller deletes once the transaction
+/// has committed.
+///
+/// Every PUT runs this, and concurrent PUTs are committed together: so it costs
+/// four statements per batch rather than per object (lookups ride on
+/// `RETURNING`), in rounds only where a batch writes one key twice.
+pub async fn put_many(c: &mut Conn, puts: &mut [Put]) -> Result<Vec<Vec<ObjectRow>>> {
+    let mut removed = vec![Vec::new(); puts.len()];
+    // A key's n-th write in the batch goes in round n, after its earlier ones.
+    let mut writes = std::collections::HashMap::new();
+    let rounds: Vec<usize> = puts
+        .iter()
+        .map(|p| {
+            let n = writes
+                .entry((p.row.bucket_id.clone(), p.row.key.clone()))
+                .or_insert(0);
+            *n += 1;
+            *n - 1
+        })
+        .collect();
+    for round in 0..=rounds.iter().copied().max().unwrap_or(0) {
+        let members: Vec<usize> = (0..puts.len()).filter(|&i| rounds[i] == round).collect();
+        put_round(c, puts, &members, &mut removed).await?;
     }
     Ok(removed)
+}
+
+/// Writes `puts[i]` for each `i` of `members`, whose keys are all different.
+async fn put_round(
+    c: &mut Conn,
+    puts: &mut [Put],
+    members: &[usize],
+    removed: &mut [Vec<ObjectRow>],
+) -> Result<()> {
+    let key_of = |r: &ObjectRow| (r.bucket_id.clone(), r.key.clone());
+    let mut member_of = std::collections::HashMap::new();
+    for &i in members {
+        member_of.insert(key_of(&puts[i].row), i);
+    }
+    let replacing: Vec<usize> = members
+        .iter()
+        .copied()
+        .filter(|&i| puts[i].replace_null)
+        .collect();
+    if !replacing.is_empty() {
+        let keys = keys_condition(replacing.len(), 2);
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "DELETE FROM objects WHERE version_id = $1 AND ({keys}) RETURNING {LISTED}"
+        )))
+        .bind(NULL_VERSION);
+        for &i in &replacing {
+            q = q.bind(&puts[i].row.bucket_id).bind(&puts[i].row.key);
+        }
+        for old in crate::fetch_all(&mut *c, q, from_row).await? {
+            if let Some(&i) = member_of.get(&key_of(&old)) {
+                removed[i].push(old);
+            }
+        }
+    }
+    let keys = keys_condition(members.len(), 1);
+    let mut q = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "UPDATE objects SET is_latest = 0 WHERE is_latest = 1 AND ({keys}) \
+         RETURNING bucket_id, object_key, seq"
+    )));
+    for &i in members {
+        q = q.bind(&puts[i].row.bucket_id).bind(&puts[i].row.key);
+    }
+    let mut last: std::collections::HashMap<(String, String), i64> = Default::default();
+    for r in q.fetch_all(&mut *c).await? {
+        let seq: i64 = r.try_get("seq")?;
+        let k = (r.try_get("bucket_id")?, r.try_get("object_key")?);
+        let e = last.entry(k).or_insert(seq);
+        *e = (*e).max(seq);
+    }
+    for &i in members {
+        let previous = last.get(&key_of(&puts[i].row)).copied();
+        let replaced = removed[i].iter().map(|old| old.seq);
+        if let Some(seq) = previous.into_iter().chain(replaced).max() {
+            puts[i].row.seq = puts[i].row.seq.max(seq + 1);
+        }
+    }
+
+    let values: Vec<String> = (0..members.len())
+        .map(|n| {
+            let p: Vec<String> = (1..=12).map(|k| format!("${}", n * 12 + k)).collect();
+            format!("({}, 1, {})", p[..4].join(", "), p[4..].join(", "))
+        })
+        .collect();
+    let mut q = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "INSERT INTO objects ({LISTED}, inline_data) VALUES {}",
+        values.join(", ")
+    )));
+    for &i in members {
+        let row = &puts[i].row;
+        q = q
+            .bind(&row.bucket_id)
+            .bind(&row.key)
+            .bind(&row.version_id)
+            .bind(row.seq)
+            .bind(i64::from(row.delete_marker))
+            .bind(row.size)
+            .bind(&row.etag)
+            .bind(&row.segments)
+            .bind(&row.content_type)
+            .bind(&row.meta)
+            .bind(row.created_at)
+            .bind(&row.inline_data);
+    }
+    q.execute(&mut *c).await?;
+
+    let mut log = Vec::new();
+    for &i in members {
+        let put = &puts[i];
+        for old in removed[i].iter().filter(|old| !old.delete_marker) {
+            log.push(event(&put.account_id, old, put.row.created_at, "removed"));
+        }
+        if !put.row.delete_marker {
+            log.push(event(
+                &put.account_id,
+                &put.row,
+                put.row.created_at,
+                "stored",
+            ));
+        }
+    }
+    events::append_many(c, &log).await
+}
+
+/// `(bucket_id = $f AND object_key = $f+1) OR …` for `n` keys, placeholders
+/// numbered from `first`.
+fn keys_condition(n: usize, first: usize) -> String {
+    let terms: Vec<String> = (0..n)
+        .map(|k| {
+            let b = first + 2 * k;
+            format!("(bucket_id = ${b} AND object_key = ${})", b + 1)
+        })
+        .collect();
+    terms.join(" OR ")
 }
 
 /// Deletes one version; if it was the latest, the next newest becomes latest.

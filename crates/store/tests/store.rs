@@ -3,10 +3,12 @@
 
 use std::sync::Arc;
 
+use nubo_store::buckets::BucketRow;
 use nubo_store::instances::InstanceRow;
+use nubo_store::objects::{NULL_VERSION, ObjectRow, Put};
 use nubo_store::{
-    Engine, PageQuery, Store, StoreError, accounts, events, hosts, ids, images, instances, keys,
-    quotas,
+    Engine, PageQuery, Store, StoreError, accounts, buckets, events, hosts, ids, images, instances,
+    keys, objects, quotas,
 };
 
 /// A fresh, empty store of each engine.
@@ -345,5 +347,108 @@ async fn keys_are_found_with_their_account() {
         assert_eq!(disabled, vec![key.id.clone()]);
         assert!(keys::delete(&mut tx, &a, &key.id, 5).await.unwrap());
         tx.commit().await.unwrap();
+    }
+}
+
+fn version(bucket_id: &str, key: &str, version_id: &str, seq: i64) -> ObjectRow {
+    ObjectRow {
+        bucket_id: bucket_id.into(),
+        key: key.into(),
+        version_id: version_id.into(),
+        seq,
+        is_latest: true,
+        delete_marker: false,
+        size: 3,
+        etag: "e".into(),
+        segments: "[]".into(),
+        inline_data: Some(b"abc".to_vec()),
+        content_type: None,
+        meta: "{}".into(),
+        created_at: seq,
+    }
+}
+
+#[tokio::test]
+async fn a_batch_of_puts_leaves_each_key_one_latest_version_in_order() {
+    for store in stores().await {
+        let account_id = account(&store, "batch@example.com").await;
+        let bucket = BucketRow {
+            id: ids::new("bkt"),
+            name: format!("b{}", ids::random_u64()),
+            account_id: account_id.clone(),
+            region: "r".into(),
+            versioning: String::new(),
+            acl: buckets::PRIVATE.into(),
+            policy: None,
+            cors: None,
+            created_at: 1,
+        };
+        let b = bucket.id.as_str();
+        let mut tx = store.begin().await.unwrap();
+        buckets::insert(&mut tx, &bucket).await.unwrap();
+        // Written when the clock was ahead: the batch must still come after it.
+        let mut old = version(b, "replaced", NULL_VERSION, 500);
+        objects::put(&mut tx, &account_id, &mut old, true)
+            .await
+            .unwrap();
+        let put = |key: &str, version_id: &str, replace_null| Put {
+            account_id: account_id.clone(),
+            row: version(b, key, version_id, 100),
+            replace_null,
+        };
+        let mut puts = vec![
+            put("twice", NULL_VERSION, true),
+            put("versioned", "v1", false),
+            put("twice", NULL_VERSION, true),
+            put("replaced", NULL_VERSION, true),
+            put("versioned", "v2", false),
+        ];
+        let removed = objects::put_many(&mut tx, &mut puts).await.unwrap();
+        tx.commit().await.unwrap();
+
+        let removed_seqs: Vec<Vec<i64>> = removed
+            .iter()
+            .map(|r| r.iter().map(|o| o.seq).collect())
+            .collect();
+        assert_eq!(
+            removed_seqs,
+            vec![vec![], vec![], vec![puts[0].row.seq], vec![500], vec![]]
+        );
+        assert_eq!(puts[3].row.seq, 501, "raised past the version it replaced");
+        assert!(puts[2].row.seq > puts[0].row.seq);
+        assert!(puts[4].row.seq > puts[1].row.seq);
+
+        let mut c = store.conn().await.unwrap();
+        let all = objects::list_versions(&mut c, b, "", 100).await.unwrap();
+        let seen: Vec<(&str, &str, bool)> = all
+            .iter()
+            .map(|o| (o.key.as_str(), o.version_id.as_str(), o.is_latest))
+            .collect();
+        assert_eq!(
+            seen,
+            vec![
+                ("replaced", NULL_VERSION, true),
+                ("twice", NULL_VERSION, true),
+                ("versioned", "v2", true),
+                ("versioned", "v1", false),
+            ]
+        );
+        assert_eq!(
+            objects::latest(&mut c, b, "twice")
+                .await
+                .unwrap()
+                .unwrap()
+                .seq,
+            puts[2].row.seq
+        );
+        let actions: Vec<String> = events::for_resource(&mut c, b)
+            .await
+            .unwrap()
+            .into_iter()
+            .filter(|e| e.resource_type == "object")
+            .map(|e| e.action)
+            .collect();
+        let count = |a: &str| actions.iter().filter(|x| *x == a).count();
+        assert_eq!((count("stored"), count("removed")), (6, 2), "{actions:?}");
     }
 }
