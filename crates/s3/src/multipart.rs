@@ -3,6 +3,7 @@
 
 use md5::{Digest, Md5};
 use nubo_store::StoreError;
+use nubo_store::buckets::BucketRow;
 use nubo_store::multipart::{self, PartRow, UploadRow};
 use nubo_store::objects::ObjectRow;
 use s3s::dto::*;
@@ -60,18 +61,19 @@ impl ObjectStorage {
     }
 
     /// Records a part, then deletes the file of the part it replaced.
-    async fn record_part(&self, part: &PartRow) -> S3Result<()> {
+    async fn record_part(&self, bucket: &BucketRow, part: &PartRow) -> S3Result<()> {
         let mut tx = self.store.begin().await.map_err(db)?;
-        let replaced = match multipart::put_part(&mut tx, part).await {
-            Ok(replaced) => replaced,
-            // The upload was completed or aborted meanwhile.
-            Err(StoreError::Missing(_)) => {
-                drop(tx);
-                self.blobs.remove(vec![part.blob_id.clone()]).await;
-                return Err(no_such_upload());
-            }
-            Err(e) => return Err(db(e)),
-        };
+        let replaced =
+            match multipart::put_part(&mut tx, &bucket.account_id, &bucket.id, part).await {
+                Ok(replaced) => replaced,
+                // The upload was completed or aborted meanwhile.
+                Err(StoreError::Missing(_)) => {
+                    drop(tx);
+                    self.blobs.remove(vec![part.blob_id.clone()]).await;
+                    return Err(no_such_upload());
+                }
+                Err(e) => return Err(db(e)),
+            };
         tx.commit().await.map_err(db)?;
         self.blobs
             .remove(replaced.map(|p| p.blob_id).into_iter().collect())
@@ -106,7 +108,9 @@ impl ObjectStorage {
             created_at: Self::now_micros(),
         };
         let mut tx = self.store.begin().await.map_err(db)?;
-        multipart::create(&mut tx, &upload).await.map_err(db)?;
+        multipart::create(&mut tx, &bucket.account_id, &upload)
+            .await
+            .map_err(db)?;
         tx.commit().await.map_err(db)?;
         self.usage.record(&bucket.account_id, &bucket.id, 0);
         Ok(S3Response::new(CreateMultipartUploadOutput {
@@ -163,7 +167,7 @@ impl ObjectStorage {
             checksums: serde_json::to_string(&checksums).expect("checksums serialize"),
             created_at: Self::now_micros(),
         };
-        self.record_part(&part).await?;
+        self.record_part(&bucket, &part).await?;
         self.usage.record(&bucket.account_id, &bucket.id, 0);
         Ok(S3Response::new(UploadPartOutput {
             e_tag: Some(quoted(&part.etag)),
@@ -228,7 +232,7 @@ impl ObjectStorage {
             checksums: "{}".into(),
             created_at: Self::now_micros(),
         };
-        self.record_part(&part).await?;
+        self.record_part(&bucket, &part).await?;
         self.usage.record(&bucket.account_id, &bucket.id, 0);
         Ok(S3Response::new(UploadPartCopyOutput {
             copy_part_result: Some(CopyPartResult {
@@ -436,7 +440,9 @@ impl ObjectStorage {
         };
         // One transaction: the upload goes and the object appears together.
         let mut tx = self.store.begin().await.map_err(db)?;
-        let parts = multipart::remove(&mut tx, &upload.id).await.map_err(db)?;
+        let parts = multipart::remove(&mut tx, &upload, now, "completed")
+            .await
+            .map_err(db)?;
         let mut row = row;
         let removed = nubo_store::objects::put(&mut tx, &bucket.account_id, &mut row, replace_null)
             .await
@@ -485,7 +491,9 @@ impl ObjectStorage {
     /// Removes an upload and its parts' files.
     async fn abort(&self, upload: &UploadRow) -> S3Result<()> {
         let mut tx = self.store.begin().await.map_err(db)?;
-        let parts = multipart::remove(&mut tx, &upload.id).await.map_err(db)?;
+        let parts = multipart::remove(&mut tx, upload, Self::now_micros(), "aborted")
+            .await
+            .map_err(db)?;
         tx.commit().await.map_err(db)?;
         self.blobs
             .remove(parts.into_iter().map(|p| p.blob_id).collect())

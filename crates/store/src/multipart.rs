@@ -1,8 +1,12 @@
-//! Multipart uploads and their parts, until completed or aborted.
+//! Multipart uploads and their parts, until completed or aborted. Parts take
+//! storage until then, so they are metered as objects are: `stored` and
+//! `removed` events of type `part` on the bucket, with their sizes.
 
+use serde_json::json;
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
+use crate::events::{self, NewEvent};
 use crate::{Conn, Result};
 
 #[derive(Debug, Clone, PartialEq)]
@@ -51,7 +55,7 @@ fn part(r: &AnyRow) -> Result<PartRow> {
 const UPLOAD: &str = "id, bucket_id, object_key, meta, created_at";
 const PART: &str = "upload_id, part_number, size, etag, blob_id, checksums, created_at";
 
-pub async fn create(c: &mut Conn, u: &UploadRow) -> Result<()> {
+pub async fn create(c: &mut Conn, account_id: &str, u: &UploadRow) -> Result<()> {
     sqlx::query(sqlx::AssertSqlSafe(format!(
         "INSERT INTO multipart_uploads ({UPLOAD}) VALUES ($1, $2, $3, $4, $5)"
     )))
@@ -60,9 +64,39 @@ pub async fn create(c: &mut Conn, u: &UploadRow) -> Result<()> {
     .bind(&u.key)
     .bind(&u.meta)
     .bind(u.created_at)
-    .execute(c)
+    .execute(&mut *c)
+    .await?;
+    events::append(
+        c,
+        NewEvent {
+            at: u.created_at,
+            account_id: Some(account_id),
+            resource_type: "multipart_upload",
+            resource_id: &u.id,
+            action: "created",
+            data: json!({ "bucket_id": u.bucket_id, "key": u.key }),
+        },
+    )
     .await?;
     Ok(())
+}
+
+/// A change of the storage parts take, in bucket `bucket_id`.
+fn part_event<'a>(
+    account_id: &'a str,
+    bucket_id: &'a str,
+    at: i64,
+    action: &'a str,
+    data: serde_json::Value,
+) -> NewEvent<'a> {
+    NewEvent {
+        at,
+        account_id: Some(account_id),
+        resource_type: "part",
+        resource_id: bucket_id,
+        action,
+        data,
+    }
 }
 
 pub async fn get(c: &mut Conn, bucket_id: &str, id: &str) -> Result<Option<UploadRow>> {
@@ -115,8 +149,14 @@ pub async fn older_than(c: &mut Conn, before: i64) -> Result<Vec<UploadRow>> {
     .await
 }
 
-/// Records a part; returns the part it replaced, if any (its file is garbage).
-pub async fn put_part(c: &mut Conn, p: &PartRow) -> Result<Option<PartRow>> {
+/// Records a part of an upload in bucket `bucket_id`; returns the part it
+/// replaced, if any (its file is garbage).
+pub async fn put_part(
+    c: &mut Conn,
+    account_id: &str,
+    bucket_id: &str,
+    p: &PartRow,
+) -> Result<Option<PartRow>> {
     let old = crate::fetch_optional(
         &mut *c,
         sqlx::query(sqlx::AssertSqlSafe(format!(
@@ -144,8 +184,27 @@ pub async fn put_part(c: &mut Conn, p: &PartRow) -> Result<Option<PartRow>> {
     .bind(&p.blob_id)
     .bind(&p.checksums)
     .bind(p.created_at)
-    .execute(c)
+    .execute(&mut *c)
     .await?;
+    let sized = |q: &PartRow| json!({ "upload_id": q.upload_id, "part_number": q.part_number, "size": q.size });
+    let mut log = Vec::new();
+    if let Some(old) = &old {
+        log.push(part_event(
+            account_id,
+            bucket_id,
+            p.created_at,
+            "removed",
+            sized(old),
+        ));
+    }
+    log.push(part_event(
+        account_id,
+        bucket_id,
+        p.created_at,
+        "stored",
+        sized(p),
+    ));
+    events::append_many(c, &log).await?;
     Ok(old)
 }
 
@@ -165,18 +224,38 @@ pub async fn parts(c: &mut Conn, upload_id: &str, after: i64, limit: i64) -> Res
     .await
 }
 
-/// Removes an upload and its parts; returns the parts (their files are the
-/// caller's to keep, when completed, or to delete, when aborted).
-pub async fn remove(c: &mut Conn, upload_id: &str) -> Result<Vec<PartRow>> {
-    let removed = parts(&mut *c, upload_id, 0, i64::MAX).await?;
+/// Removes an upload and its parts, as `action` (`completed` or `aborted`);
+/// returns the parts (their files are the caller's to keep, when completed, or
+/// to delete, when aborted).
+pub async fn remove(c: &mut Conn, u: &UploadRow, at: i64, action: &str) -> Result<Vec<PartRow>> {
+    let account_id: String = sqlx::query_scalar("SELECT account_id FROM buckets WHERE id = $1")
+        .bind(&u.bucket_id)
+        .fetch_one(&mut *c)
+        .await?;
+    let removed = parts(&mut *c, &u.id, 0, i64::MAX).await?;
     sqlx::query("DELETE FROM multipart_parts WHERE upload_id = $1")
-        .bind(upload_id)
+        .bind(&u.id)
         .execute(&mut *c)
         .await?;
     sqlx::query("DELETE FROM multipart_uploads WHERE id = $1")
-        .bind(upload_id)
-        .execute(c)
+        .bind(&u.id)
+        .execute(&mut *c)
         .await?;
+    let mut log = vec![NewEvent {
+        at,
+        account_id: Some(&account_id),
+        resource_type: "multipart_upload",
+        resource_id: &u.id,
+        action,
+        data: json!({ "bucket_id": u.bucket_id, "key": u.key, "parts": removed.len() }),
+    }];
+    if !removed.is_empty() {
+        // One event for all the parts: an upload may have ten thousand.
+        let size: i64 = removed.iter().map(|p| p.size).sum();
+        let data = json!({ "upload_id": u.id, "parts": removed.len(), "size": size });
+        log.push(part_event(&account_id, &u.bucket_id, at, "removed", data));
+    }
+    events::append_many(c, &log).await?;
     Ok(removed)
 }
 
