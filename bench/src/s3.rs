@@ -456,24 +456,19 @@ pub fn run(args: &[String]) -> Result<(), String> {
     );
     println!();
     println!("against the targets (ratio > 1 meets it):");
-    let against_raw = |what: &str, nubo: f64, raw: f64| {
+    let show = |what: &str, ratio: f64, of_what: &str, target: f64| {
         println!(
-            "  {what} {:.2} of the raw disk vs >= {LARGE_TARGET}: {:.2}x",
-            nubo / raw,
-            nubo / raw / LARGE_TARGET
+            "  {what} {ratio:.2}{of_what} vs >= {target}: {:.2}x",
+            ratio / target
         );
     };
-    against_raw("large PUT", nubo.large_put, raw.write);
-    against_raw("large GET", nubo.large_get_cold, raw.read_cold);
-    let against_peer = |what: &str, nubo: f64, peer: f64| {
-        println!(
-            "  {what} {:.2}x s3s-fs vs >= {SMALL_TARGET}: {:.2}x",
-            nubo / peer,
-            nubo / peer / SMALL_TARGET
-        );
-    };
-    against_peer("small PUT", nubo.small_put, peer_figures.small_put);
-    against_peer("small GET", nubo.small_get, peer_figures.small_get);
+    let vs_raw = |what: &str, ratio: f64| show(what, ratio, " of the raw disk", LARGE_TARGET);
+    let vs_peer = |what: &str, ratio: f64| show(what, ratio, "x s3s-fs", SMALL_TARGET);
+    let (n, p, r) = (&nubo, &peer_figures, &raw);
+    vs_raw("large PUT", n.large_put / r.write);
+    vs_raw("large GET", n.large_get_cold / r.read_cold);
+    vs_peer("small PUT", n.small_put / p.small_put);
+    vs_peer("small GET", n.small_get / p.small_get);
     println!(
         "  (cached large GET: {:.2} of a plain read of cached bytes; no target, it measures memory copies)",
         nubo.large_get_cached / raw.read_cached
