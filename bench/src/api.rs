@@ -127,6 +127,7 @@ async fn measure(endpoint: &str, engine: &str) -> Result<Figures, String> {
                     user_data: None,
                     client_token: None,
                     key_name: None,
+                    network: None,
                 },
             )
             .await

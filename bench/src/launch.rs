@@ -188,6 +188,7 @@ fn launch_request(count: u32) -> LaunchRequest {
         user_data: None,
         client_token: None,
         key_name: None,
+        network: None,
     }
 }
 

@@ -105,6 +105,11 @@ pub struct Instance {
     /// The key pair the instance was launched with.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub key_name: Option<String>,
+    /// The network it is attached to, and its address there (kept for life).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub private_ip: Option<String>,
     /// RFC 3339.
     pub launched_at: String,
     /// RFC 3339, last state change.
@@ -132,6 +137,9 @@ pub struct LaunchRequest {
     /// Name of a key pair whose public key the guest installs.
     #[serde(default)]
     pub key_name: Option<String>,
+    /// Id or name of the network to join; the account's `default` one if absent.
+    #[serde(default)]
+    pub network: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]

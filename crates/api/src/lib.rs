@@ -10,6 +10,7 @@ pub mod compute;
 pub mod error;
 pub mod hosts;
 pub mod keys;
+pub mod networks;
 pub mod page;
 pub mod quotas;
 pub mod regions;

@@ -83,6 +83,9 @@ pub enum Command {
     /// Instances.
     #[command(subcommand)]
     Instance(InstanceCommand),
+    /// Private networks for instances.
+    #[command(subcommand)]
+    Network(NetworkCommand),
     /// Buckets of object storage (for objects, use any S3 client).
     #[command(subcommand)]
     Bucket(BucketCommand),
@@ -170,6 +173,27 @@ pub enum BucketCommand {
     /// Delete an empty bucket.
     Delete {
         name: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum NetworkCommand {
+    List,
+    /// Create a network with a private address range.
+    Create {
+        #[arg(long)]
+        name: String,
+        /// For example 10.20.0.0/24.
+        #[arg(long)]
+        cidr: String,
+    },
+    /// Show a network, by id or name.
+    Show {
+        network: String,
+    },
+    /// Delete a network no instance uses.
+    Delete {
+        network: String,
     },
 }
 
@@ -276,6 +300,9 @@ pub struct LaunchArgs {
     /// Key pair whose public key the guest installs.
     #[arg(long = "key")]
     pub key_name: Option<String>,
+    /// Network (id or name) to join; the account's default network if absent.
+    #[arg(long)]
+    pub network: Option<String>,
     #[command(flatten)]
     pub wait: Wait,
 }

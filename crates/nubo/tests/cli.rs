@@ -199,3 +199,117 @@ fn usage_errors_completions_and_unreachable_endpoints() {
     assert_eq!(down.status.code(), Some(1));
     assert!(stderr(&down).contains("cannot reach"), "{}", stderr(&down));
 }
+
+on_both_stores!(networks_and_private_addresses, |store: StoreKind| {
+    let r = Region::start(store);
+    r.ok(&["signup", "--email", "net@example.com"]);
+    let listed = r.json(&["network", "list"]);
+    let default = &listed.as_array().unwrap()[0];
+    assert_eq!(
+        (&default["name"], &default["cidr"], &default["is_default"]),
+        (
+            &Value::from("default"),
+            &Value::from("172.31.0.0/16"),
+            &Value::from(true)
+        ),
+        "every account has a default network: {listed}"
+    );
+
+    let backend = r.json(&[
+        "network",
+        "create",
+        "--name",
+        "backend",
+        "--cidr",
+        "10.20.0.0/28",
+    ]);
+    assert_eq!(backend["gateway"], "10.20.0.1");
+    assert_eq!(r.json(&["network", "show", "backend"])["id"], backend["id"]);
+    for (cidr, why) in [
+        ("10.20.0.1/24", "host bits set"),
+        ("8.8.8.0/24", "public range"),
+        ("10.0.0.0/8", "too large"),
+        ("10.0.0.0/30", "too small"),
+        ("banana", "not a range"),
+    ] {
+        let refused = r.nubo(&["network", "create", "--name", "x", "--cidr", cidr]);
+        assert!(
+            stderr(&refused).contains("InvalidParameter"),
+            "{cidr} ({why}): {}",
+            stderr(&refused)
+        );
+    }
+    let taken = r.nubo(&[
+        "network",
+        "create",
+        "--name",
+        "backend",
+        "--cidr",
+        "10.30.0.0/24",
+    ]);
+    assert!(stderr(&taken).contains("Conflict"), "{}", stderr(&taken));
+
+    // A /28 has 11 addresses for instances: the 4 first and the broadcast are kept.
+    let launch = |count: &str, network: Option<&str>| {
+        let mut args = vec![
+            "instance",
+            "launch",
+            "--image",
+            "nubo-micro",
+            "--type",
+            "n1.nano",
+        ];
+        args.extend(["--count", count]);
+        if let Some(n) = network {
+            args.extend(["--network", n]);
+        }
+        r.nubo(&[&["-o", "json"], args.as_slice()].concat())
+    };
+    let out = launch("2", Some("backend"));
+    assert!(out.status.success(), "{}", stderr(&out));
+    let launched: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let mut ips: Vec<String> = launched["instances"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| {
+            assert_eq!(i["network_id"], backend["id"]);
+            i["private_ip"].as_str().unwrap().to_string()
+        })
+        .collect();
+    ips.sort();
+    assert_eq!(ips, ["10.20.0.4", "10.20.0.5"]);
+    let full = launch("10", Some("backend"));
+    assert!(
+        stderr(&full).contains("no free address"),
+        "{}",
+        stderr(&full)
+    );
+    let out = launch("1", None);
+    let in_default: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(in_default["instances"][0]["private_ip"], "172.31.0.4");
+    let nowhere = launch("1", Some("no-such-net"));
+    assert!(
+        stderr(&nowhere).contains("not found"),
+        "{}",
+        stderr(&nowhere)
+    );
+
+    let busy = r.nubo(&["network", "delete", "backend"]);
+    assert!(stderr(&busy).contains("in use"), "{}", stderr(&busy));
+    let first = launched["instances"][0]["id"].as_str().unwrap();
+    let second = launched["instances"][1]["id"].as_str().unwrap();
+    r.ok(&["instance", "terminate", first, "--wait"]);
+    let out = launch("1", Some("backend"));
+    let reused: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        reused["instances"][0]["private_ip"], launched["instances"][0]["private_ip"],
+        "a terminated instance's address is free again"
+    );
+    r.ok(&["instance", "terminate", second, "--wait"]);
+    let third = reused["instances"][0]["id"].as_str().unwrap();
+    r.ok(&["instance", "terminate", third, "--wait"]);
+    r.ok(&["network", "delete", "backend"]);
+    let gone = r.nubo(&["network", "show", "backend"]);
+    assert!(stderr(&gone).contains("NotFound"), "{}", stderr(&gone));
+});

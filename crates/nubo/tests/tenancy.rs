@@ -65,6 +65,7 @@ fn body_for(op: &str, victim: &Creds) -> Option<String> {
         "key_pair_create" => json!({"name": "walker-key"}),
         "image_register" => json!({"name": "walker-image"}),
         "bucket_create" => json!({"name": "walker-bucket"}),
+        "network_create" => json!({"name": "walker-net", "cidr": "10.1.0.0/24"}),
         _ => return None,
     };
     Some(body.to_string())
@@ -130,6 +131,15 @@ fn victim(r: &Region) -> Victim {
     );
     assert_eq!(status, 201, "{bucket}");
     params.insert("bucket_name", "victim-bucket".to_string());
+    let (status, network) = r.signed(
+        &creds,
+        "POST",
+        "/v1/networks",
+        Some(&json!({"name": "victim-net", "cidr": "10.77.0.0/24"}).to_string()),
+    );
+    assert_eq!(status, 201, "{network}");
+    let network = network["id"].as_str().unwrap().to_string();
+    params.insert("network", network.clone());
     let secrets = vec![
         creds.account_id.clone(),
         creds.key_id.clone(),
@@ -140,6 +150,9 @@ fn victim(r: &Region) -> Victim {
         pair["fingerprint"].as_str().unwrap().to_string(),
         image.clone(),
         "victim's own".to_string(),
+        network,
+        "victim-net".to_string(),
+        "10.77.0.0/24".to_string(),
     ];
     Victim {
         creds,
@@ -170,8 +183,9 @@ fn state_of(r: &Region, v: &Victim) -> Value {
     let (_, images) = r.signed(&v.creds, "GET", "/v1/images", None);
     let (_, pairs) = r.signed(&v.creds, "GET", "/v1/key-pairs", None);
     let (_, buckets) = r.signed(&v.creds, "GET", "/v1/buckets", None);
+    let (_, networks) = r.signed(&v.creds, "GET", "/v1/networks", None);
     json!({"keys": keys, "instances": instances, "quotas": quotas, "images": images,
-           "key_pairs": pairs, "buckets": buckets})
+           "key_pairs": pairs, "buckets": buckets, "networks": networks})
 }
 
 fn walk(store: StoreKind) {
@@ -188,6 +202,7 @@ fn walk(store: StoreKind) {
             ("key_name", "no-such-key"),
             ("part", "kernel"),
             ("bucket_name", "no-such-bucket"),
+            ("network", "net-0000000000000000"),
         ]
         .into_iter()
         .map(|(k, v)| (k, v.to_string()))
@@ -236,7 +251,7 @@ fn walk(store: StoreKind) {
         let names_victims_resource = used.iter().any(|p| {
             matches!(
                 p.as_str(),
-                "key_id" | "instance_id" | "key_name" | "image_id" | "bucket_name"
+                "key_id" | "instance_id" | "key_name" | "image_id" | "bucket_name" | "network"
             )
         });
         if op.operator {

@@ -13,6 +13,7 @@ pub mod compute;
 pub mod config;
 pub mod hosts;
 pub mod keys;
+pub mod networks;
 pub mod quotas;
 pub mod regions;
 pub mod server;

@@ -28,6 +28,8 @@ pub struct InstanceRow {
     pub user_data: Option<String>,
     pub key_name: Option<String>,
     pub ssh_public_key: Option<String>,
+    pub network_id: Option<String>,
+    pub private_ip: Option<String>,
     pub launch_id: String,
     pub launched_at: i64,
     pub state_changed_at: i64,
@@ -50,6 +52,8 @@ fn from_row(r: &AnyRow) -> Result<InstanceRow> {
         user_data: r.try_get("user_data")?,
         key_name: r.try_get("key_name")?,
         ssh_public_key: r.try_get("ssh_public_key")?,
+        network_id: r.try_get("network_id")?,
+        private_ip: r.try_get("private_ip")?,
         launch_id: r.try_get("launch_id")?,
         launched_at: r.try_get("launched_at")?,
         state_changed_at: r.try_get("state_changed_at")?,
@@ -59,7 +63,7 @@ fn from_row(r: &AnyRow) -> Result<InstanceRow> {
 
 const COLUMNS: &str = "id, account_id, name, image_id, instance_type, vcpus, memory_mib, host_id, \
                        state, desired_state, state_reason, user_data, key_name, ssh_public_key, \
-                       launch_id, launched_at, state_changed_at, version";
+                       network_id, private_ip, launch_id, launched_at, state_changed_at, version";
 
 async fn append_state(c: &mut Conn, i: &InstanceRow) -> Result<()> {
     let action = format!("state.{}", i.state);
@@ -87,7 +91,8 @@ async fn append_state(c: &mut Conn, i: &InstanceRow) -> Result<()> {
 pub async fn insert(c: &mut Conn, i: &InstanceRow) -> Result<()> {
     sqlx::query(sqlx::AssertSqlSafe(format!(
         "INSERT INTO instances ({COLUMNS}) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)"
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, \
+                 $19, $20)"
     )))
     .bind(&i.id)
     .bind(&i.account_id)
@@ -103,6 +108,8 @@ pub async fn insert(c: &mut Conn, i: &InstanceRow) -> Result<()> {
     .bind(&i.user_data)
     .bind(&i.key_name)
     .bind(&i.ssh_public_key)
+    .bind(&i.network_id)
+    .bind(&i.private_ip)
     .bind(&i.launch_id)
     .bind(i.launched_at)
     .bind(i.state_changed_at)

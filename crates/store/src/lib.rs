@@ -21,6 +21,7 @@ pub mod key_pairs;
 pub mod keys;
 pub mod migrations;
 pub mod multipart;
+pub mod networks;
 pub mod objects;
 pub mod quotas;
 

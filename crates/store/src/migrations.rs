@@ -29,6 +29,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "object storage",
         include_str!("../migrations/0004_object_storage.sql"),
     ),
+    (
+        5,
+        "networks",
+        include_str!("../migrations/0005_networks.sql"),
+    ),
 ];
 
 /// How many migrations this build carries.

@@ -220,6 +220,8 @@ fn instance(account_id: &str, image_id: &str, n: usize) -> InstanceRow {
         user_data: Some("#!/bin/sh\necho hi".into()),
         key_name: None,
         ssh_public_key: None,
+        network_id: None,
+        private_ip: None,
         launch_id: "launch-1".into(),
         launched_at: 10,
         state_changed_at: 10,
@@ -450,5 +452,82 @@ async fn a_batch_of_puts_leaves_each_key_one_latest_version_in_order() {
             .collect();
         let count = |a: &str| actions.iter().filter(|x| *x == a).count();
         assert_eq!((count("stored"), count("removed")), (6, 2), "{actions:?}");
+    }
+}
+
+#[tokio::test]
+async fn network_addresses_are_the_lowest_free_and_come_back_when_released() {
+    use nubo_store::networks::{self, NetworkRow};
+    for store in stores().await {
+        let account_id = account(&store, "net@example.com").await;
+        let mut tx = store.begin().await.unwrap();
+        let default = networks::default_for(&mut tx, &account_id, 1)
+            .await
+            .unwrap();
+        let again = networks::default_for(&mut tx, &account_id, 2)
+            .await
+            .unwrap();
+        assert_eq!(default, again, "one default network per account");
+        let small = NetworkRow {
+            id: ids::new("net"),
+            account_id: account_id.clone(),
+            name: "small".into(),
+            cidr: "10.9.0.0/29".into(),
+            is_default: false,
+            created_at: 3,
+        };
+        networks::insert(&mut tx, &small).await.unwrap();
+        let mut given = Vec::new();
+        for i in 0..3 {
+            given.push(
+                networks::allocate(&mut tx, &small, &format!("i-{i}"))
+                    .await
+                    .unwrap(),
+            );
+        }
+        let addr = |s: &str| Some(s.parse().unwrap());
+        assert_eq!(
+            given,
+            [addr("10.9.0.4"), addr("10.9.0.5"), addr("10.9.0.6")]
+        );
+        assert_eq!(
+            networks::allocate(&mut tx, &small, "i-3").await.unwrap(),
+            None,
+            "a /29 has three addresses for instances"
+        );
+        networks::release(&mut tx, "i-1").await.unwrap();
+        assert_eq!(
+            networks::allocate(&mut tx, &small, "i-4").await.unwrap(),
+            addr("10.9.0.5")
+        );
+        let refused = networks::delete(&mut tx, &small, 4).await;
+        assert!(
+            matches!(refused, Err(StoreError::Conflict(_))),
+            "{refused:?}"
+        );
+        for i in ["i-0", "i-2", "i-4"] {
+            networks::release(&mut tx, i).await.unwrap();
+        }
+        networks::delete(&mut tx, &small, 5).await.unwrap();
+        tx.commit().await.unwrap();
+
+        let mut c = store.conn().await.unwrap();
+        assert_eq!(
+            networks::get(&mut c, &account_id, "small").await.unwrap(),
+            None
+        );
+        let actions: Vec<String> = events::for_resource(&mut c, &small.id)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|e| e.action)
+            .collect();
+        assert_eq!(actions, ["created", "deleted"]);
+        let other = account(&store, "other-net@example.com").await;
+        assert_eq!(
+            networks::get(&mut c, &other, &default.id).await.unwrap(),
+            None,
+            "another account's network is not found"
+        );
     }
 }

@@ -106,7 +106,15 @@ async fn register_image(client: &Client, a: RegisterImageArgs) -> Result<Image, 
         .await
 }
 
-const HEADERS: &[&str] = &["id", "name", "type", "state", "host", "launched"];
+const HEADERS: &[&str] = &[
+    "id",
+    "name",
+    "type",
+    "state",
+    "private ip",
+    "host",
+    "launched",
+];
 
 fn row(i: &Instance) -> Vec<String> {
     let mut state = i.state.as_str().to_string();
@@ -118,6 +126,7 @@ fn row(i: &Instance) -> Vec<String> {
         opt(&i.name),
         i.instance_type.clone(),
         state,
+        opt(&i.private_ip),
         opt(&i.host_id),
         i.launched_at.clone(),
     ]
@@ -153,6 +162,7 @@ pub async fn instances(ctx: &Context, cmd: InstanceCommand) -> Result<(), Client
                         user_data,
                         client_token: a.client_token,
                         key_name: a.key_name,
+                        network: a.network,
                     },
                 )
                 .await?;

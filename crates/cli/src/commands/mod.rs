@@ -5,6 +5,7 @@ mod admin;
 mod compute;
 mod key_pairs;
 mod keys;
+mod networks;
 mod quota;
 mod storage;
 
@@ -129,6 +130,7 @@ pub async fn run(cli: Cli) -> Result<(), ClientError> {
         Command::Images(cmd) => compute::images(&ctx, cmd).await,
         Command::KeyPairs(cmd) => key_pairs::run(&ctx, cmd).await,
         Command::Instance(cmd) => compute::instances(&ctx, cmd).await,
+        Command::Network(cmd) => networks::run(&ctx, cmd).await,
         Command::Bucket(cmd) => storage::run(&ctx, cmd).await,
         Command::Admin(cmd) => admin::run(&ctx, cmd).await,
         Command::Completions { shell } => {

@@ -93,6 +93,7 @@ async fn signup(
     };
     let (key, secret) =
         crate::keys::mint(&mut tx, &state.secrets, &account_id, KeyScope::Full, at).await?;
+    nubo_store::networks::default_for(&mut tx, &account_id, at).await?;
     tx.commit().await?;
     tracing::info!(account_id, "account created");
     Ok((

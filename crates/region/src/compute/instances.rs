@@ -37,6 +37,8 @@ pub fn view(r: InstanceRow, region: &str) -> Instance {
         state_changed_at: rfc3339(r.state_changed_at),
         region: region.to_string(),
         key_name: r.key_name,
+        network_id: r.network_id,
+        private_ip: r.private_ip,
         id: r.id,
         name: r.name,
         image_id: r.image_id,

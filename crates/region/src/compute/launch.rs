@@ -8,7 +8,7 @@ use nubo_api::compute::{InstanceState, LaunchRequest, LaunchResponse};
 use nubo_api::error::{ErrorBody, ErrorCode};
 use nubo_api::quotas::QuotaResource;
 use nubo_store::instances::{self, InstanceRow};
-use nubo_store::{StoreError, ids, images, key_pairs};
+use nubo_store::{StoreError, ids, images, key_pairs, networks};
 use sha2::{Digest, Sha256};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -153,6 +153,12 @@ async fn instance_launch(
         ),
         None => None,
     };
+    let network = match &req.network {
+        Some(name) => networks::get(&mut tx, &caller.account_id, name)
+            .await?
+            .ok_or_else(|| ApiError::invalid(format!("network {name:?} not found")))?,
+        None => networks::default_for(&mut tx, &caller.account_id, at).await?,
+    };
     let what = format!("launching {count} × {}", itype.name);
     let (vcpus, memory) = (u64::from(itype.vcpus), u64::from(itype.memory_mib));
     let n = u64::from(count);
@@ -179,8 +185,17 @@ async fn instance_launch(
     let launch_id = ids::new("launch");
     let mut rows = Vec::with_capacity(hosts.len());
     for host_id in hosts {
+        let id = ids::new("i");
+        let private_ip = networks::allocate(&mut tx, &network, &id)
+            .await?
+            .ok_or_else(|| {
+                ApiError::new(
+                    ErrorCode::Conflict,
+                    format!("network {} has no free address left", network.name),
+                )
+            })?;
         let row = InstanceRow {
-            id: ids::new("i"),
+            id,
             account_id: caller.account_id.clone(),
             name: req.name.clone(),
             image_id: image.id.clone(),
@@ -194,6 +209,8 @@ async fn instance_launch(
             user_data: req.user_data.clone(),
             key_name: key.as_ref().map(|k| k.name.clone()),
             ssh_public_key: key.as_ref().map(|k| k.public_key.clone()),
+            network_id: Some(network.id.clone()),
+            private_ip: Some(private_ip.to_string()),
             launch_id: launch_id.clone(),
             launched_at: at,
             state_changed_at: at,

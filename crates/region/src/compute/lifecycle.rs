@@ -151,7 +151,8 @@ pub async fn mark_failed(
     instances::update(c, row, next).await
 }
 
-/// The VM and everything it held are gone; the account's quota is given back.
+/// The VM and everything it held are gone; the account's quota and the
+/// instance's network address are given back.
 pub async fn mark_terminated(
     c: &mut Conn,
     row: &InstanceRow,
@@ -169,5 +170,6 @@ pub async fn mark_terminated(
     ] {
         quotas::release(&mut *c, &row.account_id, resource.as_str(), amount).await?;
     }
+    nubo_store::networks::release(&mut *c, &row.id).await?;
     Ok(Some(done))
 }
