@@ -123,6 +123,7 @@ fn bare_boot(image: &ImageSpec, accel: Accel) -> Result<Duration, String> {
         user_data: None,
         hostname: id.clone(),
         ssh_public_keys: Vec::new(),
+        nic: None,
     };
     let defaults = QemuConfig::new(String::new(), dir.clone());
     let launch = Launch {

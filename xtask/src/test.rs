@@ -11,6 +11,7 @@ const TEST_PACKAGES: &[&str] = &[
     "ca-certificates",
     "qemu-system-x86",
     "qemu-utils",
+    "iproute2",
 ];
 
 /// Where tests find the PostgreSQL they run against.

@@ -11,7 +11,12 @@ use crate::cmd::{self, Error, Result};
 use crate::{image, packages};
 
 /// Debian packages a local region needs.
-const UP_PACKAGES: &[&str] = &["ca-certificates", "qemu-system-x86", "qemu-utils"];
+const UP_PACKAGES: &[&str] = &[
+    "ca-certificates",
+    "qemu-system-x86",
+    "qemu-utils",
+    "iproute2",
+];
 
 /// nubod's own default.
 const DEFAULT_LISTEN: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 8080);

@@ -47,6 +47,20 @@ pub struct VmSpec {
     pub hostname: String,
     /// OpenSSH public keys the guest installs for its default user.
     pub ssh_public_keys: Vec<String>,
+    /// Its interface on a tenant network, if it has one.
+    pub nic: Option<Nic>,
+}
+
+/// A VM's interface on a tenant network.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Nic {
+    pub network_id: String,
+    /// `a.b.c.d/n`: the VM's address and its network's prefix length.
+    pub address: String,
+    /// The network's gateway, which the host keeps on the network's bridge.
+    pub gateway: String,
+    /// Locally administered, derived from the instance id.
+    pub mac: String,
 }
 
 /// A VM's state as its host sees it.

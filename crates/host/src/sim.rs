@@ -269,6 +269,7 @@ mod tests {
             user_data: None,
             hostname: id.into(),
             ssh_public_keys: Vec::new(),
+            nic: None,
         }
     }
 

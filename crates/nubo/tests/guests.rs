@@ -410,3 +410,96 @@ fn a_private_image_with_a_root_disk_boots_copy_on_write() {
     assert!(!stored.exists());
     assert!(vm_dirs(&r).is_empty(), "no overlay outlives its instance");
 }
+
+/// The console text of an instance, as its owner reads it.
+fn console(r: &Region, c: &Creds, id: &str) -> String {
+    let (status, v) = r.signed(c, "GET", &format!("/v1/instances/{id}/console"), None);
+    assert_eq!(status, 200, "{v}");
+    v["output"].as_str().unwrap_or_default().to_string()
+}
+
+/// A user-data script that pings each address and says which answered.
+fn pinger(targets: &[&str]) -> String {
+    let mut script = "#!/bin/sh\n".to_string();
+    for t in targets {
+        script.push_str(&format!(
+            "if ping -c 3 -W 5 {t} >/dev/null 2>&1; then echo \"reached {t}\"; \
+             else echo \"missed {t}\"; fi\n"
+        ));
+    }
+    script.push_str("echo pings-done\n");
+    script
+}
+
+#[test]
+fn instances_of_a_network_reach_each_other_and_no_one_else() {
+    let r = Region::start_qemu(StoreKind::Sqlite, &[]);
+    let owner = r.signup("net-owner@example.com");
+    let body = json!({"name": "backend", "cidr": "10.20.0.0/24"}).to_string();
+    let (status, v) = r.signed(&owner, "POST", "/v1/networks", Some(&body));
+    assert_eq!(status, 201, "{v}");
+    let backend = v["id"].as_str().unwrap().to_string();
+    let base = json!({"image": "nubo-micro", "instance_type": "n1.nano", "network": "backend"});
+    let server = launch(&r, &owner, base.clone())[0].clone();
+    let shown = r.wait_state_within(&owner, &server, "running", Duration::from_secs(120));
+    assert_eq!(shown["private_ip"], "10.20.0.4");
+
+    let mut peer = base.clone();
+    peer["user_data"] = json!(pinger(&["10.20.0.4", "10.20.0.1"]));
+    let peer = launch(&r, &owner, peer)[0].clone();
+    // Another account's instance, on its own default network, tries the same address.
+    let stranger = r.signup("net-stranger@example.com");
+    let outsider = json!({"image": "nubo-micro", "instance_type": "n1.nano",
+                          "user_data": pinger(&["10.20.0.4", "172.31.0.1"])});
+    let outsider = launch(&r, &stranger, outsider)[0].clone();
+    let (_, shown) = r.signed(&stranger, "GET", &format!("/v1/instances/{outsider}"), None);
+    let outsiders_network = shown["network_id"].as_str().unwrap().to_string();
+
+    wait_until("both pingers to finish", Duration::from_secs(120), || {
+        console(&r, &owner, &peer).contains("pings-done")
+            && console(&r, &stranger, &outsider).contains("pings-done")
+    });
+    let (seen_by_peer, seen_by_outsider) = (
+        console(&r, &owner, &peer),
+        console(&r, &stranger, &outsider),
+    );
+    assert!(seen_by_peer.contains("reached 10.20.0.4"), "{seen_by_peer}");
+    assert!(seen_by_peer.contains("reached 10.20.0.1"), "{seen_by_peer}");
+    // Its own network works, so the miss is isolation, not a dead interface.
+    assert!(
+        seen_by_outsider.contains("reached 172.31.0.1"),
+        "{seen_by_outsider}"
+    );
+    assert!(
+        seen_by_outsider.contains("missed 10.20.0.4"),
+        "{seen_by_outsider}"
+    );
+
+    // Nothing of the guest networks is in the host's own namespace.
+    let routes = std::process::Command::new("ip")
+        .args(["-4", "addr"])
+        .output()
+        .unwrap();
+    let routes = String::from_utf8_lossy(&routes.stdout);
+    assert!(
+        !routes.contains("10.20.0.") && !routes.contains("172.31.0."),
+        "{routes}"
+    );
+
+    for (c, id) in [(&owner, &server), (&owner, &peer), (&stranger, &outsider)] {
+        r.signed(c, "DELETE", &format!("/v1/instances/{id}"), None);
+        r.wait_state_within(c, id, "terminated", Duration::from_secs(60));
+    }
+    // The last VM of a network on a host takes the network's namespace with it.
+    let netns = std::process::Command::new("ip")
+        .args(["netns", "list"])
+        .output()
+        .unwrap();
+    let netns = String::from_utf8_lossy(&netns.stdout);
+    for network in [&backend, &outsiders_network] {
+        assert!(
+            !netns.contains(network.as_str()),
+            "{network} is left: {netns}"
+        );
+    }
+}

@@ -29,6 +29,15 @@ pub struct NetworkRow {
 }
 
 impl NetworkRow {
+    /// The address instances route through: the range's first host address.
+    pub fn gateway(&self) -> Option<Ipv4Addr> {
+        parse_cidr(&self.cidr).map(|(base, _)| Ipv4Addr::from(base + 1))
+    }
+
+    pub fn prefix(&self) -> Option<u32> {
+        parse_cidr(&self.cidr).map(|(_, prefix)| prefix)
+    }
+
     /// The first and last addresses instances may hold (the last of the range
     /// is its broadcast address); `None` for a malformed CIDR.
     pub fn assignable(&self) -> Option<(u32, u32)> {

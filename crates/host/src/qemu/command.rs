@@ -86,6 +86,10 @@ impl VmFiles {
     pub fn marker(&self) -> PathBuf {
         self.dir.join("ready-marker")
     }
+    /// The network namespace the VM's tap is in, if it has one.
+    pub fn netns(&self) -> PathBuf {
+        self.dir.join("netns")
+    }
 }
 
 /// A path inside a QEMU option value, where a comma must be doubled.
@@ -181,6 +185,9 @@ impl Launch<'_> {
                 "name=opt/nubo/user-data,file={}",
                 opt_path(&self.files.user_data())
             ));
+        }
+        if let Some(nic) = &spec.nic {
+            cmd.args(super::network::qemu_args(&spec.instance_id, nic));
         }
         cmd.arg("-pidfile")
             .arg(self.files.pidfile())

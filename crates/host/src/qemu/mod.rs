@@ -11,6 +11,7 @@ pub mod accel;
 mod cgroup;
 pub mod command;
 mod console;
+pub mod network;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -98,6 +99,9 @@ struct Inner {
     capacity: Capacity,
     vms: Mutex<HashMap<String, Vm>>,
     events: broadcast::Sender<VmStatus>,
+    /// Taken while a network's namespace may be made, so that two launches
+    /// into a network new to this host do not both make it.
+    networks: tokio::sync::Mutex<()>,
 }
 
 pub struct QemuHost {
@@ -132,6 +136,7 @@ impl QemuHost {
             inner: Arc::new(Inner {
                 accel,
                 tsc_khz: accel::tsc_khz(),
+                networks: tokio::sync::Mutex::new(()),
                 cgroups,
                 capacity,
                 vms: Mutex::default(),
@@ -498,7 +503,25 @@ impl Inner {
             .ready_marker
             .as_ref()
             .map(|marker| ConsoleScan::from_end(files.console(), marker));
-        let mut cmd = tokio::process::Command::from(launch.command());
+        let mut cmd = launch.command();
+        if let Some(nic) = spec.nic.clone() {
+            let id = spec.instance_id.clone();
+            let ns = {
+                let _turn = self.networks.lock().await;
+                tokio::task::spawn_blocking(move || network::attach(&id, &nic))
+                    .await
+                    .map_err(|e| agent("network", &e))??
+            };
+            std::fs::write(files.netns(), &ns).map_err(|e| agent("VM folder", &e))?;
+            // QEMU opens the tap from inside the network's namespace.
+            let mut inside = std::process::Command::new("ip");
+            inside
+                .args(["netns", "exec", &ns])
+                .arg(cmd.get_program())
+                .args(cmd.get_args());
+            cmd = inside;
+        }
+        let mut cmd = tokio::process::Command::from(cmd);
         cmd.stdin(std::process::Stdio::null())
             .stdout(std::process::Stdio::null())
             .stderr(log);
@@ -551,17 +574,19 @@ impl Inner {
         Ok(())
     }
 
+    /// Removes what a VM that is gone left: its tap (and its network's
+    /// namespace, when it was the last VM of the network here), then its folder.
+    async fn remove_files(&self, id: &str, files: VmFiles) {
+        if let Ok(ns) = std::fs::read_to_string(files.netns()) {
+            let id = id.to_string();
+            let _turn = self.networks.lock().await;
+            let _ = tokio::task::spawn_blocking(move || network::detach(&id, ns.trim())).await;
+        }
+        let _ = std::fs::remove_dir_all(&files.dir);
+    }
+
     async fn destroy(&self, id: &str) {
-        let (pid, qmp, watcher, dir) = {
-            let mut vms = self.vms();
-            let Some(vm) = vms.get_mut(id) else {
-                drop(vms);
-                let dir = self.config.state_dir.join(id);
-                if dir.exists() {
-                    let _ = std::fs::remove_dir_all(dir);
-                }
-                return;
-            };
+        let known = self.vms().get_mut(id).map(|vm| {
             vm.intent = Intent::Destroy;
             (
                 vm.pid,
@@ -569,6 +594,13 @@ impl Inner {
                 vm.watcher.take(),
                 vm.files.dir.clone(),
             )
+        });
+        let Some((pid, qmp, watcher, dir)) = known else {
+            let dir = self.config.state_dir.join(id);
+            if dir.exists() {
+                self.remove_files(id, VmFiles { dir }).await;
+            }
+            return;
         };
         if let Some(pid) = pid {
             if let Some(qmp) = qmp {
@@ -584,7 +616,7 @@ impl Inner {
             watcher.abort();
         }
         self.cgroups.remove(id);
-        let _ = std::fs::remove_dir_all(dir);
+        self.remove_files(id, VmFiles { dir }).await;
         self.vms().remove(id);
     }
 }

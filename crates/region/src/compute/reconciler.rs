@@ -253,12 +253,17 @@ impl Reconciler {
         if !self.should_issue(&row.id, "start") {
             return;
         }
-        let image = match self.state.store.conn().await {
-            Ok(mut c) => images::get(&mut c, &row.image_id).await,
+        let looked_up = match self.state.store.conn().await {
+            Ok(mut c) => match images::get(&mut c, &row.image_id).await {
+                Ok(image) => crate::networks::nic_of(&mut c, &row)
+                    .await
+                    .map(|nic| image.map(|image| (image, nic))),
+                Err(e) => Err(e),
+            },
             Err(e) => Err(e),
         };
-        let spec = match image {
-            Ok(Some(image)) => VmSpec {
+        let spec = match looked_up {
+            Ok(Some((image, nic))) => VmSpec {
                 instance_id: row.id.clone(),
                 vcpus: row.vcpus as u32,
                 memory_mib: row.memory_mib as u32,
@@ -266,6 +271,7 @@ impl Reconciler {
                 user_data: row.user_data.clone(),
                 hostname: row.id.clone(),
                 ssh_public_keys: row.ssh_public_key.iter().cloned().collect(),
+                nic,
             },
             Ok(None) => {
                 self.commit(&row, To::Failed("its image no longer exists".into()))

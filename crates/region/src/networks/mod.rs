@@ -2,15 +2,15 @@
 //! address management. (The data plane that carries their packets lives with
 //! the hosts.)
 
-use std::net::Ipv4Addr;
-
 use axum::extract::State;
 use axum::http::StatusCode;
 use nubo_api::error::{ErrorBody, ErrorCode};
 use nubo_api::networks::{CreateNetworkRequest, Network};
 use nubo_api::page::{Page, PageParams};
+use nubo_host::Nic;
+use nubo_store::instances::InstanceRow;
 use nubo_store::networks::{self, NetworkRow};
-use nubo_store::{StoreError, ids};
+use nubo_store::{Conn, StoreError, ids};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
@@ -31,9 +31,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
 }
 
 fn view(n: NetworkRow, region: &str) -> Network {
-    let gateway = networks::parse_cidr(&n.cidr)
-        .map(|(base, _)| Ipv4Addr::from(base + 1).to_string())
-        .unwrap_or_default();
+    let gateway = n.gateway().map(|g| g.to_string()).unwrap_or_default();
     Network {
         created_at: rfc3339(n.created_at),
         region: region.to_string(),
@@ -43,6 +41,40 @@ fn view(n: NetworkRow, region: &str) -> Network {
         name: n.name,
         cidr: n.cidr,
     }
+}
+
+/// The interface an instance's VM gets on its network, if it has one.
+pub async fn nic_of(c: &mut Conn, row: &InstanceRow) -> Result<Option<Nic>, StoreError> {
+    let (Some(network_id), Some(ip)) = (&row.network_id, &row.private_ip) else {
+        return Ok(None);
+    };
+    let Some(n) = networks::get(c, &row.account_id, network_id).await? else {
+        return Ok(None);
+    };
+    let (Some(gateway), Some(prefix)) = (n.gateway(), n.prefix()) else {
+        return Err(StoreError::Corrupt(format!(
+            "network {} has CIDR {:?}",
+            n.id, n.cidr
+        )));
+    };
+    Ok(Some(Nic {
+        network_id: n.id,
+        address: format!("{ip}/{prefix}"),
+        gateway: gateway.to_string(),
+        mac: mac_of(&row.id),
+    }))
+}
+
+/// A locally administered unicast MAC from the instance id's last hex digits.
+fn mac_of(instance_id: &str) -> String {
+    let hex: Vec<char> = instance_id
+        .chars()
+        .filter(char::is_ascii_hexdigit)
+        .collect();
+    let tail: String = hex[hex.len().saturating_sub(10)..].iter().collect();
+    let tail = format!("{tail:0>10}");
+    let pairs: Vec<&str> = (0..5).map(|i| &tail[2 * i..2 * i + 2]).collect();
+    format!("02:{}", pairs.join(":"))
 }
 
 fn validate(req: &CreateNetworkRequest) -> ApiResult<()> {

@@ -1,0 +1,127 @@
+//! Tenant networks on this host. Each network is a network namespace of its
+//! own, `nubo-<network id>`, holding a bridge that carries the network's gateway
+//! address; each VM interface is a tap on that bridge, opened by QEMU running
+//! inside the namespace. Networks of different accounts therefore share no
+//! bridge and no namespace, and nothing of a guest network is addressed or
+//! routed in the host's own namespace.
+//!
+//! The namespaces and links are made with iproute2, the operators' own tool,
+//! so that what nubo does can be read back with `ip -n nubo-… link`.
+
+use std::process::Command;
+
+use crate::{HostError, Nic};
+
+const BRIDGE: &str = "br0";
+
+/// The namespace of a network.
+pub fn namespace(network_id: &str) -> String {
+    format!("nubo-{network_id}")
+}
+
+/// The tap of an instance: interface names are at most 15 bytes.
+pub fn tap(instance_id: &str) -> String {
+    let tail: String = instance_id
+        .chars()
+        .rev()
+        .filter(char::is_ascii_alphanumeric)
+        .take(12)
+        .collect();
+    format!("tap{}", tail.chars().rev().collect::<String>())
+}
+
+fn ip(args: &[&str]) -> Result<(), HostError> {
+    let out = Command::new("ip")
+        .args(args)
+        .output()
+        .map_err(|e| HostError::Agent(format!("ip {}: {e}", args.join(" "))))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(HostError::Agent(format!(
+            "ip {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        )))
+    }
+}
+
+fn exists(ns: &str) -> bool {
+    std::path::Path::new("/run/netns").join(ns).exists()
+}
+
+/// Makes the network's namespace and bridge, if this host has not yet, and a
+/// tap for `instance_id` on it. Returns the namespace, where QEMU must run.
+/// Callers serialize calls (two launches must not both make the namespace).
+pub fn attach(instance_id: &str, nic: &Nic) -> Result<String, HostError> {
+    let ns = namespace(&nic.network_id);
+    if !exists(&ns) {
+        let prefix = nic.address.split_once('/').map_or("32", |(_, p)| p);
+        let gateway = format!("{}/{prefix}", nic.gateway);
+        let made = ip(&["netns", "add", &ns])
+            .and_then(|()| ip(&["-n", &ns, "link", "set", "lo", "up"]))
+            .and_then(|()| ip(&["-n", &ns, "link", "add", BRIDGE, "type", "bridge"]))
+            .and_then(|()| ip(&["-n", &ns, "addr", "add", &gateway, "dev", BRIDGE]))
+            .and_then(|()| ip(&["-n", &ns, "link", "set", BRIDGE, "up"]));
+        if let Err(e) = made {
+            // Half a namespace would be taken for a whole one next time.
+            let _ = ip(&["netns", "delete", &ns]);
+            return Err(e);
+        }
+    }
+    let tap = tap(instance_id);
+    // A tap left by a crash before the VM started is reused.
+    let _ = ip(&["-n", &ns, "link", "del", &tap]);
+    ip(&["-n", &ns, "tuntap", "add", "dev", &tap, "mode", "tap"])?;
+    ip(&["-n", &ns, "link", "set", &tap, "master", BRIDGE, "up"])?;
+    Ok(ns)
+}
+
+/// Removes the tap of `instance_id` from namespace `ns`, and the namespace
+/// once no VM of the network is left on this host. Callers serialize calls
+/// with [`attach`].
+pub fn detach(instance_id: &str, ns: &str) {
+    if let Err(e) = ip(&["-n", ns, "link", "del", &tap(instance_id)]) {
+        tracing::warn!(instance_id, error = %e, "tap not removed");
+    }
+    let taps = Command::new("ip")
+        .args(["-n", ns, "-o", "link", "show", "type", "tun"])
+        .output();
+    if let Ok(out) = taps
+        && out.status.success()
+        && out.stdout.is_empty()
+        && let Err(e) = ip(&["netns", "delete", ns])
+    {
+        tracing::warn!(ns, error = %e, "network namespace not removed");
+    }
+}
+
+/// QEMU's arguments for the interface, and the configuration the guest reads.
+pub fn qemu_args(instance_id: &str, nic: &Nic) -> Vec<String> {
+    vec![
+        "-netdev".into(),
+        format!(
+            "tap,id=nic0,ifname={},script=no,downscript=no",
+            tap(instance_id)
+        ),
+        "-device".into(),
+        format!("virtio-net-device,netdev=nic0,mac={}", nic.mac),
+        "-fw_cfg".into(),
+        format!(
+            "name=opt/nubo/network,string={} {}",
+            nic.address, nic.gateway
+        ),
+    ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn taps_fit_an_interface_name() {
+        let t = tap("i-0123456789abcdef");
+        assert_eq!(t, "tap456789abcdef");
+        assert!(t.len() <= 15);
+    }
+}
