@@ -117,6 +117,8 @@ fn bare_boot(image: &ImageSpec, accel: Accel) -> Result<Duration, String> {
     let files = VmFiles { dir: dir.clone() };
     let spec = VmSpec {
         instance_id: id.clone(),
+        instance_type: "n1.nano".into(),
+        region: String::new(),
         vcpus: 1,
         memory_mib: 64,
         image: String::new(),

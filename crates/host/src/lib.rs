@@ -39,6 +39,9 @@ pub struct Capacity {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct VmSpec {
     pub instance_id: String,
+    pub instance_type: String,
+    /// The region's name, which the guest learns from the metadata service.
+    pub region: String,
     pub vcpus: u32,
     pub memory_mib: u32,
     /// The image's boot description, as the region stores it (driver-specific JSON).

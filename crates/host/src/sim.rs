@@ -263,6 +263,8 @@ mod tests {
     fn spec(id: &str) -> VmSpec {
         VmSpec {
             instance_id: id.into(),
+            instance_type: "n1.nano".into(),
+            region: "local-1".into(),
             vcpus: 1,
             memory_mib: 128,
             image: "{}".into(),

@@ -418,6 +418,20 @@ fn console(r: &Region, c: &Creds, id: &str) -> String {
     v["output"].as_str().unwrap_or_default().to_string()
 }
 
+/// Asks the metadata service: plainly (IMDSv1), with a session token (IMDSv2),
+/// and with a forged token.
+const IMDS_SCRIPT: &str = r#"#!/bin/sh
+m=http://169.254.169.254/latest
+echo "imds-id $(wget -qO- $m/meta-data/instance-id)"
+echo "imds-ip $(wget -qO- $m/meta-data/local-ipv4)"
+token=$(printf 'PUT /latest/api/token HTTP/1.0\r\nX-aws-ec2-metadata-token-ttl-seconds: 60\r\n\r\n' \
+    | nc 169.254.169.254 80 | tail -n 1)
+echo "imds-v2 $(wget -qO- --header "X-aws-ec2-metadata-token: $token" $m/meta-data/placement/region)"
+echo "imds-forged $(wget -qO- --header 'X-aws-ec2-metadata-token: forged' $m/meta-data/instance-id \
+    || echo refused)"
+echo imds-done
+"#;
+
 /// A user-data script that pings each address and says which answered.
 fn pinger(targets: &[&str]) -> String {
     let mut script = "#!/bin/sh\n".to_string();
@@ -440,9 +454,24 @@ fn instances_of_a_network_reach_each_other_and_no_one_else() {
     assert_eq!(status, 201, "{v}");
     let backend = v["id"].as_str().unwrap().to_string();
     let base = json!({"image": "nubo-micro", "instance_type": "n1.nano", "network": "backend"});
-    let server = launch(&r, &owner, base.clone())[0].clone();
+    // The first instance asks the metadata service about itself, v1 and v2.
+    let mut server = base.clone();
+    server["user_data"] = json!(IMDS_SCRIPT);
+    let server = launch(&r, &owner, server)[0].clone();
     let shown = r.wait_state_within(&owner, &server, "running", Duration::from_secs(120));
     assert_eq!(shown["private_ip"], "10.20.0.4");
+    wait_until("the metadata answers", Duration::from_secs(60), || {
+        console(&r, &owner, &server).contains("imds-done")
+    });
+    let told = console(&r, &owner, &server);
+    for line in [
+        format!("imds-id {server}"),
+        "imds-ip 10.20.0.4".into(),
+        "imds-v2 local-1".into(),
+        "imds-forged refused".into(),
+    ] {
+        assert!(told.contains(&line), "{line:?} not in: {told}");
+    }
 
     let mut peer = base.clone();
     peer["user_data"] = json!(pinger(&["10.20.0.4", "10.20.0.1"]));

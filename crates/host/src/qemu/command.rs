@@ -86,6 +86,10 @@ impl VmFiles {
     pub fn marker(&self) -> PathBuf {
         self.dir.join("ready-marker")
     }
+    /// What the metadata service tells the VM of itself.
+    pub fn metadata(&self) -> PathBuf {
+        self.dir.join("metadata.json")
+    }
     /// The network namespace the VM's tap is in, if it has one.
     pub fn netns(&self) -> PathBuf {
         self.dir.join("netns")

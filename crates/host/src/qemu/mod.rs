@@ -11,6 +11,7 @@ pub mod accel;
 mod cgroup;
 pub mod command;
 mod console;
+mod metadata;
 pub mod network;
 
 use std::collections::HashMap;
@@ -102,6 +103,8 @@ struct Inner {
     /// Taken while a network's namespace may be made, so that two launches
     /// into a network new to this host do not both make it.
     networks: tokio::sync::Mutex<()>,
+    /// The metadata service of each network namespace here.
+    metadata: Mutex<HashMap<String, AbortHandle>>,
 }
 
 pub struct QemuHost {
@@ -137,6 +140,7 @@ impl QemuHost {
                 accel,
                 tsc_khz: accel::tsc_khz(),
                 networks: tokio::sync::Mutex::new(()),
+                metadata: Mutex::default(),
                 cgroups,
                 capacity,
                 vms: Mutex::default(),
@@ -236,6 +240,18 @@ impl QemuHost {
                     );
                 }
             }
+        }
+        // The running VMs' networks get their metadata service back.
+        let namespaces: std::collections::BTreeSet<String> = self
+            .inner
+            .vms()
+            .values()
+            .filter(|vm| vm.pid.is_some())
+            .filter_map(|vm| std::fs::read_to_string(vm.files.netns()).ok())
+            .map(|ns| ns.trim().to_string())
+            .collect();
+        for ns in namespaces {
+            self.inner.serve_metadata(&ns).await;
         }
         let known: Vec<String> = self.inner.vms().keys().cloned().collect();
         for name in self.inner.cgroups.names() {
@@ -508,11 +524,30 @@ impl Inner {
             let id = spec.instance_id.clone();
             let ns = {
                 let _turn = self.networks.lock().await;
+                let nic = nic.clone();
                 tokio::task::spawn_blocking(move || network::attach(&id, &nic))
                     .await
                     .map_err(|e| agent("network", &e))??
             };
             std::fs::write(files.netns(), &ns).map_err(|e| agent("VM folder", &e))?;
+            let document = metadata::Document {
+                instance_id: spec.instance_id.clone(),
+                instance_type: spec.instance_type.clone(),
+                hostname: spec.hostname.clone(),
+                local_ipv4: nic
+                    .address
+                    .split('/')
+                    .next()
+                    .unwrap_or_default()
+                    .to_string(),
+                mac: nic.mac.clone(),
+                region: spec.region.clone(),
+                public_keys: spec.ssh_public_keys.clone(),
+                user_data: spec.user_data.clone(),
+            };
+            let json = serde_json::to_vec(&document).map_err(|e| agent("metadata", &e))?;
+            std::fs::write(files.metadata(), json).map_err(|e| agent("VM folder", &e))?;
+            self.serve_metadata(&ns).await;
             // QEMU opens the tap from inside the network's namespace.
             let mut inside = std::process::Command::new("ip");
             inside
@@ -578,11 +613,49 @@ impl Inner {
     /// namespace, when it was the last VM of the network here), then its folder.
     async fn remove_files(&self, id: &str, files: VmFiles) {
         if let Ok(ns) = std::fs::read_to_string(files.netns()) {
-            let id = id.to_string();
+            let (id, ns) = (id.to_string(), ns.trim().to_string());
             let _turn = self.networks.lock().await;
-            let _ = tokio::task::spawn_blocking(move || network::detach(&id, ns.trim())).await;
+            let gone = {
+                let ns = ns.clone();
+                tokio::task::spawn_blocking(move || network::detach(&id, &ns)).await
+            };
+            if gone.unwrap_or(false)
+                && let Some(service) = self.metadata.lock().unwrap().remove(&ns)
+            {
+                service.abort();
+            }
         }
         let _ = std::fs::remove_dir_all(&files.dir);
+    }
+
+    /// Starts the metadata service of namespace `ns`, unless it runs.
+    async fn serve_metadata(&self, ns: &str) {
+        if self.metadata.lock().unwrap().contains_key(ns) {
+            return;
+        }
+        let bound = {
+            let ns = ns.to_string();
+            tokio::task::spawn_blocking(move || metadata::bind(&ns)).await
+        };
+        match bound {
+            Ok(Ok(listener)) => {
+                let service = tokio::spawn(metadata::serve(
+                    listener,
+                    ns.to_string(),
+                    self.config.state_dir.clone(),
+                ));
+                let old = self
+                    .metadata
+                    .lock()
+                    .unwrap()
+                    .insert(ns.to_string(), service.abort_handle());
+                if let Some(old) = old {
+                    old.abort();
+                }
+            }
+            Ok(Err(e)) => tracing::warn!(ns, error = %e, "no metadata service"),
+            Err(e) => tracing::warn!(ns, error = %e, "no metadata service"),
+        }
     }
 
     async fn destroy(&self, id: &str) {

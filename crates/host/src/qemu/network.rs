@@ -62,6 +62,10 @@ pub fn attach(instance_id: &str, nic: &Nic) -> Result<String, HostError> {
             .and_then(|()| ip(&["-n", &ns, "link", "set", "lo", "up"]))
             .and_then(|()| ip(&["-n", &ns, "link", "add", BRIDGE, "type", "bridge"]))
             .and_then(|()| ip(&["-n", &ns, "addr", "add", &gateway, "dev", BRIDGE]))
+            .and_then(|()| {
+                let metadata = format!("{}/32", super::metadata::ADDRESS);
+                ip(&["-n", &ns, "addr", "add", &metadata, "dev", BRIDGE])
+            })
             .and_then(|()| ip(&["-n", &ns, "link", "set", BRIDGE, "up"]));
         if let Err(e) = made {
             // Half a namespace would be taken for a whole one next time.
@@ -78,21 +82,25 @@ pub fn attach(instance_id: &str, nic: &Nic) -> Result<String, HostError> {
 }
 
 /// Removes the tap of `instance_id` from namespace `ns`, and the namespace
-/// once no VM of the network is left on this host. Callers serialize calls
-/// with [`attach`].
-pub fn detach(instance_id: &str, ns: &str) {
+/// once no VM of the network is left on this host (then true). Callers
+/// serialize calls with [`attach`].
+pub fn detach(instance_id: &str, ns: &str) -> bool {
     if let Err(e) = ip(&["-n", ns, "link", "del", &tap(instance_id)]) {
         tracing::warn!(instance_id, error = %e, "tap not removed");
     }
     let taps = Command::new("ip")
         .args(["-n", ns, "-o", "link", "show", "type", "tun"])
         .output();
-    if let Ok(out) = taps
-        && out.status.success()
-        && out.stdout.is_empty()
-        && let Err(e) = ip(&["netns", "delete", ns])
-    {
-        tracing::warn!(ns, error = %e, "network namespace not removed");
+    let last = taps.is_ok_and(|out| out.status.success() && out.stdout.is_empty());
+    if !last {
+        return false;
+    }
+    match ip(&["netns", "delete", ns]) {
+        Ok(()) => true,
+        Err(e) => {
+            tracing::warn!(ns, error = %e, "network namespace not removed");
+            false
+        }
     }
 }
 

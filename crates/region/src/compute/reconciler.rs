@@ -265,6 +265,8 @@ impl Reconciler {
         let spec = match looked_up {
             Ok(Some((image, nic))) => VmSpec {
                 instance_id: row.id.clone(),
+                instance_type: row.instance_type.clone(),
+                region: self.state.config.region.clone(),
                 vcpus: row.vcpus as u32,
                 memory_mib: row.memory_mib as u32,
                 image: image.spec,

@@ -1,0 +1,236 @@
+//! The instance metadata service, in the EC2 format that cloud-init and other
+//! tools read, at 169.254.169.254 inside each network's namespace. It answers a
+//! VM only about itself: the namespace is the network, and within it the caller
+//! is the VM that holds the request's source address. (Binding each tap to its
+//! VM's address, so that a guest cannot borrow a neighbour's, comes with the
+//! security groups.)
+//!
+//! IMDSv2 is supported: `PUT /latest/api/token` hands out a session token for
+//! the calling VM, and a request that carries a token must carry a valid one.
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::net::{IpAddr, SocketAddr};
+use std::os::fd::AsFd;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use serde::{Deserialize, Serialize};
+
+use super::command::VmFiles;
+
+pub const ADDRESS: &str = "169.254.169.254";
+const TOKEN_HEADER: &str = "x-aws-ec2-metadata-token";
+const TTL_HEADER: &str = "x-aws-ec2-metadata-token-ttl-seconds";
+const MAX_TTL: u64 = 6 * 3600;
+
+/// What a VM may learn of itself. Written beside the VM at launch, so that an
+/// agent that restarts serves the VMs it re-adopts.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Document {
+    pub instance_id: String,
+    pub instance_type: String,
+    pub hostname: String,
+    pub local_ipv4: String,
+    pub mac: String,
+    pub region: String,
+    pub public_keys: Vec<String>,
+    pub user_data: Option<String>,
+}
+
+/// Binds the service's socket inside namespace `ns`. Entering a namespace
+/// changes only the calling thread's, so it is done on a thread of its own.
+pub fn bind(ns: &str) -> std::io::Result<std::net::TcpListener> {
+    let path = Path::new("/run/netns").join(ns);
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            let netns = std::fs::File::open(&path)?;
+            rustix::thread::move_into_link_name_space(
+                netns.as_fd(),
+                Some(rustix::thread::LinkNameSpaceType::Network),
+            )?;
+            let listener = std::net::TcpListener::bind((ADDRESS, 80))?;
+            listener.set_nonblocking(true)?;
+            Ok(listener)
+        })
+        .join()
+        .unwrap_or_else(|_| Err(std::io::Error::other("the binding thread panicked")))
+    })
+}
+
+/// Session tokens handed out, with the VM address they belong to.
+type Tokens = Arc<Mutex<HashMap<String, (IpAddr, Instant)>>>;
+
+/// Serves the network of namespace `ns` until aborted.
+pub async fn serve(listener: std::net::TcpListener, ns: String, state_dir: PathBuf) {
+    let listener = match tokio::net::TcpListener::from_std(listener) {
+        Ok(l) => l,
+        Err(e) => {
+            tracing::warn!(ns, error = %e, "no metadata service");
+            return;
+        }
+    };
+    let tokens: Tokens = Arc::default();
+    loop {
+        let Ok((socket, peer)) = listener.accept().await else {
+            continue;
+        };
+        let (ns, state_dir, tokens) = (ns.clone(), state_dir.clone(), tokens.clone());
+        let service = service_fn(move |req: Request<Incoming>| {
+            let answer = answer(&req, peer, &ns, &state_dir, &tokens);
+            async move { Ok::<_, Infallible>(answer) }
+        });
+        tokio::spawn(async move {
+            let _ = hyper::server::conn::http1::Builder::new()
+                .serve_connection(TokioIo::new(socket), service)
+                .await;
+        });
+    }
+}
+
+/// The VM of network namespace `ns` that holds address `ip`.
+fn document_of(state_dir: &Path, ns: &str, ip: IpAddr) -> Option<Document> {
+    let ip = ip.to_string();
+    std::fs::read_dir(state_dir).ok()?.flatten().find_map(|e| {
+        let files = VmFiles { dir: e.path() };
+        let in_ns = std::fs::read_to_string(files.netns()).ok()?;
+        if in_ns.trim() != ns {
+            return None;
+        }
+        let doc: Document = serde_json::from_slice(&std::fs::read(files.metadata()).ok()?).ok()?;
+        (doc.local_ipv4 == ip).then_some(doc)
+    })
+}
+
+fn text(status: StatusCode, body: impl Into<String>) -> Response<String> {
+    let mut r = Response::new(body.into());
+    *r.status_mut() = status;
+    r
+}
+
+fn answer(
+    req: &Request<Incoming>,
+    peer: SocketAddr,
+    ns: &str,
+    state_dir: &Path,
+    tokens: &Tokens,
+) -> Response<String> {
+    let Some(doc) = document_of(state_dir, ns, peer.ip()) else {
+        return text(StatusCode::FORBIDDEN, "unknown caller\n");
+    };
+    let header = |name: &str| req.headers().get(name).and_then(|v| v.to_str().ok());
+    let path = req.uri().path();
+    if req.method() == Method::PUT && path == "/latest/api/token" {
+        let ttl = header(TTL_HEADER).and_then(|t| t.parse::<u64>().ok());
+        let Some(ttl) = ttl.filter(|t| (1..=MAX_TTL).contains(t)) else {
+            return text(
+                StatusCode::BAD_REQUEST,
+                format!("{TTL_HEADER}: 1 to {MAX_TTL}\n"),
+            );
+        };
+        let token = format!("{:016x}{:016x}", rand_u64(), rand_u64());
+        let mut tokens = tokens.lock().unwrap_or_else(|e| e.into_inner());
+        tokens.retain(|_, (_, until)| *until > Instant::now());
+        let until = Instant::now() + Duration::from_secs(ttl);
+        tokens.insert(token.clone(), (peer.ip(), until));
+        return text(StatusCode::OK, token);
+    }
+    if req.method() != Method::GET && req.method() != Method::HEAD {
+        return text(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "GET, HEAD or PUT /latest/api/token\n",
+        );
+    }
+    if let Some(token) = header(TOKEN_HEADER) {
+        let tokens = tokens.lock().unwrap_or_else(|e| e.into_inner());
+        let valid = tokens
+            .get(token)
+            .is_some_and(|(ip, until)| *ip == peer.ip() && *until > Instant::now());
+        if !valid {
+            return text(StatusCode::UNAUTHORIZED, "invalid or expired token\n");
+        }
+    }
+    match lookup(&doc, path) {
+        Some(body) => text(StatusCode::OK, body),
+        None => text(StatusCode::NOT_FOUND, "not found\n"),
+    }
+}
+
+fn rand_u64() -> u64 {
+    let mut bytes = [0u8; 8];
+    let _ = rustix::rand::getrandom(&mut bytes, rustix::rand::GetRandomFlags::empty());
+    u64::from_le_bytes(bytes)
+}
+
+/// The EC2 metadata tree of one VM.
+fn lookup(doc: &Document, path: &str) -> Option<String> {
+    let keys = if doc.public_keys.is_empty() {
+        ""
+    } else {
+        "public-keys/\n"
+    };
+    let value = match path.trim_end_matches('/') {
+        "/latest" => "dynamic\nmeta-data\nuser-data".to_string(),
+        "/latest/user-data" => doc.user_data.clone()?,
+        "/latest/meta-data" => format!(
+            "hostname\ninstance-id\ninstance-type\nlocal-hostname\nlocal-ipv4\nmac\n\
+             placement/\n{keys}"
+        )
+        .trim_end()
+        .to_string(),
+        "/latest/meta-data/instance-id" => doc.instance_id.clone(),
+        "/latest/meta-data/instance-type" => doc.instance_type.clone(),
+        "/latest/meta-data/hostname" | "/latest/meta-data/local-hostname" => doc.hostname.clone(),
+        "/latest/meta-data/local-ipv4" => doc.local_ipv4.clone(),
+        "/latest/meta-data/mac" => doc.mac.clone(),
+        "/latest/meta-data/placement" => "availability-zone\nregion".into(),
+        "/latest/meta-data/placement/region" => doc.region.clone(),
+        "/latest/meta-data/placement/availability-zone" => format!("{}a", doc.region),
+        "/latest/meta-data/public-keys" if !doc.public_keys.is_empty() => "0=nubo".into(),
+        "/latest/meta-data/public-keys/0" if !doc.public_keys.is_empty() => "openssh-key".into(),
+        "/latest/meta-data/public-keys/0/openssh-key" if !doc.public_keys.is_empty() => {
+            doc.public_keys.join("\n")
+        }
+        _ => return None,
+    };
+    Some(value)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_tree_answers_in_the_ec2_format() {
+        let doc = Document {
+            instance_id: "i-1".into(),
+            instance_type: "n1.nano".into(),
+            hostname: "i-1".into(),
+            local_ipv4: "10.0.0.4".into(),
+            mac: "02:00:00:00:00:01".into(),
+            region: "local-1".into(),
+            public_keys: vec!["ssh-ed25519 AAAA k".into()],
+            user_data: None,
+        };
+        assert_eq!(
+            lookup(&doc, "/latest/meta-data/instance-id").unwrap(),
+            "i-1"
+        );
+        assert_eq!(
+            lookup(&doc, "/latest/meta-data/public-keys/0/openssh-key").unwrap(),
+            "ssh-ed25519 AAAA k"
+        );
+        assert!(
+            lookup(&doc, "/latest/meta-data/")
+                .unwrap()
+                .contains("local-ipv4\n")
+        );
+        assert_eq!(lookup(&doc, "/latest/user-data"), None, "none given: 404");
+        assert_eq!(lookup(&doc, "/latest/meta-data/iam"), None);
+    }
+}
