@@ -12,6 +12,7 @@ const TEST_PACKAGES: &[&str] = &[
     "qemu-system-x86",
     "qemu-utils",
     "iproute2",
+    "nftables",
 ];
 
 /// Where tests find the PostgreSQL they run against.

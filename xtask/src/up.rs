@@ -16,6 +16,7 @@ const UP_PACKAGES: &[&str] = &[
     "qemu-system-x86",
     "qemu-utils",
     "iproute2",
+    "nftables",
 ];
 
 /// nubod's own default.

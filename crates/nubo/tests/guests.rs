@@ -432,6 +432,17 @@ echo "imds-forged $(wget -qO- --header 'X-aws-ec2-metadata-token: forged' $m/met
 echo imds-done
 "#;
 
+/// Takes the address 10.20.0.4 (another instance's), tells the network so
+/// (gratuitous ARP), and asks the metadata service who it is.
+const SPOOF_SCRIPT: &str = r#"
+ip addr flush dev eth0
+ip addr add 10.20.0.4/24 dev eth0
+ip route add default via 10.20.0.1
+arping -U -c 2 -I eth0 10.20.0.4 >/dev/null 2>&1
+echo "spoofed: $(timeout 10 wget -qO- http://169.254.169.254/latest/meta-data/instance-id || echo nothing)"
+echo spoof-done
+"#;
+
 /// A user-data script that pings each address and says which answered.
 fn pinger(targets: &[&str]) -> String {
     let mut script = "#!/bin/sh\n".to_string();
@@ -474,7 +485,8 @@ fn instances_of_a_network_reach_each_other_and_no_one_else() {
     }
 
     let mut peer = base.clone();
-    peer["user_data"] = json!(pinger(&["10.20.0.4", "10.20.0.1"]));
+    // Then it takes the first instance's address and asks the metadata service.
+    peer["user_data"] = json!(pinger(&["10.20.0.4", "10.20.0.1"]) + SPOOF_SCRIPT);
     let peer = launch(&r, &owner, peer)[0].clone();
     // Another account's instance, on its own default network, tries the same address.
     let stranger = r.signup("net-stranger@example.com");
@@ -485,7 +497,7 @@ fn instances_of_a_network_reach_each_other_and_no_one_else() {
     let outsiders_network = shown["network_id"].as_str().unwrap().to_string();
 
     wait_until("both pingers to finish", Duration::from_secs(120), || {
-        console(&r, &owner, &peer).contains("pings-done")
+        console(&r, &owner, &peer).contains("spoof-done")
             && console(&r, &stranger, &outsider).contains("pings-done")
     });
     let (seen_by_peer, seen_by_outsider) = (
@@ -494,6 +506,10 @@ fn instances_of_a_network_reach_each_other_and_no_one_else() {
     );
     assert!(seen_by_peer.contains("reached 10.20.0.4"), "{seen_by_peer}");
     assert!(seen_by_peer.contains("reached 10.20.0.1"), "{seen_by_peer}");
+    assert!(
+        seen_by_peer.contains("spoofed: nothing"),
+        "a borrowed address must not be answered: {seen_by_peer}"
+    );
     // Its own network works, so the miss is isolation, not a dead interface.
     assert!(
         seen_by_outsider.contains("reached 172.31.0.1"),

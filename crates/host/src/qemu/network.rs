@@ -5,14 +5,34 @@
 //! bridge and no namespace, and nothing of a guest network is addressed or
 //! routed in the host's own namespace.
 //!
-//! The namespaces and links are made with iproute2, the operators' own tool,
-//! so that what nubo does can be read back with `ip -n nubo-… link`.
+//! A VM may send only from its own MAC and address: nftables in the namespace
+//! drops any other source on its tap, so that no guest can pass for another
+//! (to its neighbours, or to the metadata service, which tells callers apart by
+//! address).
+//!
+//! The namespaces, links and rules are made with iproute2 and nft, the
+//! operators' own tools, so that what nubo does reads back with
+//! `ip -n nubo-… link` and `ip netns exec nubo-… nft list ruleset`.
 
 use std::process::Command;
 
 use crate::{HostError, Nic};
 
 const BRIDGE: &str = "br0";
+
+/// Each tap's MAC and address are elements of these sets.
+const ANTI_SPOOFING: &str = "
+table bridge nubo {
+    set macs { type ifname . ether_addr; }
+    set ips { type ifname . ipv4_addr; }
+    chain spoofing {
+        type filter hook prerouting priority 0; policy accept;
+        iifname \"tap*\" iifname . ether saddr != @macs drop
+        iifname \"tap*\" ether type ip iifname . ip saddr != @ips drop
+        iifname \"tap*\" ether type arp iifname . arp saddr ip != @ips drop
+    }
+}
+";
 
 /// The namespace of a network.
 pub fn namespace(network_id: &str) -> String {
@@ -30,20 +50,37 @@ pub fn tap(instance_id: &str) -> String {
     format!("tap{}", tail.chars().rev().collect::<String>())
 }
 
-fn ip(args: &[&str]) -> Result<(), HostError> {
-    let out = Command::new("ip")
+fn run(program: &str, args: &[&str], input: Option<&str>) -> Result<(), HostError> {
+    use std::io::Write;
+    let failed =
+        |e: &dyn std::fmt::Display| HostError::Agent(format!("{program} {}: {e}", args.join(" ")));
+    let mut child = Command::new(program)
         .args(args)
-        .output()
-        .map_err(|e| HostError::Agent(format!("ip {}: {e}", args.join(" "))))?;
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .map_err(|e| failed(&e))?;
+    if let Some(mut stdin) = child.stdin.take() {
+        stdin
+            .write_all(input.unwrap_or_default().as_bytes())
+            .map_err(|e| failed(&e))?;
+    }
+    let out = child.wait_with_output().map_err(|e| failed(&e))?;
     if out.status.success() {
         Ok(())
     } else {
-        Err(HostError::Agent(format!(
-            "ip {}: {}",
-            args.join(" "),
-            String::from_utf8_lossy(&out.stderr).trim()
-        )))
+        Err(failed(&String::from_utf8_lossy(&out.stderr).trim()))
     }
+}
+
+fn ip(args: &[&str]) -> Result<(), HostError> {
+    run("ip", args, None)
+}
+
+/// `nft` inside namespace `ns`, reading `script`.
+fn nft(ns: &str, script: &str) -> Result<(), HostError> {
+    run("ip", &["netns", "exec", ns, "nft", "-f", "-"], Some(script))
 }
 
 fn exists(ns: &str) -> bool {
@@ -66,7 +103,8 @@ pub fn attach(instance_id: &str, nic: &Nic) -> Result<String, HostError> {
                 let metadata = format!("{}/32", super::metadata::ADDRESS);
                 ip(&["-n", &ns, "addr", "add", &metadata, "dev", BRIDGE])
             })
-            .and_then(|()| ip(&["-n", &ns, "link", "set", BRIDGE, "up"]));
+            .and_then(|()| ip(&["-n", &ns, "link", "set", BRIDGE, "up"]))
+            .and_then(|()| nft(&ns, ANTI_SPOOFING));
         if let Err(e) = made {
             // Half a namespace would be taken for a whole one next time.
             let _ = ip(&["netns", "delete", &ns]);
@@ -74,9 +112,18 @@ pub fn attach(instance_id: &str, nic: &Nic) -> Result<String, HostError> {
         }
     }
     let tap = tap(instance_id);
-    // A tap left by a crash before the VM started is reused.
+    // A tap left by a crash before the VM started is made anew.
     let _ = ip(&["-n", &ns, "link", "del", &tap]);
     ip(&["-n", &ns, "tuntap", "add", "dev", &tap, "mode", "tap"])?;
+    let address = nic.address.split('/').next().unwrap_or_default();
+    nft(
+        &ns,
+        &format!(
+            "add element bridge nubo macs {{ \"{tap}\" . {} }}\n\
+             add element bridge nubo ips {{ \"{tap}\" . {address} }}\n",
+            nic.mac
+        ),
+    )?;
     ip(&["-n", &ns, "link", "set", &tap, "master", BRIDGE, "up"])?;
     Ok(ns)
 }

@@ -338,6 +338,19 @@ impl Region {
                 let _ = Command::new("kill").args(["-KILL", pid]).status();
             }
         }
+        // And the network namespaces their taps were in (a failed test's VMs
+        // are not destroyed by nubod, which would remove them).
+        let Ok(vms) = std::fs::read_dir(self.dir.join("data/vms")) else {
+            return;
+        };
+        for vm in vms.flatten() {
+            if let Ok(ns) = std::fs::read_to_string(vm.path().join("netns")) {
+                let _ = Command::new("ip")
+                    .args(["netns", "delete", ns.trim()])
+                    .stderr(std::process::Stdio::null())
+                    .status();
+            }
+        }
     }
 }
 
