@@ -272,3 +272,22 @@ pub struct ImageFile {
     /// Hex SHA-256 of what was received.
     pub sha256: String,
 }
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PublishRequest {
+    /// The instance's TCP port, 1 to 65535.
+    pub port: u16,
+}
+
+/// A TCP port of an instance, reachable on its host's address until the
+/// instance is terminated.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct PublishedPort {
+    pub instance_id: String,
+    pub port: u16,
+    /// `host:port` to connect to.
+    pub address: String,
+    /// RFC 3339.
+    pub created_at: String,
+}

@@ -277,6 +277,17 @@ pub enum InstanceCommand {
     Console {
         instance_id: String,
     },
+    /// Reach a TCP port of a running instance on its host's address; prints
+    /// host:port.
+    Publish {
+        instance_id: String,
+        #[arg(long)]
+        port: u16,
+    },
+    /// List the instance's published ports.
+    Ports {
+        instance_id: String,
+    },
 }
 
 #[derive(Debug, Args)]

@@ -95,6 +95,9 @@ pub enum HostError {
     BadImage(String),
     #[error("host agent: {0}")]
     Agent(String),
+    /// The host cannot do this at all (not a transient failure).
+    #[error("{0}")]
+    Unsupported(String),
 }
 
 /// The interface between the region and a host.
@@ -132,6 +135,15 @@ pub trait HostAgent: Send + Sync {
         instance_id: &'a str,
         max: usize,
     ) -> BoxFuture<'a, Result<Option<Vec<u8>>, HostError>>;
+
+    /// Forwards TCP connections to a port of the host's address to `port` of
+    /// the VM, and returns that address. The same VM port keeps its host port;
+    /// the forwarding ends with the VM.
+    fn publish<'a>(
+        &'a self,
+        instance_id: &'a str,
+        port: u16,
+    ) -> BoxFuture<'a, Result<std::net::SocketAddr, HostError>>;
 
     /// Every VM the host has.
     fn list(&self) -> BoxFuture<'_, Result<Vec<VmStatus>, HostError>>;

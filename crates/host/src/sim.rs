@@ -223,6 +223,18 @@ impl HostAgent for SimHost {
         })
     }
 
+    fn publish<'a>(
+        &'a self,
+        _instance_id: &'a str,
+        _port: u16,
+    ) -> BoxFuture<'a, Result<std::net::SocketAddr, HostError>> {
+        Box::pin(async {
+            Err(HostError::Unsupported(
+                "simulated hosts carry no traffic to publish".into(),
+            ))
+        })
+    }
+
     fn list(&self) -> BoxFuture<'_, Result<Vec<VmStatus>, HostError>> {
         Box::pin(async move {
             Ok(self

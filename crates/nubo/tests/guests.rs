@@ -236,11 +236,21 @@ fn a_killed_nubod_comes_back_to_its_vms_and_leaks_nothing() {
     let first = launch(
         &r,
         &c,
-        json!({"image": "nubo-micro", "instance_type": "n1.nano", "count": 3}),
+        json!({"image": "nubo-micro", "instance_type": "n1.nano", "count": 3,
+               "user_data": GREETER}),
     );
     for id in &first {
         r.wait_state_within(&c, id, "running", Duration::from_secs(120));
     }
+    let ask = json!({"port": 7000}).to_string();
+    let (status, published) = r.signed(
+        &c,
+        "POST",
+        &format!("/v1/instances/{}/ports", first[0]),
+        Some(&ask),
+    );
+    assert_eq!(status, 201, "{published}");
+    let address = published["address"].as_str().unwrap().to_string();
     let running_pids: Vec<u32> = vm_processes(&r).into_iter().map(|(pid, _)| pid).collect();
     // More launches, and nubod dies while they are under way.
     let second = launch(
@@ -269,6 +279,11 @@ fn a_killed_nubod_comes_back_to_its_vms_and_leaks_nothing() {
         .filter(|(_, id)| first.contains(id) || second.contains(id))
         .count();
     assert_eq!(owned, 6, "one VM per instance, no duplicate: {after:?}");
+    assert_eq!(
+        greeting(&address),
+        format!("hello from {}", first[0]),
+        "a published port comes back with its host agent"
+    );
     wait_until("the orphan's removal", Duration::from_secs(30), || {
         !r.dir.join("data/vms/i-00000000000000aa").exists()
             && !vm_processes(&r).iter().any(|(pid, _)| *pid == orphan)
@@ -547,4 +562,69 @@ fn instances_of_a_network_reach_each_other_and_no_one_else() {
             "{network} is left: {netns}"
         );
     }
+}
+
+/// A guest that greets whoever connects to its port 7000.
+const GREETER: &str =
+    "#!/bin/sh\nwhile true; do echo \"hello from $(hostname)\" | nc -l -p 7000; done\n";
+
+/// What a guest's greeter says at `address`, waiting for it to listen.
+fn greeting(address: &str) -> String {
+    use std::io::Read;
+    let hear = || -> Option<String> {
+        let mut s = std::net::TcpStream::connect(address).ok()?;
+        s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+        let mut text = String::new();
+        s.read_to_string(&mut text).ok()?;
+        Some(text.trim().to_string()).filter(|t| !t.is_empty())
+    };
+    let mut heard = None;
+    wait_until("the guest's greeting", Duration::from_secs(60), || {
+        heard = hear();
+        heard.is_some()
+    });
+    heard.unwrap_or_default()
+}
+
+#[test]
+fn a_published_port_reaches_the_guest_until_it_is_terminated() {
+    let r = Region::start_qemu(StoreKind::Sqlite, &[]);
+    let c = r.signup("publisher@example.com");
+    let body = json!({"image": "nubo-micro", "instance_type": "n1.nano", "user_data": GREETER});
+    let id = launch(&r, &c, body)[0].clone();
+    r.wait_state_within(&c, &id, "running", Duration::from_secs(120));
+    let ask = json!({"port": 7000}).to_string();
+    let (status, published) =
+        r.signed(&c, "POST", &format!("/v1/instances/{id}/ports"), Some(&ask));
+    assert_eq!(status, 201, "{published}");
+    let address = published["address"].as_str().unwrap().to_string();
+    assert!(address.starts_with("127.0.0.1:"), "{address}");
+    let (_, again) = r.signed(&c, "POST", &format!("/v1/instances/{id}/ports"), Some(&ask));
+    assert_eq!(
+        again["address"],
+        address.as_str(),
+        "publishing again answers the same"
+    );
+
+    assert_eq!(greeting(&address), format!("hello from {id}"));
+    let (_, listed) = r.signed(&c, "GET", &format!("/v1/instances/{id}/ports"), None);
+    assert_eq!(listed[0]["port"], 7000, "{listed}");
+
+    let zero = json!({"port": 0}).to_string();
+    let (status, _) = r.signed(
+        &c,
+        "POST",
+        &format!("/v1/instances/{id}/ports"),
+        Some(&zero),
+    );
+    assert_eq!(status, 400);
+
+    r.signed(&c, "DELETE", &format!("/v1/instances/{id}"), None);
+    r.wait_state_within(&c, &id, "terminated", Duration::from_secs(60));
+    assert!(
+        std::net::TcpStream::connect(&address).is_err(),
+        "the port closes with the instance"
+    );
+    let (_, listed) = r.signed(&c, "GET", &format!("/v1/instances/{id}/ports"), None);
+    assert_eq!(listed, json!([]), "and is no longer listed");
 }

@@ -66,6 +66,7 @@ fn body_for(op: &str, victim: &Creds) -> Option<String> {
         "image_register" => json!({"name": "walker-image"}),
         "bucket_create" => json!({"name": "walker-bucket"}),
         "network_create" => json!({"name": "walker-net", "cidr": "10.1.0.0/24"}),
+        "instance_publish" => json!({"port": 22}),
         _ => return None,
     };
     Some(body.to_string())

@@ -34,6 +34,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "networks",
         include_str!("../migrations/0005_networks.sql"),
     ),
+    (
+        6,
+        "published ports",
+        include_str!("../migrations/0006_published_ports.sql"),
+    ),
 ];
 
 /// How many migrations this build carries.

@@ -219,8 +219,78 @@ pub async fn allocate(c: &mut Conn, n: &NetworkRow, instance_id: &str) -> Result
     Ok(Some(Ipv4Addr::from(candidate as u32)))
 }
 
-/// Frees the address of an instance that is gone; a no-op if it held none.
+/// A port of an instance published on its host's address.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PublishedPort {
+    pub instance_id: String,
+    pub port: i64,
+    /// `host:port`, where the host accepts connections for it.
+    pub address: String,
+    pub created_at: i64,
+}
+
+/// Records a published port; publishing one again keeps the first record.
+pub async fn publish(c: &mut Conn, account_id: &str, p: &PublishedPort) -> Result<PublishedPort> {
+    let earlier = published(&mut *c, &p.instance_id)
+        .await?
+        .into_iter()
+        .find(|q| q.port == p.port);
+    if let Some(earlier) = earlier {
+        return Ok(earlier);
+    }
+    sqlx::query(
+        "INSERT INTO published_ports (instance_id, port, address, created_at) \
+         VALUES ($1, $2, $3, $4)",
+    )
+    .bind(&p.instance_id)
+    .bind(p.port)
+    .bind(&p.address)
+    .bind(p.created_at)
+    .execute(&mut *c)
+    .await?;
+    events::append(
+        c,
+        NewEvent {
+            at: p.created_at,
+            account_id: Some(account_id),
+            resource_type: "instance",
+            resource_id: &p.instance_id,
+            action: "port.published",
+            data: json!({ "port": p.port, "address": p.address }),
+        },
+    )
+    .await?;
+    Ok(p.clone())
+}
+
+/// The published ports of an instance, by port.
+pub async fn published(c: &mut Conn, instance_id: &str) -> Result<Vec<PublishedPort>> {
+    crate::fetch_all(
+        c,
+        sqlx::query(
+            "SELECT instance_id, port, address, created_at FROM published_ports \
+             WHERE instance_id = $1 ORDER BY port",
+        )
+        .bind(instance_id),
+        |r| {
+            Ok(PublishedPort {
+                instance_id: r.try_get("instance_id")?,
+                port: r.try_get("port")?,
+                address: r.try_get("address")?,
+                created_at: r.try_get("created_at")?,
+            })
+        },
+    )
+    .await
+}
+
+/// Frees the address (and the published ports) of an instance that is gone;
+/// a no-op if it held none.
 pub async fn release(c: &mut Conn, instance_id: &str) -> Result<()> {
+    sqlx::query("DELETE FROM published_ports WHERE instance_id = $1")
+        .bind(instance_id)
+        .execute(&mut *c)
+        .await?;
     sqlx::query("DELETE FROM network_addresses WHERE instance_id = $1")
         .bind(instance_id)
         .execute(c)

@@ -4,7 +4,8 @@ use std::time::{Duration, Instant};
 
 use nubo_api::compute::{
     DiskFormat, Image, ImageFile, ImagePart, Instance, InstanceConsole, InstanceState,
-    InstanceType, LaunchRequest, LaunchResponse, RegisterImageRequest,
+    InstanceType, LaunchRequest, LaunchResponse, PublishRequest, PublishedPort,
+    RegisterImageRequest,
 };
 
 use crate::args::{ImagesCommand, InstanceCommand, RegisterImageArgs, Transition, Wait};
@@ -194,6 +195,36 @@ pub async fn instances(ctx: &Context, cmd: InstanceCommand) -> Result<(), Client
                 .post_empty(&format!("/v1/instances/{instance_id}/reboot"))
                 .await?;
             print(ctx.output(), &i, HEADERS, vec![row(&i)])
+        }
+        InstanceCommand::Publish { instance_id, port } => {
+            let published: PublishedPort = client
+                .post(
+                    &format!("/v1/instances/{instance_id}/ports"),
+                    &PublishRequest { port },
+                )
+                .await?;
+            match ctx.output() {
+                crate::args::Output::Json => print(ctx.output(), &published, &[], vec![]),
+                crate::args::Output::Table => {
+                    println!("{}", published.address);
+                    Ok(())
+                }
+            }
+        }
+        InstanceCommand::Ports { instance_id } => {
+            let ports: Vec<PublishedPort> = client
+                .get(&format!("/v1/instances/{instance_id}/ports"))
+                .await?;
+            let rows = ports
+                .iter()
+                .map(|p| vec![p.port.to_string(), p.address.clone(), p.created_at.clone()])
+                .collect();
+            print(
+                ctx.output(),
+                &ports,
+                &["port", "address", "published"],
+                rows,
+            )
         }
         InstanceCommand::Console { instance_id } => {
             let console: InstanceConsole = client

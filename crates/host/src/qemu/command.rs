@@ -86,6 +86,10 @@ impl VmFiles {
     pub fn marker(&self) -> PathBuf {
         self.dir.join("ready-marker")
     }
+    /// The VM's published ports.
+    pub fn published(&self) -> PathBuf {
+        self.dir.join("published.json")
+    }
     /// What the metadata service tells the VM of itself.
     pub fn metadata(&self) -> PathBuf {
         self.dir.join("metadata.json")

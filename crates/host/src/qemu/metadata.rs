@@ -11,7 +11,6 @@
 use std::collections::HashMap;
 use std::convert::Infallible;
 use std::net::{IpAddr, SocketAddr};
-use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -43,23 +42,12 @@ pub struct Document {
     pub user_data: Option<String>,
 }
 
-/// Binds the service's socket inside namespace `ns`. Entering a namespace
-/// changes only the calling thread's, so it is done on a thread of its own.
+/// Binds the service's socket inside namespace `ns`.
 pub fn bind(ns: &str) -> std::io::Result<std::net::TcpListener> {
-    let path = Path::new("/run/netns").join(ns);
-    std::thread::scope(|s| {
-        s.spawn(|| {
-            let netns = std::fs::File::open(&path)?;
-            rustix::thread::move_into_link_name_space(
-                netns.as_fd(),
-                Some(rustix::thread::LinkNameSpaceType::Network),
-            )?;
-            let listener = std::net::TcpListener::bind((ADDRESS, 80))?;
-            listener.set_nonblocking(true)?;
-            Ok(listener)
-        })
-        .join()
-        .unwrap_or_else(|_| Err(std::io::Error::other("the binding thread panicked")))
+    super::network::in_namespace(ns, || {
+        let listener = std::net::TcpListener::bind((ADDRESS, 80))?;
+        listener.set_nonblocking(true)?;
+        Ok(listener)
     })
 }
 

@@ -13,8 +13,10 @@ pub mod command;
 mod console;
 mod metadata;
 pub mod network;
+mod publish;
 
 use std::collections::HashMap;
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -58,6 +60,8 @@ pub struct QemuConfig {
     /// Host memory kept back from guests, in MiB.
     pub memory_reserve_mib: u64,
     pub disk_gib: u64,
+    /// The host address published VM ports are reached on.
+    pub publish_address: std::net::IpAddr,
 }
 
 impl QemuConfig {
@@ -71,6 +75,7 @@ impl QemuConfig {
             vcpu_overcommit: 16,
             memory_reserve_mib: 1024,
             disk_gib: 100,
+            publish_address: std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST),
         }
     }
 }
@@ -105,6 +110,8 @@ struct Inner {
     networks: tokio::sync::Mutex<()>,
     /// The metadata service of each network namespace here.
     metadata: Mutex<HashMap<String, AbortHandle>>,
+    /// The relays of published ports, by VM.
+    published: Mutex<HashMap<String, Vec<(publish::Port, AbortHandle)>>>,
 }
 
 pub struct QemuHost {
@@ -141,6 +148,7 @@ impl QemuHost {
                 tsc_khz: accel::tsc_khz(),
                 networks: tokio::sync::Mutex::new(()),
                 metadata: Mutex::default(),
+                published: Mutex::default(),
                 cgroups,
                 capacity,
                 vms: Mutex::default(),
@@ -238,6 +246,25 @@ impl QemuHost {
                             watcher: None,
                         },
                     );
+                }
+            }
+        }
+        // The running VMs' published ports come back on the same host ports.
+        let running: Vec<(String, PathBuf)> = self
+            .inner
+            .vms()
+            .iter()
+            .filter(|(_, vm)| vm.pid.is_some())
+            .map(|(id, vm)| (id.clone(), vm.files.published()))
+            .collect();
+        for (id, path) in running {
+            let ports: Vec<publish::Port> = std::fs::read(&path)
+                .ok()
+                .and_then(|b| serde_json::from_slice(&b).ok())
+                .unwrap_or_default();
+            for p in ports {
+                if let Err(e) = self.inner.publish(&id, p.guest, p.host.port()).await {
+                    tracing::warn!(instance_id = id, error = %e, "published port lost");
                 }
             }
         }
@@ -609,9 +636,63 @@ impl Inner {
         Ok(())
     }
 
-    /// Removes what a VM that is gone left: its tap (and its network's
-    /// namespace, when it was the last VM of the network here), then its folder.
+    /// Relays `port` of the host's address to the VM's `guest` port (`port` 0:
+    /// any free one), and remembers it beside the VM.
+    async fn publish(&self, id: &str, guest: u16, port: u16) -> Result<SocketAddr, HostError> {
+        let refused =
+            |why: String| HostError::Agent(format!("publishing port {guest} of {id}: {why}"));
+        if let Some(known) = self.published.lock().unwrap().get(id)
+            && let Some((p, _)) = known.iter().find(|(p, _)| p.guest == guest)
+        {
+            return Ok(p.host);
+        }
+        let files = VmFiles {
+            dir: self.config.state_dir.join(id),
+        };
+        let ns = std::fs::read_to_string(files.netns())
+            .map_err(|_| refused("the instance has no network here".into()))?;
+        let document: metadata::Document = std::fs::read(files.metadata())
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .ok_or_else(|| refused("the instance's address is unknown here".into()))?;
+        let address: std::net::IpAddr = document
+            .local_ipv4
+            .parse()
+            .map_err(|_| refused(format!("bad address {:?}", document.local_ipv4)))?;
+        let listener = tokio::net::TcpListener::bind((self.config.publish_address, port))
+            .await
+            .map_err(|e| refused(e.to_string()))?;
+        let host = listener.local_addr().map_err(|e| refused(e.to_string()))?;
+        let relay = tokio::spawn(publish::relay(
+            listener,
+            ns.trim().to_string(),
+            SocketAddr::new(address, guest),
+        ));
+        let entry = (publish::Port { guest, host }, relay.abort_handle());
+        let ports: Vec<publish::Port> = {
+            let mut published = self.published.lock().unwrap();
+            let list = published.entry(id.to_string()).or_default();
+            list.push(entry);
+            list.iter().map(|(p, _)| *p).collect()
+        };
+        let json = serde_json::to_vec(&ports).map_err(|e| refused(e.to_string()))?;
+        std::fs::write(files.published(), json).map_err(|e| refused(e.to_string()))?;
+        Ok(host)
+    }
+
+    /// Removes what a VM that is gone left: its published ports, its tap (and
+    /// its network's namespace, when it was the last VM of the network here),
+    /// then its folder.
     async fn remove_files(&self, id: &str, files: VmFiles) {
+        for (_, relay) in self
+            .published
+            .lock()
+            .unwrap()
+            .remove(id)
+            .unwrap_or_default()
+        {
+            relay.abort();
+        }
         if let Ok(ns) = std::fs::read_to_string(files.netns()) {
             let (id, ns) = (id.to_string(), ns.trim().to_string());
             let _turn = self.networks.lock().await;
@@ -812,6 +893,23 @@ impl HostAgent for QemuHost {
                 .get(instance_id)
                 .map(|vm| vm.files.console());
             Ok(path.map(|p| crate::tail_of_file(&p, max).unwrap_or_default()))
+        })
+    }
+
+    fn publish<'a>(
+        &'a self,
+        instance_id: &'a str,
+        port: u16,
+    ) -> BoxFuture<'a, Result<SocketAddr, HostError>> {
+        Box::pin(async move {
+            let running = matches!(
+                self.inner.vms().get(instance_id).map(|vm| &vm.state),
+                Some(VmState::Running | VmState::Booting)
+            );
+            if !running {
+                return Err(HostError::Agent(format!("{instance_id} does not run here")));
+            }
+            self.inner.publish(instance_id, port, 0).await
         })
     }
 

@@ -83,6 +83,28 @@ fn nft(ns: &str, script: &str) -> Result<(), HostError> {
     run("ip", &["netns", "exec", ns, "nft", "-f", "-"], Some(script))
 }
 
+/// Runs `f` on a thread that has entered namespace `ns`: sockets it makes
+/// live there. (Entering a namespace changes only the calling thread's.)
+pub fn in_namespace<T: Send>(
+    ns: &str,
+    f: impl FnOnce() -> std::io::Result<T> + Send,
+) -> std::io::Result<T> {
+    use std::os::fd::AsFd;
+    let path = std::path::Path::new("/run/netns").join(ns);
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            let netns = std::fs::File::open(&path)?;
+            rustix::thread::move_into_link_name_space(
+                netns.as_fd(),
+                Some(rustix::thread::LinkNameSpaceType::Network),
+            )?;
+            f()
+        })
+        .join()
+        .unwrap_or_else(|_| Err(std::io::Error::other("a namespace thread panicked")))
+    })
+}
+
 fn exists(ns: &str) -> bool {
     std::path::Path::new("/run/netns").join(ns).exists()
 }

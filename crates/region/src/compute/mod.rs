@@ -6,6 +6,7 @@ pub mod instances;
 pub mod key_pairs;
 pub mod launch;
 pub mod lifecycle;
+pub mod ports;
 pub mod reconciler;
 pub mod scheduler;
 
@@ -20,4 +21,5 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .merge(launch::routes())
         .merge(instances::routes())
         .merge(key_pairs::routes())
+        .merge(ports::routes())
 }
