@@ -126,6 +126,7 @@ fn bare_boot(image: &ImageSpec, accel: Accel) -> Result<Duration, String> {
         hostname: id.clone(),
         ssh_public_keys: Vec::new(),
         nic: None,
+        metadata_tokens_required: false,
     };
     let defaults = QemuConfig::new(String::new(), dir.clone());
     let launch = Launch {
@@ -192,6 +193,7 @@ fn launch_request(count: u32) -> LaunchRequest {
         client_token: None,
         key_name: None,
         network: None,
+        metadata_tokens: None,
     }
 }
 

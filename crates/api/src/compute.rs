@@ -110,6 +110,9 @@ pub struct Instance {
     pub network_id: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub private_ip: Option<String>,
+    /// Whether the metadata service demands IMDSv2 session tokens.
+    #[serde(default)]
+    pub metadata_tokens: MetadataTokens,
     /// RFC 3339.
     pub launched_at: String,
     /// RFC 3339, last state change.
@@ -140,6 +143,19 @@ pub struct LaunchRequest {
     /// Id or name of the network to join; the account's `default` one if absent.
     #[serde(default)]
     pub network: Option<String>,
+    /// `required`: the metadata service answers only IMDSv2 requests (with a
+    /// session token); `optional` (default) answers both.
+    #[serde(default)]
+    pub metadata_tokens: Option<MetadataTokens>,
+}
+
+/// Whether an instance's metadata service demands session tokens (IMDSv2).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum MetadataTokens {
+    #[default]
+    Optional,
+    Required,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]

@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use nubo_api::compute::InstanceState;
+use nubo_api::compute::{InstanceState, MetadataTokens};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -314,6 +314,9 @@ pub struct LaunchArgs {
     /// Network (id or name) to join; the account's default network if absent.
     #[arg(long)]
     pub network: Option<String>,
+    /// `required`: the guest's metadata service answers only IMDSv2 requests.
+    #[arg(long, value_parser = parse_tokens)]
+    pub metadata_tokens: Option<MetadataTokens>,
     #[command(flatten)]
     pub wait: Wait,
 }
@@ -348,6 +351,14 @@ pub enum AdminHostsCommand {
         #[arg(long, env = "NUBO_OPERATOR_TOKEN", hide_env_values = true)]
         operator_token: String,
     },
+}
+
+fn parse_tokens(s: &str) -> Result<MetadataTokens, String> {
+    match s {
+        "optional" => Ok(MetadataTokens::Optional),
+        "required" => Ok(MetadataTokens::Required),
+        _ => Err("optional or required".into()),
+    }
 }
 
 fn parse_state(s: &str) -> Result<InstanceState, String> {

@@ -52,6 +52,8 @@ pub struct VmSpec {
     pub ssh_public_keys: Vec<String>,
     /// Its interface on a tenant network, if it has one.
     pub nic: Option<Nic>,
+    /// Its metadata service answers only requests with an IMDSv2 token.
+    pub metadata_tokens_required: bool,
 }
 
 /// A VM's interface on a tenant network.

@@ -284,6 +284,7 @@ mod tests {
             hostname: id.into(),
             ssh_public_keys: Vec::new(),
             nic: None,
+            metadata_tokens_required: false,
         }
     }
 

@@ -628,3 +628,30 @@ fn a_published_port_reaches_the_guest_until_it_is_terminated() {
     let (_, listed) = r.signed(&c, "GET", &format!("/v1/instances/{id}/ports"), None);
     assert_eq!(listed, json!([]), "and is no longer listed");
 }
+
+#[test]
+fn an_instance_may_require_metadata_session_tokens() {
+    let r = Region::start_qemu(StoreKind::Sqlite, &[]);
+    let c = r.signup("imdsv2@example.com");
+    let script = r#"#!/bin/sh
+m=http://169.254.169.254/latest
+echo "v1: $(wget -qO- $m/meta-data/instance-id || echo refused)"
+token=$(printf 'PUT /latest/api/token HTTP/1.0\r\nX-aws-ec2-metadata-token-ttl-seconds: 60\r\n\r\n' \
+    | nc 169.254.169.254 80 | tail -n 1)
+echo "v2: $(wget -qO- --header "X-aws-ec2-metadata-token: $token" $m/meta-data/instance-id)"
+echo tokens-done
+"#;
+    let body = json!({"image": "nubo-micro", "instance_type": "n1.nano",
+                      "metadata_tokens": "required", "user_data": script});
+    let id = launch(&r, &c, body)[0].clone();
+    let shown = r.wait_state_within(&c, &id, "running", Duration::from_secs(120));
+    assert_eq!(shown["metadata_tokens"], "required");
+    wait_until("the guest's questions", Duration::from_secs(60), || {
+        console(&r, &c, &id).contains("tokens-done")
+    });
+    let told = console(&r, &c, &id);
+    assert!(told.contains("v1: refused"), "{told}");
+    assert!(told.contains(&format!("v2: {id}")), "{told}");
+    r.signed(&c, "DELETE", &format!("/v1/instances/{id}"), None);
+    r.wait_state_within(&c, &id, "terminated", Duration::from_secs(60));
+}

@@ -30,6 +30,8 @@ pub struct InstanceRow {
     pub ssh_public_key: Option<String>,
     pub network_id: Option<String>,
     pub private_ip: Option<String>,
+    /// The metadata service answers only requests with an IMDSv2 token.
+    pub metadata_tokens_required: bool,
     pub launch_id: String,
     pub launched_at: i64,
     pub state_changed_at: i64,
@@ -54,6 +56,7 @@ fn from_row(r: &AnyRow) -> Result<InstanceRow> {
         ssh_public_key: r.try_get("ssh_public_key")?,
         network_id: r.try_get("network_id")?,
         private_ip: r.try_get("private_ip")?,
+        metadata_tokens_required: r.try_get::<i64, _>("metadata_tokens_required")? != 0,
         launch_id: r.try_get("launch_id")?,
         launched_at: r.try_get("launched_at")?,
         state_changed_at: r.try_get("state_changed_at")?,
@@ -63,7 +66,8 @@ fn from_row(r: &AnyRow) -> Result<InstanceRow> {
 
 const COLUMNS: &str = "id, account_id, name, image_id, instance_type, vcpus, memory_mib, host_id, \
                        state, desired_state, state_reason, user_data, key_name, ssh_public_key, \
-                       network_id, private_ip, launch_id, launched_at, state_changed_at, version";
+                       network_id, private_ip, metadata_tokens_required, launch_id, launched_at, \
+                       state_changed_at, version";
 
 async fn append_state(c: &mut Conn, i: &InstanceRow) -> Result<()> {
     let action = format!("state.{}", i.state);
@@ -92,7 +96,7 @@ pub async fn insert(c: &mut Conn, i: &InstanceRow) -> Result<()> {
     sqlx::query(sqlx::AssertSqlSafe(format!(
         "INSERT INTO instances ({COLUMNS}) \
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, \
-                 $19, $20)"
+                 $19, $20, $21)"
     )))
     .bind(&i.id)
     .bind(&i.account_id)
@@ -110,6 +114,7 @@ pub async fn insert(c: &mut Conn, i: &InstanceRow) -> Result<()> {
     .bind(&i.ssh_public_key)
     .bind(&i.network_id)
     .bind(&i.private_ip)
+    .bind(i64::from(i.metadata_tokens_required))
     .bind(&i.launch_id)
     .bind(i.launched_at)
     .bind(i.state_changed_at)

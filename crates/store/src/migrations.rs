@@ -39,6 +39,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "published ports",
         include_str!("../migrations/0006_published_ports.sql"),
     ),
+    (
+        7,
+        "metadata tokens",
+        include_str!("../migrations/0007_metadata_tokens.sql"),
+    ),
 ];
 
 /// How many migrations this build carries.

@@ -222,6 +222,7 @@ fn instance(account_id: &str, image_id: &str, n: usize) -> InstanceRow {
         ssh_public_key: None,
         network_id: None,
         private_ip: None,
+        metadata_tokens_required: false,
         launch_id: "launch-1".into(),
         launched_at: 10,
         state_changed_at: 10,

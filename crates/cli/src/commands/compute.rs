@@ -164,6 +164,7 @@ pub async fn instances(ctx: &Context, cmd: InstanceCommand) -> Result<(), Client
                         client_token: a.client_token,
                         key_name: a.key_name,
                         network: a.network,
+                        metadata_tokens: a.metadata_tokens,
                     },
                 )
                 .await?;

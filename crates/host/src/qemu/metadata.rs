@@ -40,6 +40,9 @@ pub struct Document {
     pub region: String,
     pub public_keys: Vec<String>,
     pub user_data: Option<String>,
+    /// Requests without a session token are refused.
+    #[serde(default)]
+    pub tokens_required: bool,
 }
 
 /// Binds the service's socket inside namespace `ns`.
@@ -134,6 +137,12 @@ fn answer(
             "GET, HEAD or PUT /latest/api/token\n",
         );
     }
+    if doc.tokens_required && header(TOKEN_HEADER).is_none() {
+        return text(
+            StatusCode::UNAUTHORIZED,
+            "this instance requires IMDSv2 session tokens\n",
+        );
+    }
     if let Some(token) = header(TOKEN_HEADER) {
         let tokens = tokens.lock().unwrap_or_else(|e| e.into_inner());
         let valid = tokens
@@ -204,6 +213,7 @@ mod tests {
             region: "local-1".into(),
             public_keys: vec!["ssh-ed25519 AAAA k".into()],
             user_data: None,
+            tokens_required: false,
         };
         assert_eq!(
             lookup(&doc, "/latest/meta-data/instance-id").unwrap(),

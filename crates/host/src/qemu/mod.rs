@@ -571,6 +571,7 @@ impl Inner {
                 region: spec.region.clone(),
                 public_keys: spec.ssh_public_keys.clone(),
                 user_data: spec.user_data.clone(),
+                tokens_required: spec.metadata_tokens_required,
             };
             let json = serde_json::to_vec(&document).map_err(|e| agent("metadata", &e))?;
             std::fs::write(files.metadata(), json).map_err(|e| agent("VM folder", &e))?;

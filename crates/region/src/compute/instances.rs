@@ -1,7 +1,9 @@
 //! Instances the account holds: list, show, stop, start, reboot, terminate.
 
 use axum::extract::State;
-use nubo_api::compute::{Instance, InstanceConsole, InstanceListParams, InstanceState};
+use nubo_api::compute::{
+    Instance, InstanceConsole, InstanceListParams, InstanceState, MetadataTokens,
+};
 use nubo_api::error::ErrorBody;
 use nubo_api::page::Page;
 use nubo_store::events::{self, NewEvent};
@@ -39,6 +41,11 @@ pub fn view(r: InstanceRow, region: &str) -> Instance {
         key_name: r.key_name,
         network_id: r.network_id,
         private_ip: r.private_ip,
+        metadata_tokens: if r.metadata_tokens_required {
+            MetadataTokens::Required
+        } else {
+            MetadataTokens::Optional
+        },
         id: r.id,
         name: r.name,
         image_id: r.image_id,

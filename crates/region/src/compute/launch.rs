@@ -4,7 +4,7 @@
 
 use axum::extract::State;
 use axum::http::StatusCode;
-use nubo_api::compute::{InstanceState, LaunchRequest, LaunchResponse};
+use nubo_api::compute::{InstanceState, LaunchRequest, LaunchResponse, MetadataTokens};
 use nubo_api::error::{ErrorBody, ErrorCode};
 use nubo_api::quotas::QuotaResource;
 use nubo_store::instances::{self, InstanceRow};
@@ -211,6 +211,7 @@ async fn instance_launch(
             ssh_public_key: key.as_ref().map(|k| k.public_key.clone()),
             network_id: Some(network.id.clone()),
             private_ip: Some(private_ip.to_string()),
+            metadata_tokens_required: req.metadata_tokens == Some(MetadataTokens::Required),
             launch_id: launch_id.clone(),
             launched_at: at,
             state_changed_at: at,

@@ -274,6 +274,7 @@ impl Reconciler {
                 hostname: row.id.clone(),
                 ssh_public_keys: row.ssh_public_key.iter().cloned().collect(),
                 nic,
+                metadata_tokens_required: row.metadata_tokens_required,
             },
             Ok(None) => {
                 self.commit(&row, To::Failed("its image no longer exists".into()))
