@@ -14,7 +14,7 @@ use crate::blobs::new_id;
 use crate::buckets::timestamp_of;
 use crate::caller::{Need, db};
 use crate::meta::{Checksums, ObjectMeta, Segment, segments, segments_json};
-use crate::objects::{check_key, hasher_for, micros_of, preconditions, quoted, verify};
+use crate::objects::{check_key, hasher_for, micros_of, quoted, verify};
 
 /// Parts before the last must be at least this big.
 const MIN_PART: i64 = 5 * 1024 * 1024;
@@ -187,32 +187,20 @@ impl ObjectStorage {
         let caller = self.caller(&req).await?;
         let input = req.input;
         check_part_number(input.part_number)?;
-        let CopySource::Bucket {
-            bucket: src_bucket,
-            key: src_key,
-            version_id: src_version,
-        } = &input.copy_source
-        else {
-            return Err(S3Error::with_message(
-                S3ErrorCode::NotImplemented,
-                "copy from access points is not supported",
-            ));
-        };
-        let source_bucket = self.bucket(&caller, src_bucket, Need::Read).await?;
+        let (source_bucket, source) = self
+            .copy_source(
+                &caller,
+                &input.copy_source,
+                input.copy_source_if_match.as_ref(),
+                input.copy_source_if_unmodified_since.as_ref(),
+                input.copy_source_if_none_match.as_ref(),
+                input.copy_source_if_modified_since.as_ref(),
+            )
+            .await?;
         let bucket = self.bucket(&caller, &input.bucket, Need::Write).await?;
         let upload = self
             .upload(&bucket.id, &input.key, &input.upload_id)
             .await?;
-        let source = self
-            .readable(&source_bucket, src_key, src_version.as_deref())
-            .await?;
-        preconditions(
-            &source,
-            input.copy_source_if_match.as_ref(),
-            input.copy_source_if_unmodified_since.as_ref(),
-            input.copy_source_if_none_match.as_ref(),
-            input.copy_source_if_modified_since.as_ref(),
-        )?;
         let size = source.size as u64;
         let range = match &input.copy_source_range {
             Some(r) => parse_copy_range(r, size)?,

@@ -13,7 +13,7 @@ use s3s::{S3Error, S3ErrorCode, S3Request, S3Response, S3Result};
 use crate::ObjectStorage;
 use crate::blobs::{Written, new_id};
 use crate::buckets::timestamp_of;
-use crate::caller::{Need, db, no_such_bucket};
+use crate::caller::{Caller, Need, db, no_such_bucket};
 use crate::meta::{Checksums, ObjectMeta, Segment, segments, segments_json};
 
 /// The longest key S3 accepts, in bytes.
@@ -35,6 +35,38 @@ pub(crate) fn check_key(key: &str) -> S3Result<()> {
         ));
     }
     Ok(())
+}
+
+/// A GET or HEAD answer: what both say of an object (S3 defines them as two
+/// types with the same fields), the response-* overrides of the request
+/// applied, plus the fields given.
+macro_rules! described {
+    ($output:ident { $($field:ident $(: $value:expr)?),* $(,)? },
+     $bucket:ident, $row:ident, $meta:ident, $input:ident, $sums:ident, $with_checksums:ident) => {
+        $output {
+            $($field $(: $value)?,)*
+            accept_ranges: Some("bytes".into()),
+            e_tag: Some(quoted(&$row.etag)),
+            last_modified: Some(timestamp_of($row.created_at)),
+            metadata: (!$meta.user.is_empty()).then(|| $meta.user.clone().into_iter().collect()),
+            content_type: $input.response_content_type.or($row.content_type.clone()),
+            content_disposition: $input
+                .response_content_disposition
+                .or($meta.content_disposition),
+            content_encoding: $input.response_content_encoding.or($meta.content_encoding),
+            content_language: $input.response_content_language.or($meta.content_language),
+            cache_control: $input.response_cache_control.or($meta.cache_control),
+            expires: $input.response_expires.or($meta.expires.map(timestamp_of)),
+            version_id: ObjectStorage::shown_version(&$bucket, &$row.version_id),
+            parts_count: $meta.parts.map(|p| p as i32),
+            checksum_crc32: $sums.checksum_crc32.filter(|_| $with_checksums),
+            checksum_crc32c: $sums.checksum_crc32c.filter(|_| $with_checksums),
+            checksum_sha1: $sums.checksum_sha1.filter(|_| $with_checksums),
+            checksum_sha256: $sums.checksum_sha256.filter(|_| $with_checksums),
+            checksum_crc64nvme: $sums.checksum_crc64nvme.filter(|_| $with_checksums),
+            ..Default::default()
+        }
+    };
 }
 
 pub(crate) fn quoted(etag: &str) -> ETag {
@@ -486,31 +518,19 @@ impl ObjectStorage {
         let length = range.end - range.start;
         let body = self.body(&row, range).await?;
         self.usage.record(&bucket.account_id, &bucket.id, length);
-        Ok(S3Response::new(GetObjectOutput {
-            body: Some(body),
-            accept_ranges: Some("bytes".into()),
-            content_length: Some(length as i64),
-            content_range,
-            e_tag: Some(quoted(&row.etag)),
-            last_modified: Some(timestamp_of(row.created_at)),
-            metadata: (!meta.user.is_empty()).then(|| meta.user.clone().into_iter().collect()),
-            content_type: input.response_content_type.or(row.content_type.clone()),
-            content_disposition: input
-                .response_content_disposition
-                .or(meta.content_disposition),
-            content_encoding: input.response_content_encoding.or(meta.content_encoding),
-            content_language: input.response_content_language.or(meta.content_language),
-            cache_control: input.response_cache_control.or(meta.cache_control),
-            expires: input.response_expires.or(meta.expires.map(timestamp_of)),
-            version_id: Self::shown_version(&bucket, &row.version_id),
-            parts_count: meta.parts.map(|p| p as i32),
-            checksum_crc32: sums.checksum_crc32.filter(|_| with_checksums),
-            checksum_crc32c: sums.checksum_crc32c.filter(|_| with_checksums),
-            checksum_sha1: sums.checksum_sha1.filter(|_| with_checksums),
-            checksum_sha256: sums.checksum_sha256.filter(|_| with_checksums),
-            checksum_crc64nvme: sums.checksum_crc64nvme.filter(|_| with_checksums),
-            ..Default::default()
-        }))
+        Ok(S3Response::new(described!(
+            GetObjectOutput {
+                body: Some(body),
+                content_length: Some(length as i64),
+                content_range,
+            },
+            bucket,
+            row,
+            meta,
+            input,
+            sums,
+            with_checksums
+        )))
     }
 
     pub(crate) async fn head_object(
@@ -537,29 +557,17 @@ impl ObjectStorage {
             .as_ref()
             .is_some_and(|m| m.as_str() == "ENABLED");
         self.usage.record(&bucket.account_id, &bucket.id, 0);
-        Ok(S3Response::new(HeadObjectOutput {
-            accept_ranges: Some("bytes".into()),
-            content_length: Some(row.size),
-            e_tag: Some(quoted(&row.etag)),
-            last_modified: Some(timestamp_of(row.created_at)),
-            metadata: (!meta.user.is_empty()).then(|| meta.user.clone().into_iter().collect()),
-            content_type: input.response_content_type.or(row.content_type.clone()),
-            content_disposition: input
-                .response_content_disposition
-                .or(meta.content_disposition),
-            content_encoding: input.response_content_encoding.or(meta.content_encoding),
-            content_language: input.response_content_language.or(meta.content_language),
-            cache_control: input.response_cache_control.or(meta.cache_control),
-            expires: input.response_expires.or(meta.expires.map(timestamp_of)),
-            version_id: Self::shown_version(&bucket, &row.version_id),
-            parts_count: meta.parts.map(|p| p as i32),
-            checksum_crc32: sums.checksum_crc32.filter(|_| with_checksums),
-            checksum_crc32c: sums.checksum_crc32c.filter(|_| with_checksums),
-            checksum_sha1: sums.checksum_sha1.filter(|_| with_checksums),
-            checksum_sha256: sums.checksum_sha256.filter(|_| with_checksums),
-            checksum_crc64nvme: sums.checksum_crc64nvme.filter(|_| with_checksums),
-            ..Default::default()
-        }))
+        Ok(S3Response::new(described!(
+            HeadObjectOutput {
+                content_length: Some(row.size),
+            },
+            bucket,
+            row,
+            meta,
+            input,
+            sums,
+            with_checksums
+        )))
     }
 
     /// Deletes a key (or one of its versions) as S3 does for the bucket's
@@ -691,35 +699,36 @@ impl ObjectStorage {
         }))
     }
 
-    pub(crate) async fn copy_object(
+    /// The object a copy reads, if the caller may read it and the copy's
+    /// conditions hold (a copy answers 412 where a GET would answer 304).
+    pub(crate) async fn copy_source(
         &self,
-        req: S3Request<CopyObjectInput>,
-    ) -> S3Result<S3Response<CopyObjectOutput>> {
-        let caller = self.caller(&req).await?;
-        let input = req.input;
-        check_key(&input.key)?;
+        caller: &Caller,
+        from: &CopySource,
+        if_match: Option<&ETagCondition>,
+        if_unmodified_since: Option<&Timestamp>,
+        if_none_match: Option<&ETagCondition>,
+        if_modified_since: Option<&Timestamp>,
+    ) -> S3Result<(BucketRow, ObjectRow)> {
         let CopySource::Bucket {
-            bucket: src_bucket,
-            key: src_key,
-            version_id: src_version,
-        } = &input.copy_source
+            bucket,
+            key,
+            version_id,
+        } = from
         else {
             return Err(S3Error::with_message(
                 S3ErrorCode::NotImplemented,
                 "copy from access points is not supported",
             ));
         };
-        let source_bucket = self.bucket(&caller, src_bucket, Need::Read).await?;
-        let bucket = self.bucket(&caller, &input.bucket, Need::Write).await?;
-        let source = self
-            .readable(&source_bucket, src_key, src_version.as_deref())
-            .await?;
+        let bucket = self.bucket(caller, bucket, Need::Read).await?;
+        let source = self.readable(&bucket, key, version_id.as_deref()).await?;
         preconditions(
             &source,
-            input.copy_source_if_match.as_ref(),
-            input.copy_source_if_unmodified_since.as_ref(),
-            input.copy_source_if_none_match.as_ref(),
-            input.copy_source_if_modified_since.as_ref(),
+            if_match,
+            if_unmodified_since,
+            if_none_match,
+            if_modified_since,
         )
         .map_err(|e| {
             if *e.code() == S3ErrorCode::NotModified {
@@ -731,6 +740,31 @@ impl ObjectStorage {
                 e
             }
         })?;
+        Ok((bucket, source))
+    }
+
+    pub(crate) async fn copy_object(
+        &self,
+        req: S3Request<CopyObjectInput>,
+    ) -> S3Result<S3Response<CopyObjectOutput>> {
+        let caller = self.caller(&req).await?;
+        let input = req.input;
+        check_key(&input.key)?;
+        let (source_bucket, source) = self
+            .copy_source(
+                &caller,
+                &input.copy_source,
+                input.copy_source_if_match.as_ref(),
+                input.copy_source_if_unmodified_since.as_ref(),
+                input.copy_source_if_none_match.as_ref(),
+                input.copy_source_if_modified_since.as_ref(),
+            )
+            .await?;
+        let bucket = self.bucket(&caller, &input.bucket, Need::Write).await?;
+        let src_version = match &input.copy_source {
+            CopySource::Bucket { version_id, .. } => version_id.as_deref(),
+            _ => None,
+        };
         let replace = input
             .metadata_directive
             .as_ref()

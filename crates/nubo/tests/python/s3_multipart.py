@@ -56,6 +56,19 @@ def complete_upload():
     )
     etag2 = r2["CopyPartResult"]["ETag"]
     assert etag2 == f'"{md5_hex(part2)}"', f"copied part ETag: {etag2}"
+    # A part copy whose condition fails is refused as a copy is: 412, not 304.
+    source_etag = s3.head_object(Bucket=b, Key="copy-source")["ETag"]
+    expect_error(
+        "PreconditionFailed",
+        412,
+        s3.upload_part_copy,
+        Bucket=b,
+        Key=key,
+        UploadId=uid,
+        PartNumber=2,
+        CopySource={"Bucket": b, "Key": "copy-source"},
+        CopySourceIfNoneMatch=source_etag,
+    )
     r3 = s3.upload_part(Bucket=b, Key=key, UploadId=uid, PartNumber=3, Body=part3)
     # Uploading a part again replaces it.
     r3 = s3.upload_part(Bucket=b, Key=key, UploadId=uid, PartNumber=3, Body=part3)
