@@ -13,6 +13,7 @@ const TEST_PACKAGES: &[&str] = &[
     "qemu-utils",
     "iproute2",
     "nftables",
+    "dnsmasq-base",
 ];
 
 /// Where tests find the PostgreSQL they run against.

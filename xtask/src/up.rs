@@ -17,6 +17,7 @@ const UP_PACKAGES: &[&str] = &[
     "qemu-utils",
     "iproute2",
     "nftables",
+    "dnsmasq-base",
 ];
 
 /// nubod's own default.

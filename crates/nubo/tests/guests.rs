@@ -655,3 +655,35 @@ echo tokens-done
     r.signed(&c, "DELETE", &format!("/v1/instances/{id}"), None);
     r.wait_state_within(&c, &id, "terminated", Duration::from_secs(60));
 }
+
+#[test]
+fn dhcp_offers_an_instance_the_address_it_was_given() {
+    let r = Region::start_qemu(StoreKind::Sqlite, &[]);
+    let c = r.signup("dhcp@example.com");
+    let script = "#!/bin/sh\n\
+        echo \"dhcp: $(udhcpc -i eth0 -n -q -s /bin/true -t 5 2>&1 | grep -o 'lease of [0-9.]*')\"\n\
+        echo dhcp-done\n";
+    let body = json!({"image": "nubo-micro", "instance_type": "n1.nano", "user_data": script});
+    let id = launch(&r, &c, body)[0].clone();
+    let shown = r.wait_state_within(&c, &id, "running", Duration::from_secs(120));
+    let address = shown["private_ip"].as_str().unwrap().to_string();
+    wait_until("the DHCP answer", Duration::from_secs(60), || {
+        console(&r, &c, &id).contains("dhcp-done")
+    });
+    let told = console(&r, &c, &id);
+    assert!(
+        told.contains(&format!("dhcp: lease of {address}")),
+        "{told}"
+    );
+    r.signed(&c, "DELETE", &format!("/v1/instances/{id}"), None);
+    r.wait_state_within(&c, &id, "terminated", Duration::from_secs(60));
+    let dnsmasq = std::process::Command::new("pgrep")
+        .args(["-f", &format!("dnsmasq .*{}", r.dir.display())])
+        .output()
+        .unwrap();
+    assert!(
+        dnsmasq.stdout.is_empty(),
+        "the network's DHCP server ends with its last VM: {}",
+        String::from_utf8_lossy(&dnsmasq.stdout)
+    );
+}

@@ -11,6 +11,7 @@ pub mod accel;
 mod cgroup;
 pub mod command;
 mod console;
+mod dhcp;
 mod metadata;
 pub mod network;
 mod publish;
@@ -552,7 +553,8 @@ impl Inner {
             let ns = {
                 let _turn = self.networks.lock().await;
                 let nic = nic.clone();
-                tokio::task::spawn_blocking(move || network::attach(&id, &nic))
+                let networks = self.networks_dir();
+                tokio::task::spawn_blocking(move || network::attach(&id, &nic, &networks))
                     .await
                     .map_err(|e| agent("network", &e))??
             };
@@ -699,7 +701,8 @@ impl Inner {
             let _turn = self.networks.lock().await;
             let gone = {
                 let ns = ns.clone();
-                tokio::task::spawn_blocking(move || network::detach(&id, &ns)).await
+                let networks = self.networks_dir();
+                tokio::task::spawn_blocking(move || network::detach(&id, &ns, &networks)).await
             };
             if gone.unwrap_or(false)
                 && let Some(service) = self.metadata.lock().unwrap().remove(&ns)
@@ -708,6 +711,12 @@ impl Inner {
             }
         }
         let _ = std::fs::remove_dir_all(&files.dir);
+    }
+
+    /// Where the files of this host's networks live: beside the VMs' folders,
+    /// not among them.
+    fn networks_dir(&self) -> PathBuf {
+        self.config.state_dir.with_file_name("networks")
     }
 
     /// Starts the metadata service of namespace `ns`, unless it runs.

@@ -14,13 +14,15 @@
 //! operators' own tools, so that what nubo does reads back with
 //! `ip -n nubo-… link` and `ip netns exec nubo-… nft list ruleset`.
 
+use std::path::Path;
 use std::process::Command;
 
 use crate::{HostError, Nic};
 
 const BRIDGE: &str = "br0";
 
-/// Each tap's MAC and address are elements of these sets.
+/// Each tap's MAC and address are elements of these sets. A DHCP request is
+/// the one packet sent before the VM has its address.
 const ANTI_SPOOFING: &str = "
 table bridge nubo {
     set macs { type ifname . ether_addr; }
@@ -28,6 +30,7 @@ table bridge nubo {
     chain spoofing {
         type filter hook prerouting priority 0; policy accept;
         iifname \"tap*\" iifname . ether saddr != @macs drop
+        iifname \"tap*\" ip saddr 0.0.0.0 udp sport 68 udp dport 67 accept
         iifname \"tap*\" ether type ip iifname . ip saddr != @ips drop
         iifname \"tap*\" ether type arp iifname . arp saddr ip != @ips drop
     }
@@ -74,7 +77,7 @@ fn run(program: &str, args: &[&str], input: Option<&str>) -> Result<(), HostErro
     }
 }
 
-fn ip(args: &[&str]) -> Result<(), HostError> {
+pub(super) fn ip(args: &[&str]) -> Result<(), HostError> {
     run("ip", args, None)
 }
 
@@ -109,11 +112,13 @@ fn exists(ns: &str) -> bool {
     std::path::Path::new("/run/netns").join(ns).exists()
 }
 
-/// Makes the network's namespace and bridge, if this host has not yet, and a
-/// tap for `instance_id` on it. Returns the namespace, where QEMU must run.
-/// Callers serialize calls (two launches must not both make the namespace).
-pub fn attach(instance_id: &str, nic: &Nic) -> Result<String, HostError> {
+/// Makes the network's namespace, bridge and DHCP server (its files in
+/// `networks/<namespace>`), if this host has not yet, and a tap for
+/// `instance_id` on it. Returns the namespace, where QEMU must run. Callers
+/// serialize calls (two launches must not both make the namespace).
+pub fn attach(instance_id: &str, nic: &Nic, networks: &Path) -> Result<String, HostError> {
     let ns = namespace(&nic.network_id);
+    let dir = networks.join(&ns);
     if !exists(&ns) {
         let prefix = nic.address.split_once('/').map_or("32", |(_, p)| p);
         let gateway = format!("{}/{prefix}", nic.gateway);
@@ -126,9 +131,11 @@ pub fn attach(instance_id: &str, nic: &Nic) -> Result<String, HostError> {
                 ip(&["-n", &ns, "addr", "add", &metadata, "dev", BRIDGE])
             })
             .and_then(|()| ip(&["-n", &ns, "link", "set", BRIDGE, "up"]))
-            .and_then(|()| nft(&ns, ANTI_SPOOFING));
+            .and_then(|()| nft(&ns, ANTI_SPOOFING))
+            .and_then(|()| super::dhcp::start(&dir, nic));
         if let Err(e) = made {
             // Half a namespace would be taken for a whole one next time.
+            super::dhcp::stop(&dir);
             let _ = ip(&["netns", "delete", &ns]);
             return Err(e);
         }
@@ -147,16 +154,19 @@ pub fn attach(instance_id: &str, nic: &Nic) -> Result<String, HostError> {
         ),
     )?;
     ip(&["-n", &ns, "link", "set", &tap, "master", BRIDGE, "up"])?;
+    super::dhcp::add(&dir, &ns, instance_id, nic)?;
     Ok(ns)
 }
 
 /// Removes the tap of `instance_id` from namespace `ns`, and the namespace
 /// once no VM of the network is left on this host (then true). Callers
 /// serialize calls with [`attach`].
-pub fn detach(instance_id: &str, ns: &str) -> bool {
+pub fn detach(instance_id: &str, ns: &str, networks: &Path) -> bool {
+    let dir = networks.join(ns);
     if let Err(e) = ip(&["-n", ns, "link", "del", &tap(instance_id)]) {
         tracing::warn!(instance_id, error = %e, "tap not removed");
     }
+    super::dhcp::remove(&dir, ns, instance_id);
     let taps = Command::new("ip")
         .args(["-n", ns, "-o", "link", "show", "type", "tun"])
         .output();
@@ -164,6 +174,7 @@ pub fn detach(instance_id: &str, ns: &str) -> bool {
     if !last {
         return false;
     }
+    super::dhcp::stop(&dir);
     match ip(&["netns", "delete", ns]) {
         Ok(()) => true,
         Err(e) => {

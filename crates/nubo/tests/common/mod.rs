@@ -338,8 +338,15 @@ impl Region {
                 let _ = Command::new("kill").args(["-KILL", pid]).status();
             }
         }
-        // And the network namespaces their taps were in (a failed test's VMs
+        // And the networks' DHCP servers and namespaces (a failed test's VMs
         // are not destroyed by nubod, which would remove them).
+        if let Ok(networks) = std::fs::read_dir(self.dir.join("data/networks")) {
+            for network in networks.flatten() {
+                if let Ok(pid) = std::fs::read_to_string(network.path().join("dnsmasq.pid")) {
+                    let _ = Command::new("kill").arg(pid.trim()).status();
+                }
+            }
+        }
         let Ok(vms) = std::fs::read_dir(self.dir.join("data/vms")) else {
             return;
         };
