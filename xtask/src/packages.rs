@@ -6,6 +6,17 @@ use std::process::Command;
 
 use crate::cmd::{self, Result};
 
+/// What a single-node region needs: QEMU for its guests, and the tools that make
+/// their networks (namespaces, anti-spoofing rules, DHCP).
+pub const REGION: &[&str] = &[
+    "ca-certificates",
+    "qemu-system-x86",
+    "qemu-utils",
+    "iproute2",
+    "nftables",
+    "dnsmasq-base",
+];
+
 /// Installs whichever of `packages` are not installed yet.
 pub fn ensure(packages: &[&str]) -> Result {
     let mut missing = Vec::new();

@@ -5,17 +5,6 @@ use std::process::Command;
 use crate::cmd::{self, Error, Result};
 use crate::{image, packages, postgres, python};
 
-/// Debian packages the suite needs.
-const TEST_PACKAGES: &[&str] = &[
-    "postgresql",
-    "ca-certificates",
-    "qemu-system-x86",
-    "qemu-utils",
-    "iproute2",
-    "nftables",
-    "dnsmasq-base",
-];
-
 /// Where tests find the PostgreSQL they run against.
 const POSTGRES_URL_VAR: &str = "NUBO_TEST_POSTGRES_URL";
 
@@ -28,7 +17,7 @@ const IMAGES_VAR: &str = "NUBO_TEST_IMAGES";
 /// Runs the checks in order and stops at the first failure. `test_args` go
 /// on to the test runner (a filter, say).
 pub fn run(test_args: &[String]) -> Result {
-    packages::ensure(TEST_PACKAGES)?;
+    packages::ensure(&[packages::REGION, &["postgresql"]].concat())?;
     let url = postgres::ensure()?;
     let python = python::ensure()?;
     let images = image::ensure_installed()?;

@@ -10,23 +10,13 @@ use std::{env, thread};
 use crate::cmd::{self, Error, Result};
 use crate::{image, packages};
 
-/// Debian packages a local region needs.
-const UP_PACKAGES: &[&str] = &[
-    "ca-certificates",
-    "qemu-system-x86",
-    "qemu-utils",
-    "iproute2",
-    "nftables",
-    "dnsmasq-base",
-];
-
 /// nubod's own default.
 const DEFAULT_LISTEN: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 8080);
 
 const START_TIMEOUT: Duration = Duration::from_secs(60);
 
 pub fn run(nubod_args: &[String]) -> Result {
-    packages::ensure(UP_PACKAGES)?;
+    packages::ensure(packages::REGION)?;
     let images = image::ensure()?;
     image::install(&images, Path::new(".nubo/images"))?;
     cmd::run(Command::new("cargo").args(["build", "--release", "-p", "nubo"]))?;
