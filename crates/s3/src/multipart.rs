@@ -12,7 +12,7 @@ use s3s::{S3Error, S3ErrorCode, S3Request, S3Response, S3Result};
 use crate::ObjectStorage;
 use crate::blobs::new_id;
 use crate::buckets::timestamp_of;
-use crate::caller::{Need, db};
+use crate::caller::{Caller, Need, db};
 use crate::meta::{Checksums, ObjectMeta, Segment, segments, segments_json};
 use crate::objects::{check_key, hasher_for, micros_of, quoted, verify};
 
@@ -51,13 +51,23 @@ fn multipart_etag(parts: &[PartRow]) -> String {
 }
 
 impl ObjectStorage {
-    async fn upload(&self, bucket_id: &str, key: &str, upload_id: &str) -> S3Result<UploadRow> {
+    /// Upload `upload_id` of `key` in bucket `bucket`, which the caller must be
+    /// allowed to write.
+    async fn upload(
+        &self,
+        caller: &Caller,
+        bucket: &str,
+        key: &str,
+        upload_id: &str,
+    ) -> S3Result<(BucketRow, UploadRow)> {
+        let bucket = self.bucket(caller, bucket, Need::Write).await?;
         let mut c = self.store.conn().await.map_err(db)?;
-        multipart::get(&mut c, bucket_id, upload_id)
+        let upload = multipart::get(&mut c, &bucket.id, upload_id)
             .await
             .map_err(db)?
             .filter(|u| u.key == key)
-            .ok_or_else(no_such_upload)
+            .ok_or_else(no_such_upload)?;
+        Ok((bucket, upload))
     }
 
     /// Records a part, then deletes the file of the part it replaced.
@@ -129,9 +139,8 @@ impl ObjectStorage {
         let caller = self.caller(&req).await?;
         let input = req.input;
         check_part_number(input.part_number)?;
-        let bucket = self.bucket(&caller, &input.bucket, Need::Write).await?;
-        let upload = self
-            .upload(&bucket.id, &input.key, &input.upload_id)
+        let (bucket, upload) = self
+            .upload(&caller, &input.bucket, &input.key, &input.upload_id)
             .await?;
         let declared = Checksums {
             crc32: input.checksum_crc32.clone(),
@@ -197,9 +206,8 @@ impl ObjectStorage {
                 input.copy_source_if_modified_since.as_ref(),
             )
             .await?;
-        let bucket = self.bucket(&caller, &input.bucket, Need::Write).await?;
-        let upload = self
-            .upload(&bucket.id, &input.key, &input.upload_id)
+        let (bucket, upload) = self
+            .upload(&caller, &input.bucket, &input.key, &input.upload_id)
             .await?;
         let size = source.size as u64;
         let range = match &input.copy_source_range {
@@ -239,9 +247,8 @@ impl ObjectStorage {
     ) -> S3Result<S3Response<ListPartsOutput>> {
         let caller = self.caller(&req).await?;
         let input = req.input;
-        let bucket = self.bucket(&caller, &input.bucket, Need::Write).await?;
-        let upload = self
-            .upload(&bucket.id, &input.key, &input.upload_id)
+        let (bucket, upload) = self
+            .upload(&caller, &input.bucket, &input.key, &input.upload_id)
             .await?;
         let max = input.max_parts.unwrap_or(MAX_LISTED).clamp(0, MAX_LISTED);
         let after = i64::from(input.part_number_marker.unwrap_or(0));
@@ -338,9 +345,8 @@ impl ObjectStorage {
     ) -> S3Result<S3Response<CompleteMultipartUploadOutput>> {
         let caller = self.caller(&req).await?;
         let input = req.input;
-        let bucket = self.bucket(&caller, &input.bucket, Need::Write).await?;
-        let upload = self
-            .upload(&bucket.id, &input.key, &input.upload_id)
+        let (bucket, upload) = self
+            .upload(&caller, &input.bucket, &input.key, &input.upload_id)
             .await?;
         let asked = input
             .multipart_upload
@@ -467,9 +473,8 @@ impl ObjectStorage {
     ) -> S3Result<S3Response<AbortMultipartUploadOutput>> {
         let caller = self.caller(&req).await?;
         let input = req.input;
-        let bucket = self.bucket(&caller, &input.bucket, Need::Write).await?;
-        let upload = self
-            .upload(&bucket.id, &input.key, &input.upload_id)
+        let (bucket, upload) = self
+            .upload(&caller, &input.bucket, &input.key, &input.upload_id)
             .await?;
         self.abort(&upload).await?;
         self.usage.record(&bucket.account_id, &bucket.id, 0);
