@@ -143,6 +143,10 @@ pub struct LaunchRequest {
     /// Id or name of the network to join; the account's `default` one if absent.
     #[serde(default)]
     pub network: Option<String>,
+    /// Ids or names of security groups of the network (at most 5); its
+    /// `default` group if absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub security_groups: Option<Vec<String>>,
     /// `required`: the metadata service answers only IMDSv2 requests (with a
     /// session token); `optional` (default) answers both.
     #[serde(default)]

@@ -14,6 +14,7 @@ pub mod networks;
 pub mod page;
 pub mod quotas;
 pub mod regions;
+pub mod security_groups;
 
 /// The header that carries the id of every request, in requests and responses.
 pub const REQUEST_ID_HEADER: &str = "x-request-id";

@@ -4,6 +4,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use nubo_api::compute::{InstanceState, MetadataTokens};
+use nubo_api::security_groups::Protocol;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -86,6 +87,9 @@ pub enum Command {
     /// Private networks for instances.
     #[command(subcommand)]
     Network(NetworkCommand),
+    /// Security groups: the firewalls of a network's instances.
+    #[command(subcommand, name = "security-group")]
+    SecurityGroup(SecurityGroupCommand),
     /// Buckets of object storage (for objects, use any S3 client).
     #[command(subcommand)]
     Bucket(BucketCommand),
@@ -198,6 +202,76 @@ pub enum NetworkCommand {
 }
 
 #[derive(Debug, Subcommand)]
+pub enum SecurityGroupCommand {
+    List,
+    /// Create a group; it lets everything in from its own members and
+    /// everything out.
+    Create {
+        name: String,
+        /// Network (id or name); the account's default network if absent.
+        #[arg(long)]
+        network: Option<String>,
+        #[arg(long)]
+        description: Option<String>,
+    },
+    /// Show a group (id or name) and its rules.
+    Show {
+        group: String,
+    },
+    /// Delete a group no instance is a member of.
+    Delete {
+        group: String,
+    },
+    /// Let traffic in from a range or group (or, with --to, out to one).
+    Allow(AllowArgs),
+    /// Remove a rule (its id is in `show`).
+    Revoke {
+        group: String,
+        rule_id: String,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct AllowArgs {
+    pub group: String,
+    /// tcp, udp, icmp or all.
+    #[arg(long, default_value = "tcp", value_parser = parse_protocol)]
+    pub proto: Protocol,
+    /// A port or a range, e.g. 80 or 8000-8100 (TCP and UDP; every port if absent).
+    #[arg(long, value_parser = parse_ports)]
+    pub port: Option<(u16, u16)>,
+    /// Let connections in from this range, e.g. 0.0.0.0/0.
+    #[arg(long, group = "peer")]
+    pub from: Option<String>,
+    /// Let connections in from the members of this group.
+    #[arg(long, group = "peer")]
+    pub from_group: Option<String>,
+    /// Let connections out to this range.
+    #[arg(long, group = "peer")]
+    pub to: Option<String>,
+    /// Let connections out to the members of this group.
+    #[arg(long, group = "peer")]
+    pub to_group: Option<String>,
+}
+
+fn parse_protocol(s: &str) -> Result<Protocol, String> {
+    serde_json::from_value(serde_json::Value::String(s.to_ascii_lowercase()))
+        .map_err(|_| format!("{s:?} is not tcp, udp, icmp or all"))
+}
+
+fn parse_ports(s: &str) -> Result<(u16, u16), String> {
+    let port = |p: &str| {
+        p.trim()
+            .parse::<u16>()
+            .map_err(|_| format!("{p:?} is not a port"))
+    };
+    match s.split_once('-') {
+        Some((a, b)) => Ok((port(a)?, port(b)?)),
+        None => port(s).map(|p| (p, p)),
+    }
+}
+
+#[derive(Debug, Subcommand)]
 pub enum KeyPairsCommand {
     /// Create an ed25519 key pair; prints the private key (only this once).
     Create {
@@ -288,6 +362,13 @@ pub enum InstanceCommand {
     Ports {
         instance_id: String,
     },
+    /// Show the instance's security groups, or replace them with --set.
+    SecurityGroups {
+        instance_id: String,
+        /// A group (id or name) the instance is to be a member of; repeat for several.
+        #[arg(long = "set")]
+        set: Vec<String>,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -314,6 +395,10 @@ pub struct LaunchArgs {
     /// Network (id or name) to join; the account's default network if absent.
     #[arg(long)]
     pub network: Option<String>,
+    /// Security group (id or name) of the network; repeat for several. The
+    /// network's default group if absent.
+    #[arg(long = "security-group")]
+    pub security_groups: Vec<String>,
     /// `required`: the guest's metadata service answers only IMDSv2 requests.
     #[arg(long, value_parser = parse_tokens)]
     pub metadata_tokens: Option<MetadataTokens>,

@@ -4,6 +4,7 @@
 //! and keyed by instance id, so the region can repeat any of them after a crash
 //! (its own, the agent's, or a VMM's) and converge.
 
+pub mod firewall;
 pub mod qemu;
 pub mod sim;
 
@@ -66,6 +67,8 @@ pub struct Nic {
     pub gateway: String,
     /// Locally administered, derived from the instance id.
     pub mac: String,
+    /// The network's security groups as they stand when the VM starts.
+    pub firewall: firewall::Firewall,
 }
 
 /// A VM's state as its host sees it.
@@ -146,6 +149,14 @@ pub trait HostAgent: Send + Sync {
         instance_id: &'a str,
         port: u16,
     ) -> BoxFuture<'a, Result<std::net::SocketAddr, HostError>>;
+
+    /// Makes `firewall` the security groups of network `network_id` on this
+    /// host, if it has the network; one older than the host applied is ignored.
+    fn firewall<'a>(
+        &'a self,
+        network_id: &'a str,
+        firewall: firewall::Firewall,
+    ) -> BoxFuture<'a, Result<(), HostError>>;
 
     /// Every VM the host has.
     fn list(&self) -> BoxFuture<'_, Result<Vec<VmStatus>, HostError>>;

@@ -235,6 +235,15 @@ impl HostAgent for SimHost {
         })
     }
 
+    /// Simulated VMs carry no packets, so there is nothing to filter.
+    fn firewall<'a>(
+        &'a self,
+        _network_id: &'a str,
+        _firewall: crate::firewall::Firewall,
+    ) -> BoxFuture<'a, Result<(), HostError>> {
+        Box::pin(async { Ok(()) })
+    }
+
     fn list(&self) -> BoxFuture<'_, Result<Vec<VmStatus>, HostError>> {
         Box::pin(async move {
             Ok(self

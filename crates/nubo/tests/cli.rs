@@ -313,3 +313,197 @@ on_both_stores!(networks_and_private_addresses, |store: StoreKind| {
     let gone = r.nubo(&["network", "show", "backend"]);
     assert!(stderr(&gone).contains("NotFound"), "{}", stderr(&gone));
 });
+
+on_both_stores!(security_groups_and_their_rules, |store: StoreKind| {
+    let r = Region::start(store);
+    r.ok(&["signup", "--email", "sg@example.com"]);
+    let groups = r.json(&["security-group", "list"]);
+    let default = &groups.as_array().unwrap()[0];
+    assert_eq!(default["name"], "default", "{groups}");
+    let rule = |direction: &str| {
+        default["rules"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|rule| rule["direction"] == direction)
+            .unwrap()
+            .clone()
+    };
+    let (from_itself, anywhere_out) = (&rule("ingress"), &rule("egress"));
+    assert_eq!(
+        (
+            &from_itself["direction"],
+            &from_itself["protocol"],
+            &from_itself["peer_group"]
+        ),
+        (&Value::from("ingress"), &Value::from("all"), &default["id"]),
+        "a new group lets its own members in: {default}"
+    );
+    assert_eq!(
+        (&anywhere_out["direction"], &anywhere_out["cidr"]),
+        (&Value::from("egress"), &Value::from("0.0.0.0/0")),
+        "and everything out: {default}"
+    );
+
+    let web = r.json(&["security-group", "create", "web", "--description", "front"]);
+    let web_id = web["id"].as_str().unwrap().to_string();
+    let allow = [
+        "security-group",
+        "allow",
+        "web",
+        "--proto",
+        "tcp",
+        "--port",
+        "80",
+        "--from",
+        "0.0.0.0/0",
+    ];
+    let shown = r.json(&allow);
+    assert_eq!(shown["rules"].as_array().unwrap().len(), 3, "{shown}");
+    let again = r.json(&allow);
+    assert_eq!(
+        again["rules"], shown["rules"],
+        "the same rule is not added twice"
+    );
+    let http = shown["rules"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|rule| rule["from_port"] == 80)
+        .unwrap()
+        .clone();
+    assert_eq!(
+        (&http["to_port"], &http["cidr"]),
+        (&Value::from(80), &Value::from("0.0.0.0/0"))
+    );
+    let ranged = r.json(&[
+        "security-group",
+        "allow",
+        "web",
+        "--proto",
+        "udp",
+        "--port",
+        "5000-5010",
+        "--to-group",
+        "default",
+    ]);
+    let udp = ranged["rules"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|rule| rule["protocol"] == "udp")
+        .unwrap()
+        .clone();
+    assert_eq!(
+        (&udp["direction"], &udp["to_port"], &udp["peer_group"]),
+        (&Value::from("egress"), &Value::from(5010), &default["id"])
+    );
+
+    r.ok(&[
+        "network",
+        "create",
+        "--name",
+        "other",
+        "--cidr",
+        "10.50.0.0/24",
+    ]);
+    let elsewhere = r.json(&["security-group", "create", "db", "--network", "other"]);
+    for (args, why) in [
+        (
+            vec!["--proto", "icmp", "--port", "80", "--from", "0.0.0.0/0"],
+            "ICMP has no ports",
+        ),
+        (
+            vec!["--port", "90-80", "--from", "0.0.0.0/0"],
+            "a backward range",
+        ),
+        (vec!["--port", "0", "--from", "0.0.0.0/0"], "port zero"),
+        (vec!["--from", "10.0.0.1/8"], "host bits set"),
+        (vec!["--from", "banana"], "not a range"),
+        (vec!["--from-group", "db"], "a group of another network"),
+        (vec!["--from-group", "nobody"], "no such group"),
+    ] {
+        let refused = r.nubo(&[&["security-group", "allow", "web"], args.as_slice()].concat());
+        let said = stderr(&refused);
+        assert!(
+            !refused.status.success() && (said.contains("Invalid") || said.contains("NotFound")),
+            "{why}: {said}"
+        );
+    }
+    let no_peer = r.nubo(&["security-group", "allow", "web", "--port", "22"]);
+    assert!(stderr(&no_peer).contains("--from"), "{}", stderr(&no_peer));
+    let twice = r.nubo(&["security-group", "create", "web"]);
+    assert!(stderr(&twice).contains("Conflict"), "{}", stderr(&twice));
+    // The same name in another network is another group; the name alone is ambiguous.
+    r.ok(&["security-group", "create", "web", "--network", "other"]);
+    let ambiguous = r.nubo(&["security-group", "show", "web"]);
+    assert!(
+        stderr(&ambiguous).contains("give the group's id"),
+        "{}",
+        stderr(&ambiguous)
+    );
+
+    let launched = r.json(&[
+        "instance",
+        "launch",
+        "--image",
+        "nubo-micro",
+        "--type",
+        "n1.nano",
+        "--security-group",
+        &web_id,
+        "--security-group",
+        "default",
+    ]);
+    let id = launched["instances"][0]["id"].as_str().unwrap().to_string();
+    let mut expected = vec![web_id.clone(), default["id"].as_str().unwrap().to_string()];
+    expected.sort();
+    let member_of = r.json(&["instance", "security-groups", &id]);
+    assert_eq!(member_of["security_groups"], Value::from(expected));
+    let mismatched = r.nubo(&[
+        "instance",
+        "launch",
+        "--image",
+        "nubo-micro",
+        "--type",
+        "n1.nano",
+        "--security-group",
+        elsewhere["id"].as_str().unwrap(),
+    ]);
+    assert!(
+        stderr(&mismatched).contains("is of network"),
+        "{}",
+        stderr(&mismatched)
+    );
+
+    let busy = r.nubo(&["security-group", "delete", &web_id]);
+    assert!(stderr(&busy).contains("in use"), "{}", stderr(&busy));
+    let moved = r.json(&["instance", "security-groups", &id, "--set", "default"]);
+    assert_eq!(
+        moved["security_groups"],
+        Value::from(vec![default["id"].clone()])
+    );
+    r.ok(&[
+        "security-group",
+        "revoke",
+        &web_id,
+        http["id"].as_str().unwrap(),
+    ]);
+    let fewer = r.json(&["security-group", "show", &web_id]);
+    assert!(
+        fewer["rules"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|rule| rule["id"] != http["id"]),
+        "{fewer}"
+    );
+    let unknown = r.nubo(&["security-group", "revoke", &web_id, "sgr-0000000000000000"]);
+    assert!(
+        stderr(&unknown).contains("NotFound"),
+        "{}",
+        stderr(&unknown)
+    );
+    r.ok(&["security-group", "delete", &web_id]);
+    r.ok(&["instance", "terminate", &id, "--wait"]);
+});

@@ -687,3 +687,154 @@ fn dhcp_offers_an_instance_the_address_it_was_given() {
         String::from_utf8_lossy(&dnsmasq.stdout)
     );
 }
+
+/// A guest that greets on ports 7000 and 7001.
+const TWO_PORT_GREETER: &str = "#!/bin/sh\n\
+for p in 7000 7001; do (while true; do echo hello | nc -l -p $p; done) & done\n";
+
+/// A guest that tries ports 7000 and 7001 of 10.30.0.4 each round and says
+/// which answered.
+const PROBER: &str = r#"#!/bin/sh
+i=0
+while [ $i -lt 900 ]; do
+  for p in 7000 7001; do
+    if timeout 2 nc 10.30.0.4 $p </dev/null 2>/dev/null | grep -q hello; then s=open; else s=closed; fi
+    echo "round $i port $p $s"
+  done
+  i=$((i+1))
+  sleep 1
+done
+"#;
+
+/// The prober's rounds: (round, port, open), oldest first.
+fn probes(text: &str) -> Vec<(u32, u16, bool)> {
+    text.lines()
+        .filter_map(|l| {
+            let mut w = l.split_whitespace();
+            (w.next()? == "round").then_some(())?;
+            let round = w.next()?.parse().ok()?;
+            (w.next()? == "port").then_some(())?;
+            let port = w.next()?.parse().ok()?;
+            Some((round, port, w.next()? == "open"))
+        })
+        .collect()
+}
+
+#[test]
+fn security_group_changes_hold_for_running_instances() {
+    let r = Region::start_qemu(StoreKind::Sqlite, &[]);
+    let c = r.signup("firewalled@example.com");
+    let ok = |status: u16, v: &Value| assert!((200..300).contains(&status), "{status}: {v}");
+    let (status, v) = r.signed(
+        &c,
+        "POST",
+        "/v1/networks",
+        Some(&json!({"name": "sg-net", "cidr": "10.30.0.0/24"}).to_string()),
+    );
+    ok(status, &v);
+    for name in ["web", "clients"] {
+        let body = json!({"name": name, "network": "sg-net"}).to_string();
+        let (status, v) = r.signed(&c, "POST", "/v1/security-groups", Some(&body));
+        ok(status, &v);
+    }
+    let allow = |body: Value| {
+        let (status, v) = r.signed(
+            &c,
+            "POST",
+            "/v1/security-groups/web/rules",
+            Some(&body.to_string()),
+        );
+        ok(status, &v);
+        v
+    };
+    let shown = allow(json!({"protocol": "tcp", "from_port": 7000, "peer_group": "clients"}));
+    let port_7000 = shown["rules"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|rule| rule["from_port"] == 7000)
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+
+    let base = json!({"image": "nubo-micro", "instance_type": "n1.nano", "network": "sg-net"});
+    let mut server = base.clone();
+    server["security_groups"] = json!(["web"]);
+    server["user_data"] = json!(TWO_PORT_GREETER);
+    let server = launch(&r, &c, server)[0].clone();
+    let shown = r.wait_state_within(&c, &server, "running", Duration::from_secs(120));
+    assert_eq!(shown["private_ip"], "10.30.0.4");
+    let mut prober = base.clone();
+    prober["security_groups"] = json!(["clients"]);
+    prober["user_data"] = json!(PROBER);
+    let prober = launch(&r, &c, prober)[0].clone();
+
+    // Waits for a round after `after` in which the ports answer as expected;
+    // returns that round.
+    let expect = |after: Option<u32>, open_7000: bool, open_7001: bool| -> u32 {
+        let mut seen = Vec::new();
+        let mut found = None;
+        wait_until(
+            &format!("7000 {open_7000}, 7001 {open_7001} after round {after:?}"),
+            Duration::from_secs(120),
+            || {
+                seen = probes(&console(&r, &c, &prober));
+                let round = |n: u32, port: u16| {
+                    seen.iter()
+                        .find(|(i, p, _)| *i == n && *p == port)
+                        .map(|(_, _, open)| *open)
+                };
+                found = seen
+                    .iter()
+                    .map(|(i, _, _)| *i)
+                    .filter(|i| after.is_none_or(|a| *i > a))
+                    .find(|&i| {
+                        round(i, 7000) == Some(open_7000) && round(i, 7001) == Some(open_7001)
+                    });
+                found.is_some()
+            },
+        );
+        found.unwrap()
+    };
+    let last_round = || {
+        probes(&console(&r, &c, &prober))
+            .last()
+            .map(|(i, _, _)| *i)
+            .unwrap_or(0)
+    };
+
+    // The group lets its clients in on 7000 only.
+    expect(None, true, false);
+    // A blocked port opens for a running instance...
+    let before = last_round();
+    allow(json!({"protocol": "tcp", "from_port": 7001, "to_port": 7001, "cidr": "10.30.0.0/24"}));
+    let opened = expect(Some(before), true, true);
+    // ...and an open one closes.
+    let before = last_round().max(opened);
+    let (status, v) = r.signed(
+        &c,
+        "DELETE",
+        &format!("/v1/security-groups/web/rules/{port_7000}"),
+        None,
+    );
+    ok(status, &v);
+    expect(Some(before), false, true);
+    // Joining the server's group lets the prober in everywhere (members trust
+    // each other).
+    let before = last_round();
+    let body = json!({"security_groups": ["clients", "web"]}).to_string();
+    let (status, v) = r.signed(
+        &c,
+        "PUT",
+        &format!("/v1/instances/{prober}/security-groups"),
+        Some(&body),
+    );
+    ok(status, &v);
+    expect(Some(before), true, true);
+
+    for id in [&server, &prober] {
+        r.signed(&c, "DELETE", &format!("/v1/instances/{id}"), None);
+        r.wait_state_within(&c, id, "terminated", Duration::from_secs(60));
+    }
+}

@@ -67,6 +67,11 @@ fn body_for(op: &str, victim: &Creds) -> Option<String> {
         "bucket_create" => json!({"name": "walker-bucket"}),
         "network_create" => json!({"name": "walker-net", "cidr": "10.1.0.0/24"}),
         "instance_publish" => json!({"port": 22}),
+        "security_group_create" => json!({"name": "walker-sg"}),
+        "security_group_rule_add" => {
+            json!({"protocol": "tcp", "from_port": 22, "cidr": "0.0.0.0/0"})
+        }
+        "instance_set_security_groups" => json!({"security_groups": ["default"]}),
         _ => return None,
     };
     Some(body.to_string())
@@ -141,7 +146,29 @@ fn victim(r: &Region) -> Victim {
     assert_eq!(status, 201, "{network}");
     let network = network["id"].as_str().unwrap().to_string();
     params.insert("network", network.clone());
+    let (status, group) = r.signed(
+        &creds,
+        "POST",
+        "/v1/security-groups",
+        Some(&json!({"name": "victim-sg", "description": "victim's group"}).to_string()),
+    );
+    assert_eq!(status, 201, "{group}");
+    let group = group["id"].as_str().unwrap().to_string();
+    let (status, with_rule) = r.signed(
+        &creds,
+        "POST",
+        &format!("/v1/security-groups/{group}/rules"),
+        Some(&json!({"protocol": "udp", "from_port": 53, "cidr": "10.9.9.0/24"}).to_string()),
+    );
+    assert_eq!(status, 201, "{with_rule}");
+    params.insert("group", group.clone());
+    params.insert(
+        "rule_id",
+        with_rule["rules"][0]["id"].as_str().unwrap().to_string(),
+    );
     let secrets = vec![
+        group,
+        "victim's group".to_string(),
         creds.account_id.clone(),
         creds.key_id.clone(),
         key["id"].as_str().unwrap().to_string(),
@@ -185,8 +212,10 @@ fn state_of(r: &Region, v: &Victim) -> Value {
     let (_, pairs) = r.signed(&v.creds, "GET", "/v1/key-pairs", None);
     let (_, buckets) = r.signed(&v.creds, "GET", "/v1/buckets", None);
     let (_, networks) = r.signed(&v.creds, "GET", "/v1/networks", None);
+    let (_, groups) = r.signed(&v.creds, "GET", "/v1/security-groups", None);
     json!({"keys": keys, "instances": instances, "quotas": quotas, "images": images,
-           "key_pairs": pairs, "buckets": buckets, "networks": networks})
+           "key_pairs": pairs, "buckets": buckets, "networks": networks,
+           "security_groups": groups})
 }
 
 fn walk(store: StoreKind) {
@@ -204,6 +233,8 @@ fn walk(store: StoreKind) {
             ("part", "kernel"),
             ("bucket_name", "no-such-bucket"),
             ("network", "net-0000000000000000"),
+            ("group", "sg-0000000000000000"),
+            ("rule_id", "sgr-0000000000000000"),
         ]
         .into_iter()
         .map(|(k, v)| (k, v.to_string()))
@@ -252,7 +283,13 @@ fn walk(store: StoreKind) {
         let names_victims_resource = used.iter().any(|p| {
             matches!(
                 p.as_str(),
-                "key_id" | "instance_id" | "key_name" | "image_id" | "bucket_name" | "network"
+                "key_id"
+                    | "instance_id"
+                    | "key_name"
+                    | "image_id"
+                    | "bucket_name"
+                    | "network"
+                    | "group"
             )
         });
         if op.operator {

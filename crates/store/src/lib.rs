@@ -24,6 +24,7 @@ pub mod multipart;
 pub mod networks;
 pub mod objects;
 pub mod quotas;
+pub mod security_groups;
 
 use std::str::FromStr;
 use std::sync::Arc;

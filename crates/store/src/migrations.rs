@@ -44,6 +44,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "metadata tokens",
         include_str!("../migrations/0007_metadata_tokens.sql"),
     ),
+    (
+        8,
+        "security groups",
+        include_str!("../migrations/0008_security_groups.sql"),
+    ),
 ];
 
 /// How many migrations this build carries.

@@ -89,7 +89,8 @@ async fn append(c: &mut Conn, n: &NetworkRow, at: i64, action: &str) -> Result<(
     Ok(())
 }
 
-/// `StoreError::Conflict` when the account has a network of that name.
+/// Records a network with its default security group. `StoreError::Conflict`
+/// when the account has a network of that name.
 pub async fn insert(c: &mut Conn, n: &NetworkRow) -> Result<()> {
     sqlx::query(sqlx::AssertSqlSafe(format!(
         "INSERT INTO networks ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6)"
@@ -102,7 +103,9 @@ pub async fn insert(c: &mut Conn, n: &NetworkRow) -> Result<()> {
     .bind(n.created_at)
     .execute(&mut *c)
     .await?;
-    append(c, n, n.created_at, "created").await
+    append(&mut *c, n, n.created_at, "created").await?;
+    crate::security_groups::default_for(c, n, n.created_at).await?;
+    Ok(())
 }
 
 /// The account's network with this id, or else this name.
@@ -154,8 +157,8 @@ pub async fn list(c: &mut Conn, account_id: &str, page: &PageQuery) -> Result<Pa
     Ok(Paged::from_rows(rows, page, |n| &n.id))
 }
 
-/// Deletes a network that holds no addresses. `StoreError::Conflict` while
-/// instances use it.
+/// Deletes a network that holds no addresses, with its security groups.
+/// `StoreError::Conflict` while instances use it.
 pub async fn delete(c: &mut Conn, n: &NetworkRow, at: i64) -> Result<()> {
     let used: i64 =
         sqlx::query_scalar("SELECT COUNT(*) FROM network_addresses WHERE network_id = $1")
@@ -167,6 +170,17 @@ pub async fn delete(c: &mut Conn, n: &NetworkRow, at: i64) -> Result<()> {
             "{used} instance(s) still use the network"
         )));
     }
+    sqlx::query(
+        "DELETE FROM security_group_rules WHERE group_id IN \
+         (SELECT id FROM security_groups WHERE network_id = $1)",
+    )
+    .bind(&n.id)
+    .execute(&mut *c)
+    .await?;
+    sqlx::query("DELETE FROM security_groups WHERE network_id = $1")
+        .bind(&n.id)
+        .execute(&mut *c)
+        .await?;
     sqlx::query("DELETE FROM networks WHERE id = $1")
         .bind(&n.id)
         .execute(&mut *c)
@@ -284,9 +298,13 @@ pub async fn published(c: &mut Conn, instance_id: &str) -> Result<Vec<PublishedP
     .await
 }
 
-/// Frees the address (and the published ports) of an instance that is gone;
-/// a no-op if it held none.
+/// Frees the address (and the published ports and group memberships) of an
+/// instance that is gone; a no-op if it held none.
 pub async fn release(c: &mut Conn, instance_id: &str) -> Result<()> {
+    sqlx::query("DELETE FROM instance_security_groups WHERE instance_id = $1")
+        .bind(instance_id)
+        .execute(&mut *c)
+        .await?;
     sqlx::query("DELETE FROM published_ports WHERE instance_id = $1")
         .bind(instance_id)
         .execute(&mut *c)

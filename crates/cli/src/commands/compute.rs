@@ -8,6 +8,8 @@ use nubo_api::compute::{
     RegisterImageRequest,
 };
 
+use nubo_api::security_groups::InstanceSecurityGroups;
+
 use crate::args::{ImagesCommand, InstanceCommand, RegisterImageArgs, Transition, Wait};
 use crate::client::{Client, ClientError};
 use crate::commands::{Context, all_pages};
@@ -164,6 +166,8 @@ pub async fn instances(ctx: &Context, cmd: InstanceCommand) -> Result<(), Client
                         client_token: a.client_token,
                         key_name: a.key_name,
                         network: a.network,
+                        security_groups: (!a.security_groups.is_empty())
+                            .then_some(a.security_groups),
                         metadata_tokens: a.metadata_tokens,
                     },
                 )
@@ -226,6 +230,23 @@ pub async fn instances(ctx: &Context, cmd: InstanceCommand) -> Result<(), Client
                 &["port", "address", "published"],
                 rows,
             )
+        }
+        InstanceCommand::SecurityGroups { instance_id, set } => {
+            let path = format!("/v1/instances/{instance_id}/security-groups");
+            let groups: InstanceSecurityGroups = if set.is_empty() {
+                client.get(&path).await?
+            } else {
+                let ask = InstanceSecurityGroups {
+                    security_groups: set,
+                };
+                client.put(&path, &ask).await?
+            };
+            let rows = groups
+                .security_groups
+                .iter()
+                .map(|g| vec![g.clone()])
+                .collect();
+            print(ctx.output(), &groups, &["security group"], rows)
         }
         InstanceCommand::Console { instance_id } => {
             let console: InstanceConsole = client

@@ -7,6 +7,7 @@ mod key_pairs;
 mod keys;
 mod networks;
 mod quota;
+mod security_groups;
 mod storage;
 
 use clap::CommandFactory;
@@ -131,6 +132,7 @@ pub async fn run(cli: Cli) -> Result<(), ClientError> {
         Command::KeyPairs(cmd) => key_pairs::run(&ctx, cmd).await,
         Command::Instance(cmd) => compute::instances(&ctx, cmd).await,
         Command::Network(cmd) => networks::run(&ctx, cmd).await,
+        Command::SecurityGroup(cmd) => security_groups::run(&ctx, cmd).await,
         Command::Bucket(cmd) => storage::run(&ctx, cmd).await,
         Command::Admin(cmd) => admin::run(&ctx, cmd).await,
         Command::Completions { shell } => {

@@ -12,6 +12,7 @@ mod cgroup;
 pub mod command;
 mod console;
 mod dhcp;
+mod firewall;
 mod metadata;
 pub mod network;
 mod publish;
@@ -34,6 +35,7 @@ use self::accel::{Accel, AccelChoice};
 use self::cgroup::Cgroups;
 use self::command::{ImageSpec, Launch, VmFiles, process_name};
 use self::console::ConsoleScan;
+use crate::firewall::Firewall;
 use crate::{BoxFuture, Capacity, HostAgent, HostError, VmSpec, VmState, VmStatus};
 
 type Qmp = QapiService<QmpStreamTokio<WriteHalf<UnixStream>>>;
@@ -109,6 +111,8 @@ struct Inner {
     /// Taken while a network's namespace may be made, so that two launches
     /// into a network new to this host do not both make it.
     networks: tokio::sync::Mutex<()>,
+    /// The version of the firewall applied in each network namespace here.
+    firewalls: Mutex<HashMap<String, u64>>,
     /// The metadata service of each network namespace here.
     metadata: Mutex<HashMap<String, AbortHandle>>,
     /// The relays of published ports, by VM.
@@ -148,6 +152,7 @@ impl QemuHost {
                 accel,
                 tsc_khz: accel::tsc_khz(),
                 networks: tokio::sync::Mutex::new(()),
+                firewalls: Mutex::default(),
                 metadata: Mutex::default(),
                 published: Mutex::default(),
                 cgroups,
@@ -389,6 +394,28 @@ async fn connect_qmp(socket: &Path) -> std::io::Result<(Qmp, QmpEvents)> {
 }
 
 impl Inner {
+    /// Applies `fw` in namespace `ns` unless a newer one is there. Callers
+    /// hold the `networks` lock.
+    async fn apply_firewall(&self, ns: &str, fw: Firewall) -> Result<(), HostError> {
+        let applied = self
+            .firewalls
+            .lock()
+            .map(|m| m.get(ns).copied())
+            .ok()
+            .flatten();
+        if applied.is_some_and(|v| v >= fw.version) {
+            return Ok(());
+        }
+        let (version, at) = (fw.version, ns.to_string());
+        tokio::task::spawn_blocking(move || firewall::apply(&at, &fw))
+            .await
+            .map_err(|e| HostError::Agent(format!("firewall: {e}")))??;
+        if let Ok(mut m) = self.firewalls.lock() {
+            m.insert(ns.to_string(), version);
+        }
+        Ok(())
+    }
+
     fn vms(&self) -> std::sync::MutexGuard<'_, HashMap<String, Vm>> {
         self.vms.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -552,11 +579,15 @@ impl Inner {
             let id = spec.instance_id.clone();
             let ns = {
                 let _turn = self.networks.lock().await;
-                let nic = nic.clone();
                 let networks = self.networks_dir();
-                tokio::task::spawn_blocking(move || network::attach(&id, &nic, &networks))
-                    .await
-                    .map_err(|e| agent("network", &e))??
+                let attached = nic.clone();
+                let ns =
+                    tokio::task::spawn_blocking(move || network::attach(&id, &attached, &networks))
+                        .await
+                        .map_err(|e| agent("network", &e))??;
+                // Before QEMU starts, so that the VM never sends or receives unfiltered.
+                self.apply_firewall(&ns, nic.firewall.clone()).await?;
+                ns
             };
             std::fs::write(files.netns(), &ns).map_err(|e| agent("VM folder", &e))?;
             let document = metadata::Document {
@@ -920,6 +951,21 @@ impl HostAgent for QemuHost {
                 return Err(HostError::Agent(format!("{instance_id} does not run here")));
             }
             self.inner.publish(instance_id, port, 0).await
+        })
+    }
+
+    fn firewall<'a>(
+        &'a self,
+        network_id: &'a str,
+        firewall: Firewall,
+    ) -> BoxFuture<'a, Result<(), HostError>> {
+        Box::pin(async move {
+            let ns = network::namespace(network_id);
+            let _turn = self.inner.networks.lock().await;
+            if !network::exists(&ns) {
+                return Ok(());
+            }
+            self.inner.apply_firewall(&ns, firewall).await
         })
     }
 

@@ -7,8 +7,9 @@
 //!
 //! A VM may send only from its own MAC and address: nftables in the namespace
 //! drops any other source on its tap, so that no guest can pass for another
-//! (to its neighbours, or to the metadata service, which tells callers apart by
-//! address).
+//! (to its neighbours, to security groups, or to the metadata service, which
+//! tell callers apart by address). Networks are IPv4 only: a tap's IPv6 is
+//! dropped, lest link-local addresses bypass the groups.
 //!
 //! The namespaces, links and rules are made with iproute2 and nft, the
 //! operators' own tools, so that what nubo does reads back with
@@ -33,6 +34,7 @@ table bridge nubo {
         iifname \"tap*\" ip saddr 0.0.0.0 udp sport 68 udp dport 67 accept
         iifname \"tap*\" ether type ip iifname . ip saddr != @ips drop
         iifname \"tap*\" ether type arp iifname . arp saddr ip != @ips drop
+        iifname \"tap*\" ether type ip6 drop
     }
 }
 ";
@@ -82,7 +84,7 @@ pub(super) fn ip(args: &[&str]) -> Result<(), HostError> {
 }
 
 /// `nft` inside namespace `ns`, reading `script`.
-fn nft(ns: &str, script: &str) -> Result<(), HostError> {
+pub(super) fn nft(ns: &str, script: &str) -> Result<(), HostError> {
     run("ip", &["netns", "exec", ns, "nft", "-f", "-"], Some(script))
 }
 
@@ -108,8 +110,23 @@ pub fn in_namespace<T: Send>(
     })
 }
 
-fn exists(ns: &str) -> bool {
+pub(super) fn exists(ns: &str) -> bool {
     std::path::Path::new("/run/netns").join(ns).exists()
+}
+
+/// Has the namespace's bridge hand IPv4 to the IP hooks, where security
+/// groups track connections (see `firewall`).
+fn bridged_ip_filtered(ns: &str) -> Result<(), HostError> {
+    let knob = "/proc/sys/net/bridge/bridge-nf-call-iptables";
+    if !Path::new(knob).exists() {
+        // Built as a module on most distributions' kernels.
+        run("modprobe", &["br_netfilter"], None)?;
+    }
+    run(
+        "ip",
+        &["netns", "exec", ns, "sh", "-c", &format!("echo 1 > {knob}")],
+        None,
+    )
 }
 
 /// Makes the network's namespace, bridge and DHCP server (its files in
@@ -131,6 +148,7 @@ pub fn attach(instance_id: &str, nic: &Nic, networks: &Path) -> Result<String, H
                 ip(&["-n", &ns, "addr", "add", &metadata, "dev", BRIDGE])
             })
             .and_then(|()| ip(&["-n", &ns, "link", "set", BRIDGE, "up"]))
+            .and_then(|()| bridged_ip_filtered(&ns))
             .and_then(|()| nft(&ns, ANTI_SPOOFING))
             .and_then(|()| super::dhcp::start(&dir, nic));
         if let Err(e) = made {

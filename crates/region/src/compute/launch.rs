@@ -19,6 +19,7 @@ use crate::api::extract::Json;
 use crate::compute::catalog;
 use crate::compute::instances::view;
 use crate::compute::scheduler::{self, Shape};
+use crate::networks::security_groups;
 use crate::quotas;
 use crate::state::AppState;
 
@@ -159,6 +160,14 @@ async fn instance_launch(
             .ok_or_else(|| ApiError::invalid(format!("network {name:?} not found")))?,
         None => networks::default_for(&mut tx, &caller.account_id, at).await?,
     };
+    let chosen_groups = security_groups::for_instance(
+        &mut tx,
+        &caller,
+        &network,
+        req.security_groups.as_deref(),
+        at,
+    )
+    .await?;
     let what = format!("launching {count} × {}", itype.name);
     let (vcpus, memory) = (u64::from(itype.vcpus), u64::from(itype.memory_mib));
     let n = u64::from(count);
@@ -218,6 +227,14 @@ async fn instance_launch(
             version: 0,
         };
         instances::insert(&mut tx, &row).await?;
+        nubo_store::security_groups::set_membership(
+            &mut tx,
+            &caller.account_id,
+            &row.id,
+            &chosen_groups,
+            at,
+        )
+        .await?;
         rows.push(row);
     }
     if let Some(token) = &req.client_token {

@@ -13,6 +13,8 @@ use std::time::{Duration, Instant};
 
 use nubo_api::compute::InstanceState;
 use nubo_host::{HostAgent, VmSpec, VmState, VmStatus};
+
+use crate::networks::firewall;
 use nubo_store::instances::{self, InstanceRow};
 use nubo_store::{Result, images};
 use tokio::sync::{Semaphore, broadcast, mpsc, watch};
@@ -186,6 +188,12 @@ impl Reconciler {
                     to = next.state,
                     "instance state"
                 );
+                // Its address may go to another instance: no rule may still name it.
+                if let (To::Terminated, Some(network)) = (&to, &row.network_id)
+                    && let Err(e) = firewall::push(&self.state, network).await
+                {
+                    tracing::warn!(network, error = %e, "firewall not recomputed");
+                }
             }
             Ok(None) => tracing::debug!(instance_id = row.id, "stale instance row; next pass"),
             Err(e) => {
@@ -262,7 +270,7 @@ impl Reconciler {
             },
             Err(e) => Err(e),
         };
-        let spec = match looked_up {
+        let mut spec = match looked_up {
             Ok(Some((image, nic))) => VmSpec {
                 instance_id: row.id.clone(),
                 instance_type: row.instance_type.clone(),
@@ -287,6 +295,17 @@ impl Reconciler {
                 return;
             }
         };
+        let network = spec.nic.as_ref().map(|nic| nic.network_id.clone());
+        if let (Some(nic), Some(network)) = (spec.nic.as_mut(), &network) {
+            match firewall::current(&self.state, network).await {
+                Ok((fw, _)) => nic.firewall = fw,
+                Err(e) => {
+                    self.issued.remove(&row.id);
+                    tracing::warn!(instance_id = row.id, error = %e, "cannot read the firewall");
+                    return;
+                }
+            }
+        }
         // Starting a VM takes a VMM launch; several run at once, bounded, and a
         // failure comes back through the store like any other transition.
         let (state, limit, id) = (self.state.clone(), self.starts.clone(), row.id.clone());
@@ -294,9 +313,19 @@ impl Reconciler {
             let Ok(_permit) = limit.acquire_owned().await else {
                 return;
             };
-            if let Err(e) = agent.start(spec).await {
-                let reason = format!("the host could not start it: {e}");
-                fail_pending(&state, &id, &reason).await;
+            match agent.start(spec).await {
+                Err(e) => {
+                    let reason = format!("the host could not start it: {e}");
+                    fail_pending(&state, &id, &reason).await;
+                }
+                // Its groups' rules elsewhere in the network now name its address.
+                Ok(()) => {
+                    if let Some(network) = network
+                        && let Err(e) = firewall::push(&state, &network).await
+                    {
+                        tracing::warn!(network, error = %e, "firewall not pushed");
+                    }
+                }
             }
         });
     }

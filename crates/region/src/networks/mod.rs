@@ -1,6 +1,9 @@
 //! Private tenant networks: the API over the store's networks and their
-//! address management. (The data plane that carries their packets lives with
-//! the hosts.)
+//! address management, and their security groups. (The data plane that carries
+//! their packets lives with the hosts.)
+
+pub mod firewall;
+pub mod security_groups;
 
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -28,6 +31,15 @@ pub fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(network_list, network_create))
         .routes(routes!(network_show, network_delete))
+        .merge(security_groups::routes())
+}
+
+/// Names of networks and security groups: 1 to 64 letters, digits, '.', '_' or '-'.
+pub fn valid_name(name: &str) -> bool {
+    (1..=64).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
 }
 
 fn view(n: NetworkRow, region: &str) -> Network {
@@ -62,6 +74,8 @@ pub async fn nic_of(c: &mut Conn, row: &InstanceRow) -> Result<Option<Nic>, Stor
         address: format!("{ip}/{prefix}"),
         gateway: gateway.to_string(),
         mac: mac_of(&row.id),
+        // The reconciler reads it when it starts the VM.
+        firewall: Default::default(),
     }))
 }
 
@@ -78,12 +92,7 @@ fn mac_of(instance_id: &str) -> String {
 }
 
 fn validate(req: &CreateNetworkRequest) -> ApiResult<()> {
-    let name_ok = (1..=64).contains(&req.name.len())
-        && req
-            .name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
-    if !name_ok {
+    if !valid_name(&req.name) {
         return Err(ApiError::invalid(
             "a network name is 1 to 64 letters, digits, '.', '_' or '-'",
         ));
