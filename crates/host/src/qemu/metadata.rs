@@ -1,9 +1,8 @@
 //! The instance metadata service, in the EC2 format that cloud-init and other
 //! tools read, at 169.254.169.254 inside each network's namespace. It answers a
 //! VM only about itself: the namespace is the network, and within it the caller
-//! is the VM that holds the request's source address. (Binding each tap to its
-//! VM's address, so that a guest cannot borrow a neighbour's, comes with the
-//! security groups.)
+//! is the VM that holds the request's source address (anti-spoofing on each
+//! tap keeps a guest from borrowing a neighbour's).
 //!
 //! IMDSv2 is supported: `PUT /latest/api/token` hands out a session token for
 //! the calling VM, and a request that carries a token must carry a valid one.
@@ -115,7 +114,7 @@ fn answer(
         return text(StatusCode::FORBIDDEN, "unknown caller\n");
     };
     let header = |name: &str| req.headers().get(name).and_then(|v| v.to_str().ok());
-    let path = req.uri().path();
+    let path = &undated(req.uri().path());
     if req.method() == Method::PUT && path == "/latest/api/token" {
         let ttl = header(TTL_HEADER).and_then(|t| t.parse::<u64>().ok());
         let Some(ttl) = ttl.filter(|t| (1..=MAX_TTL).contains(t)) else {
@@ -164,6 +163,23 @@ fn rand_u64() -> u64 {
     u64::from_le_bytes(bytes)
 }
 
+/// The dated API versions EC2 offers beside `latest`; clients such as
+/// cloud-init ask for one of them by name. All serve the same tree here.
+const VERSIONS: &[&str] = &["2009-04-04", "2016-09-02", "2018-09-24", "2021-03-23"];
+
+/// `path` with a dated version in place of `latest`.
+fn undated(path: &str) -> String {
+    let mut parts = path.splitn(3, '/');
+    let (_, version, rest) = (parts.next(), parts.next(), parts.next());
+    match (version, rest) {
+        (Some(v), rest) if VERSIONS.contains(&v) => match rest {
+            Some(rest) => format!("/latest/{rest}"),
+            None => "/latest".into(),
+        },
+        _ => path.to_string(),
+    }
+}
+
 /// The EC2 metadata tree of one VM.
 fn lookup(doc: &Document, path: &str) -> Option<String> {
     let keys = if doc.public_keys.is_empty() {
@@ -172,7 +188,25 @@ fn lookup(doc: &Document, path: &str) -> Option<String> {
         "public-keys/\n"
     };
     let value = match path.trim_end_matches('/') {
+        "" => VERSIONS
+            .iter()
+            .chain(&["latest"])
+            .copied()
+            .collect::<Vec<_>>()
+            .join("\n"),
         "/latest" => "dynamic\nmeta-data\nuser-data".to_string(),
+        "/latest/dynamic" => "instance-identity/".into(),
+        "/latest/dynamic/instance-identity" => "document".into(),
+        "/latest/dynamic/instance-identity/document" => serde_json::json!({
+            "instanceId": doc.instance_id,
+            "instanceType": doc.instance_type,
+            "privateIp": doc.local_ipv4,
+            "region": doc.region,
+            "availabilityZone": format!("{}a", doc.region),
+            "architecture": "x86_64",
+            "version": "2017-09-30",
+        })
+        .to_string(),
         "/latest/user-data" => doc.user_data.clone()?,
         "/latest/meta-data" => format!(
             "hostname\ninstance-id\ninstance-type\nlocal-hostname\nlocal-ipv4\nmac\n\
@@ -230,5 +264,17 @@ mod tests {
         );
         assert_eq!(lookup(&doc, "/latest/user-data"), None, "none given: 404");
         assert_eq!(lookup(&doc, "/latest/meta-data/iam"), None);
+        assert_eq!(
+            lookup(&doc, &undated("/2021-03-23/meta-data/local-ipv4")).unwrap(),
+            "10.0.0.4",
+            "dated versions serve the same tree"
+        );
+        assert_eq!(undated("/1999-01-01/meta-data"), "/1999-01-01/meta-data");
+        assert!(lookup(&doc, "/").unwrap().contains("2009-04-04\n"));
+        let identity = lookup(&doc, "/latest/dynamic/instance-identity/document").unwrap();
+        assert!(
+            identity.contains("\"privateIp\":\"10.0.0.4\""),
+            "{identity}"
+        );
     }
 }

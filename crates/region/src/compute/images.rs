@@ -42,6 +42,10 @@ struct Manifest {
     #[serde(default)]
     cmdline: String,
     ready_marker: String,
+    /// A root disk, which each instance boots a copy-on-write overlay of.
+    disk: Option<String>,
+    /// `raw` or `qcow2`.
+    disk_format: Option<String>,
 }
 
 /// Registers the public images the configured hosts can boot: for QEMU, every
@@ -92,12 +96,26 @@ fn image_folders(dir: &std::path::Path) -> Vec<(String, String, String)> {
             }
         };
         let folder = std::path::absolute(&folder).unwrap_or(folder);
+        let disk = match (&m.disk, m.disk_format.as_deref()) {
+            (None, None) => None,
+            (Some(disk), Some(format @ ("raw" | "qcow2"))) => {
+                Some(json!({ "path": folder.join(disk), "format": format }))
+            }
+            _ => {
+                tracing::warn!(
+                    path = %manifest_path.display(),
+                    "image skipped: a disk needs a disk_format of raw or qcow2"
+                );
+                continue;
+            }
+        };
         let spec = json!({
             "driver": "qemu",
             "kernel": folder.join(&m.kernel),
             "initrd": m.initrd.map(|i| folder.join(i)),
             "cmdline": m.cmdline,
             "ready_marker": m.ready_marker,
+            "disk": disk,
         });
         found.push((m.name, m.description, spec.to_string()));
     }
