@@ -128,6 +128,7 @@ async fn measure(endpoint: &str, engine: &str) -> Result<Figures, String> {
                     client_token: None,
                     key_name: None,
                     network: None,
+                    security_groups: None,
                     metadata_tokens: None,
                 },
             )

@@ -193,6 +193,7 @@ fn launch_request(count: u32) -> LaunchRequest {
         client_token: None,
         key_name: None,
         network: None,
+        security_groups: None,
         metadata_tokens: None,
     }
 }

@@ -4,7 +4,7 @@
 //! and keyed by instance id, so the region can repeat any of them after a crash
 //! (its own, the agent's, or a VMM's) and converge.
 
-pub mod firewall;
+pub mod network_state;
 pub mod qemu;
 pub mod sim;
 
@@ -67,8 +67,8 @@ pub struct Nic {
     pub gateway: String,
     /// Locally administered, derived from the instance id.
     pub mac: String,
-    /// The network's security groups as they stand when the VM starts.
-    pub firewall: firewall::Firewall,
+    /// The network as it stands when the VM starts (tunnels, security groups).
+    pub network: network_state::NetworkState,
 }
 
 /// A VM's state as its host sees it.
@@ -150,13 +150,18 @@ pub trait HostAgent: Send + Sync {
         port: u16,
     ) -> BoxFuture<'a, Result<std::net::SocketAddr, HostError>>;
 
-    /// Makes `firewall` the security groups of network `network_id` on this
-    /// host, if it has the network; one older than the host applied is ignored.
-    fn firewall<'a>(
+    /// Makes `state` the state of network `network_id` on this host (its
+    /// tunnels and security groups), if the host has the network; a state older
+    /// than the one the host applied is ignored.
+    fn network<'a>(
         &'a self,
         network_id: &'a str,
-        firewall: firewall::Firewall,
+        state: network_state::NetworkState,
     ) -> BoxFuture<'a, Result<(), HostError>>;
+
+    /// This host's end of the tunnels that carry networks between hosts:
+    /// `None` for a host that runs alone.
+    fn underlay(&self) -> Option<std::net::Ipv4Addr>;
 
     /// Every VM the host has.
     fn list(&self) -> BoxFuture<'_, Result<Vec<VmStatus>, HostError>>;

@@ -235,13 +235,17 @@ impl HostAgent for SimHost {
         })
     }
 
-    /// Simulated VMs carry no packets, so there is nothing to filter.
-    fn firewall<'a>(
+    /// Simulated VMs carry no packets, so there is nothing to tunnel or filter.
+    fn network<'a>(
         &'a self,
         _network_id: &'a str,
-        _firewall: crate::firewall::Firewall,
+        _state: crate::network_state::NetworkState,
     ) -> BoxFuture<'a, Result<(), HostError>> {
         Box::pin(async { Ok(()) })
+    }
+
+    fn underlay(&self) -> Option<std::net::Ipv4Addr> {
+        None
     }
 
     fn list(&self) -> BoxFuture<'_, Result<Vec<VmStatus>, HostError>> {

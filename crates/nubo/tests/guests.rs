@@ -838,3 +838,162 @@ fn security_group_changes_hold_for_running_instances() {
         r.wait_state_within(&c, id, "terminated", Duration::from_secs(60));
     }
 }
+
+/// Two namespaces joined by a veth pair: the network between two modelled
+/// machines, each host's underlay in one of them. Documentation addresses
+/// (TEST-NET-1), in namespaces of the test's own.
+struct Underlay {
+    namespaces: [String; 2],
+    config: std::path::PathBuf,
+}
+
+impl Underlay {
+    const ADDRESSES: [&str; 2] = ["192.0.2.1", "192.0.2.2"];
+
+    fn new() -> Underlay {
+        let tag = format!("{:08x}", nubo_store::ids::random_u64() as u32);
+        let namespaces = [format!("nubotest-ula-{tag}"), format!("nubotest-ulb-{tag}")];
+        let ip = |args: &[&str]| {
+            let status = std::process::Command::new("ip")
+                .args(args)
+                .status()
+                .unwrap();
+            assert!(status.success(), "ip {args:?}");
+        };
+        let [a, b] = &namespaces;
+        for ns in &namespaces {
+            ip(&["netns", "add", ns]);
+            ip(&["-n", ns, "link", "set", "lo", "up"]);
+        }
+        ip(&[
+            "-n", a, "link", "add", "ul0", "type", "veth", "peer", "name", "ul0", "netns", b,
+        ]);
+        for (ns, address) in namespaces.iter().zip(Self::ADDRESSES) {
+            ip(&[
+                "-n",
+                ns,
+                "addr",
+                "add",
+                &format!("{address}/24"),
+                "dev",
+                "ul0",
+            ]);
+            ip(&["-n", ns, "link", "set", "ul0", "up"]);
+        }
+        let config = std::env::temp_dir().join(format!("nubotest-two-hosts-{tag}.toml"));
+        let hosts: String = namespaces
+            .iter()
+            .zip(Self::ADDRESSES)
+            .map(|(ns, address)| {
+                format!(
+                    "[[qemu.hosts]]\nunderlay_address = \"{address}\"\nunderlay_namespace = \"{ns}\"\n"
+                )
+            })
+            .collect();
+        std::fs::write(&config, hosts).unwrap();
+        Underlay { namespaces, config }
+    }
+
+    /// The links left in an underlay namespace (tunnels move out of it).
+    fn links(&self, i: usize) -> String {
+        let out = std::process::Command::new("ip")
+            .args(["-n", &self.namespaces[i], "-o", "link"])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+}
+
+impl Drop for Underlay {
+    fn drop(&mut self) {
+        for ns in &self.namespaces {
+            let _ = std::process::Command::new("ip")
+                .args(["netns", "delete", ns])
+                .status();
+        }
+        let _ = std::fs::remove_file(&self.config);
+    }
+}
+
+/// Reaches 10.40.0.4 by ICMP and TCP (retrying while it boots), and asks the
+/// metadata service for its own address.
+const ACROSS_HOSTS: &str = r#"#!/bin/sh
+for i in $(seq 1 60); do
+  said=$(timeout 3 nc 10.40.0.4 7000 </dev/null 2>/dev/null)
+  [ -n "$said" ] && break
+  sleep 1
+done
+echo "heard: $said"
+if ping -c 3 -W 5 10.40.0.4 >/dev/null 2>&1; then echo "reached 10.40.0.4"; else echo "missed 10.40.0.4"; fi
+echo "imds-ip $(wget -qO- http://169.254.169.254/latest/meta-data/local-ipv4)"
+echo across-done
+"#;
+
+#[test]
+fn a_network_spans_two_hosts_through_a_tunnel() {
+    let underlay = Underlay::new();
+    let config = underlay.config.to_string_lossy().into_owned();
+    let r = Region::start_qemu(StoreKind::Sqlite, &["--config", &config]);
+    let token = format!("Bearer {}", r.operator_token());
+    let (_, hosts) = r
+        .curl("GET", "/v1/admin/hosts", None, &[("authorization", &token)])
+        .unwrap();
+    assert_eq!(hosts.as_array().unwrap().len(), 2, "{hosts}");
+
+    let c = r.signup("two-hosts@example.com");
+    let body = json!({"name": "spread", "cidr": "10.40.0.0/24"}).to_string();
+    let (status, v) = r.signed(&c, "POST", "/v1/networks", Some(&body));
+    assert_eq!(status, 201, "{v}");
+    let network = v["id"].as_str().unwrap().to_string();
+    let base = json!({"image": "nubo-micro", "instance_type": "n1.nano", "network": "spread"});
+    let mut server = base.clone();
+    server["user_data"] = json!(GREETER);
+    let server = launch(&r, &c, server)[0].clone();
+    let shown = r.wait_state_within(&c, &server, "running", Duration::from_secs(120));
+    assert_eq!(shown["private_ip"], "10.40.0.4");
+    let mut client = base.clone();
+    client["user_data"] = json!(ACROSS_HOSTS);
+    let client = launch(&r, &c, client)[0].clone();
+    let seen = r.wait_state_within(&c, &client, "running", Duration::from_secs(120));
+    assert_ne!(
+        seen["host_id"], shown["host_id"],
+        "the scheduler spreads the network's instances over both hosts"
+    );
+
+    wait_until("the client to finish", Duration::from_secs(180), || {
+        console(&r, &c, &client).contains("across-done")
+    });
+    let told = console(&r, &c, &client);
+    for line in [
+        format!("heard: hello from {server}"),
+        "reached 10.40.0.4".to_string(),
+        // Its own host's metadata service answered, not the other's.
+        format!("imds-ip {}", seen["private_ip"].as_str().unwrap()),
+    ] {
+        assert!(told.contains(&line), "{line:?} not in: {told}");
+    }
+    // Each host has the network in a namespace of its own, and its tunnel
+    // left the underlay for it.
+    let netns = std::process::Command::new("ip")
+        .args(["netns", "list"])
+        .output()
+        .unwrap();
+    let netns = String::from_utf8_lossy(&netns.stdout).into_owned();
+    assert_eq!(netns.matches(network.as_str()).count(), 2, "{netns}");
+    for i in 0..2 {
+        assert!(!underlay.links(i).contains("vx"), "{}", underlay.links(i));
+    }
+
+    for id in [&server, &client] {
+        r.signed(&c, "DELETE", &format!("/v1/instances/{id}"), None);
+        r.wait_state_within(&c, id, "terminated", Duration::from_secs(60));
+    }
+    let netns = std::process::Command::new("ip")
+        .args(["netns", "list"])
+        .output()
+        .unwrap();
+    assert!(
+        !String::from_utf8_lossy(&netns.stdout).contains(network.as_str()),
+        "both hosts removed the network"
+    );
+}

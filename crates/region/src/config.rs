@@ -133,6 +133,21 @@ pub struct QemuHostConfig {
     pub vcpu_overcommit: u32,
     /// Memory kept back from guests, in MiB.
     pub memory_reserve_mib: u64,
+    /// The hosts this nubod runs on this machine, each with its end of the
+    /// tunnels that carry networks between hosts. None: one host, alone.
+    /// Several: a model of a region of several machines (each host's underlay
+    /// in a namespace of its own), for tests and benchmarks.
+    pub hosts: Vec<QemuHostEntry>,
+}
+
+/// A host of this machine and its underlay.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QemuHostEntry {
+    /// The host's address on the network between hosts (VXLAN, UDP 4789).
+    pub underlay_address: std::net::Ipv4Addr,
+    /// The network namespace that holds that address; the machine's own if absent.
+    pub underlay_namespace: Option<String>,
 }
 
 impl Default for QemuHostConfig {
@@ -142,6 +157,7 @@ impl Default for QemuHostConfig {
             tcg_tb_size_mib: 16,
             vcpu_overcommit: 16,
             memory_reserve_mib: 1024,
+            hosts: Vec::new(),
         }
     }
 }

@@ -49,6 +49,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "security groups",
         include_str!("../migrations/0008_security_groups.sql"),
     ),
+    (
+        9,
+        "network tunnels",
+        include_str!("../migrations/0009_network_tunnels.sql"),
+    ),
 ];
 
 /// How many migrations this build carries.

@@ -26,7 +26,13 @@ pub struct NetworkRow {
     pub cidr: String,
     pub is_default: bool,
     pub created_at: i64,
+    /// The VXLAN id that carries it between hosts (24 bits), chosen by
+    /// [`insert`].
+    pub vni: i64,
 }
+
+/// The VXLAN ids networks may have.
+const VNIS: std::ops::RangeInclusive<u64> = 1..=0x00ff_ffff;
 
 impl NetworkRow {
     /// The address instances route through: the range's first host address.
@@ -68,10 +74,11 @@ fn from_row(r: &AnyRow) -> Result<NetworkRow> {
         cidr: r.try_get("cidr")?,
         is_default: r.try_get::<i64, _>("is_default")? != 0,
         created_at: r.try_get("created_at")?,
+        vni: r.try_get::<Option<i64>, _>("vni")?.unwrap_or_default(),
     })
 }
 
-const COLUMNS: &str = "id, account_id, name, cidr, is_default, created_at";
+const COLUMNS: &str = "id, account_id, name, cidr, is_default, created_at, vni";
 
 async fn append(c: &mut Conn, n: &NetworkRow, at: i64, action: &str) -> Result<()> {
     events::append(
@@ -91,9 +98,10 @@ async fn append(c: &mut Conn, n: &NetworkRow, at: i64, action: &str) -> Result<(
 
 /// Records a network with its default security group. `StoreError::Conflict`
 /// when the account has a network of that name.
-pub async fn insert(c: &mut Conn, n: &NetworkRow) -> Result<()> {
+pub async fn insert(c: &mut Conn, n: &mut NetworkRow) -> Result<()> {
+    n.vni = free_vni(&mut *c).await?;
     sqlx::query(sqlx::AssertSqlSafe(format!(
-        "INSERT INTO networks ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6)"
+        "INSERT INTO networks ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7)"
     )))
     .bind(&n.id)
     .bind(&n.account_id)
@@ -101,11 +109,28 @@ pub async fn insert(c: &mut Conn, n: &NetworkRow) -> Result<()> {
     .bind(&n.cidr)
     .bind(i64::from(n.is_default))
     .bind(n.created_at)
+    .bind(n.vni)
     .execute(&mut *c)
     .await?;
     append(&mut *c, n, n.created_at, "created").await?;
     crate::security_groups::default_for(c, n, n.created_at).await?;
     Ok(())
+}
+
+/// A VXLAN id no network has: random, so that concurrent creations rarely
+/// meet (the unique index refuses the rare pair that does).
+async fn free_vni(c: &mut Conn) -> Result<i64> {
+    for _ in 0..16 {
+        let vni = (VNIS.start() + ids::random_u64() % (VNIS.end() - VNIS.start() + 1)) as i64;
+        let taken: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM networks WHERE vni = $1")
+            .bind(vni)
+            .fetch_one(&mut *c)
+            .await?;
+        if taken == 0 {
+            return Ok(vni);
+        }
+    }
+    Err(StoreError::Conflict("no free VXLAN id found".into()))
 }
 
 /// The account's network with this id, or else this name.
@@ -128,15 +153,16 @@ pub async fn default_for(c: &mut Conn, account_id: &str, at: i64) -> Result<Netw
     if let Some(n) = get(&mut *c, account_id, DEFAULT_NAME).await? {
         return Ok(n);
     }
-    let n = NetworkRow {
+    let mut n = NetworkRow {
         id: ids::new("net"),
         account_id: account_id.to_string(),
         name: DEFAULT_NAME.into(),
         cidr: DEFAULT_CIDR.into(),
         is_default: true,
         created_at: at,
+        vni: 0,
     };
-    insert(c, &n).await?;
+    insert(c, &mut n).await?;
     Ok(n)
 }
 
@@ -339,6 +365,7 @@ mod tests {
             cidr: cidr.into(),
             is_default: false,
             created_at: 0,
+            vni: 1,
         };
         let range = n("10.0.0.0/28").assignable().unwrap();
         assert_eq!(

@@ -385,6 +385,8 @@ pub struct Member {
 pub struct NetworkFirewall {
     /// Bumped on every read, so that the newest firewall wins at each host.
     pub version: i64,
+    /// The network's VXLAN id.
+    pub vni: i64,
     pub members: Vec<Member>,
     pub rules: Vec<RuleRow>,
     /// The hosts that run (or are to run) its instances.
@@ -395,13 +397,15 @@ pub struct NetworkFirewall {
 /// network's row, so that concurrent readers take turns (PostgreSQL locks the
 /// row until commit): a later version never reflects less than an earlier one.
 pub async fn firewall(c: &mut Conn, network_id: &str) -> Result<NetworkFirewall> {
-    let version: i64 = sqlx::query_scalar(
+    let bumped = sqlx::query(
         "UPDATE networks SET firewall_version = firewall_version + 1 WHERE id = $1 \
-         RETURNING firewall_version",
+         RETURNING firewall_version, vni",
     )
     .bind(network_id)
     .fetch_one(&mut *c)
     .await?;
+    let version: i64 = bumped.try_get("firewall_version")?;
+    let vni: i64 = bumped.try_get::<Option<i64>, _>("vni")?.unwrap_or_default();
     let rows = sqlx::query(
         "SELECT a.instance_id, a.address, m.group_id FROM network_addresses a \
          LEFT JOIN instance_security_groups m ON m.instance_id = a.instance_id \
@@ -452,6 +456,7 @@ pub async fn firewall(c: &mut Conn, network_id: &str) -> Result<NetworkFirewall>
     .await?;
     Ok(NetworkFirewall {
         version,
+        vni,
         members,
         rules,
         hosts,

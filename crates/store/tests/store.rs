@@ -469,15 +469,22 @@ async fn network_addresses_are_the_lowest_free_and_come_back_when_released() {
             .await
             .unwrap();
         assert_eq!(default, again, "one default network per account");
-        let small = NetworkRow {
+        let mut small = NetworkRow {
             id: ids::new("net"),
             account_id: account_id.clone(),
             name: "small".into(),
             cidr: "10.9.0.0/29".into(),
             is_default: false,
             created_at: 3,
+            vni: 0,
         };
-        networks::insert(&mut tx, &small).await.unwrap();
+        networks::insert(&mut tx, &mut small).await.unwrap();
+        assert!(
+            small.vni > 0 && small.vni != default.vni,
+            "each network has a VXLAN id of its own: {} {}",
+            small.vni,
+            default.vni
+        );
         let mut given = Vec::new();
         for i in 0..3 {
             given.push(

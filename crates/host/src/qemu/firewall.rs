@@ -16,10 +16,10 @@
 use std::fmt::Write;
 
 use crate::HostError;
-use crate::firewall::{Firewall, Protocol, Rule};
+use crate::network_state::{NetworkState, Protocol, Rule};
 
 /// The nft script that makes `fw` the namespace's firewall.
-pub fn script(fw: &Firewall) -> String {
+pub fn script(fw: &NetworkState) -> String {
     let mut s = String::from(
         "table inet nubo_firewall\n\
          delete table inet nubo_firewall\n\
@@ -81,19 +81,21 @@ fn chain(s: &mut String, name: &str, field: &str, rules: &[Rule], verdict: &str)
 }
 
 /// Makes `fw` the firewall of namespace `ns`.
-pub fn apply(ns: &str, fw: &Firewall) -> Result<(), HostError> {
+pub fn apply(ns: &str, fw: &NetworkState) -> Result<(), HostError> {
     super::network::nft(ns, &script(fw))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::firewall::Member;
+    use crate::network_state::Member;
 
     #[test]
     fn each_member_gets_an_ingress_and_an_egress_chain() {
-        let fw = Firewall {
+        let fw = NetworkState {
             version: 3,
+            vni: 9,
+            peers: vec![],
             members: vec![Member {
                 address: "10.0.0.4".parse().unwrap(),
                 ingress: vec![
@@ -134,7 +136,7 @@ mod tests {
 
     #[test]
     fn a_network_without_instances_has_no_maps() {
-        let s = script(&Firewall::default());
+        let s = script(&NetworkState::default());
         assert!(!s.contains("vmap"), "{s}");
         assert!(s.contains("policy accept"), "{s}");
     }

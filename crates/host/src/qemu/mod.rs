@@ -16,6 +16,7 @@ mod firewall;
 mod metadata;
 pub mod network;
 mod publish;
+pub mod tunnel;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -35,7 +36,7 @@ use self::accel::{Accel, AccelChoice};
 use self::cgroup::Cgroups;
 use self::command::{ImageSpec, Launch, VmFiles, process_name};
 use self::console::ConsoleScan;
-use crate::firewall::Firewall;
+use crate::network_state::NetworkState;
 use crate::{BoxFuture, Capacity, HostAgent, HostError, VmSpec, VmState, VmStatus};
 
 type Qmp = QapiService<QmpStreamTokio<WriteHalf<UnixStream>>>;
@@ -65,6 +66,11 @@ pub struct QemuConfig {
     pub disk_gib: u64,
     /// The host address published VM ports are reached on.
     pub publish_address: std::net::IpAddr,
+    /// The beginning of its network namespaces' names, which differs between
+    /// hosts that share a machine.
+    pub netns_prefix: String,
+    /// Where its tunnels to other hosts start; a host that runs alone has none.
+    pub underlay: Option<tunnel::Underlay>,
 }
 
 impl QemuConfig {
@@ -79,6 +85,8 @@ impl QemuConfig {
             memory_reserve_mib: 1024,
             disk_gib: 100,
             publish_address: std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST),
+            netns_prefix: "nubo-".into(),
+            underlay: None,
         }
     }
 }
@@ -112,7 +120,7 @@ struct Inner {
     /// into a network new to this host do not both make it.
     networks: tokio::sync::Mutex<()>,
     /// The version of the firewall applied in each network namespace here.
-    firewalls: Mutex<HashMap<String, u64>>,
+    network_versions: Mutex<HashMap<String, u64>>,
     /// The metadata service of each network namespace here.
     metadata: Mutex<HashMap<String, AbortHandle>>,
     /// The relays of published ports, by VM.
@@ -152,7 +160,7 @@ impl QemuHost {
                 accel,
                 tsc_khz: accel::tsc_khz(),
                 networks: tokio::sync::Mutex::new(()),
-                firewalls: Mutex::default(),
+                network_versions: Mutex::default(),
                 metadata: Mutex::default(),
                 published: Mutex::default(),
                 cgroups,
@@ -394,23 +402,30 @@ async fn connect_qmp(socket: &Path) -> std::io::Result<(Qmp, QmpEvents)> {
 }
 
 impl Inner {
-    /// Applies `fw` in namespace `ns` unless a newer one is there. Callers
-    /// hold the `networks` lock.
-    async fn apply_firewall(&self, ns: &str, fw: Firewall) -> Result<(), HostError> {
+    /// Applies `state` (tunnel peers, security groups) in namespace `ns`
+    /// unless a newer one is there. Callers hold the `networks` lock.
+    async fn apply_network(&self, ns: &str, state: NetworkState) -> Result<(), HostError> {
         let applied = self
-            .firewalls
+            .network_versions
             .lock()
             .map(|m| m.get(ns).copied())
             .ok()
             .flatten();
-        if applied.is_some_and(|v| v >= fw.version) {
+        if applied.is_some_and(|v| v >= state.version) {
             return Ok(());
         }
-        let (version, at) = (fw.version, ns.to_string());
-        tokio::task::spawn_blocking(move || firewall::apply(&at, &fw))
-            .await
-            .map_err(|e| HostError::Agent(format!("firewall: {e}")))??;
-        if let Ok(mut m) = self.firewalls.lock() {
+        let (version, at) = (state.version, ns.to_string());
+        let tunnels = self.config.underlay.is_some();
+        tokio::task::spawn_blocking(move || {
+            firewall::apply(&at, &state)?;
+            if tunnels {
+                tunnel::flood_to(&at, state.vni, &state.peers)?;
+            }
+            Ok::<(), HostError>(())
+        })
+        .await
+        .map_err(|e| HostError::Agent(format!("network state: {e}")))??;
+        if let Ok(mut m) = self.network_versions.lock() {
             m.insert(ns.to_string(), version);
         }
         Ok(())
@@ -581,12 +596,17 @@ impl Inner {
                 let _turn = self.networks.lock().await;
                 let networks = self.networks_dir();
                 let attached = nic.clone();
-                let ns =
-                    tokio::task::spawn_blocking(move || network::attach(&id, &attached, &networks))
-                        .await
-                        .map_err(|e| agent("network", &e))??;
+                let (prefix, underlay) = (
+                    self.config.netns_prefix.clone(),
+                    self.config.underlay.clone(),
+                );
+                let ns = tokio::task::spawn_blocking(move || {
+                    network::attach(&id, &attached, &networks, &prefix, underlay.as_ref())
+                })
+                .await
+                .map_err(|e| agent("network", &e))??;
                 // Before QEMU starts, so that the VM never sends or receives unfiltered.
-                self.apply_firewall(&ns, nic.firewall.clone()).await?;
+                self.apply_network(&ns, nic.network.clone()).await?;
                 ns
             };
             std::fs::write(files.netns(), &ns).map_err(|e| agent("VM folder", &e))?;
@@ -954,19 +974,23 @@ impl HostAgent for QemuHost {
         })
     }
 
-    fn firewall<'a>(
+    fn network<'a>(
         &'a self,
         network_id: &'a str,
-        firewall: Firewall,
+        state: NetworkState,
     ) -> BoxFuture<'a, Result<(), HostError>> {
         Box::pin(async move {
-            let ns = network::namespace(network_id);
+            let ns = network::namespace(&self.inner.config.netns_prefix, network_id);
             let _turn = self.inner.networks.lock().await;
             if !network::exists(&ns) {
                 return Ok(());
             }
-            self.inner.apply_firewall(&ns, firewall).await
+            self.inner.apply_network(&ns, state).await
         })
+    }
+
+    fn underlay(&self) -> Option<std::net::Ipv4Addr> {
+        self.inner.config.underlay.as_ref().map(|u| u.address)
     }
 
     fn list(&self) -> BoxFuture<'_, Result<Vec<VmStatus>, HostError>> {

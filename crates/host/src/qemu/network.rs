@@ -18,12 +18,15 @@
 use std::path::Path;
 use std::process::Command;
 
+use super::tunnel::{self, Underlay};
 use crate::{HostError, Nic};
 
-const BRIDGE: &str = "br0";
+pub(super) const BRIDGE: &str = "br0";
 
 /// Each tap's MAC and address are elements of these sets. A DHCP request is
-/// the one packet sent before the VM has its address.
+/// the one packet sent before the VM has its address. The namespace's own
+/// services answer only the VMs of their host: nothing of theirs, and no DHCP
+/// request, crosses a tunnel.
 const ANTI_SPOOFING: &str = "
 table bridge nubo {
     set macs { type ifname . ether_addr; }
@@ -36,12 +39,24 @@ table bridge nubo {
         iifname \"tap*\" ether type arp iifname . arp saddr ip != @ips drop
         iifname \"tap*\" ether type ip6 drop
     }
+    chain tunnel_in {
+        type filter hook input priority 0; policy accept;
+        iifname \"vx*\" drop
+    }
+    chain tunnel_out {
+        type filter hook output priority 0; policy accept;
+        oifname \"vx*\" drop
+    }
+    chain tunnel_forward {
+        type filter hook forward priority 0; policy accept;
+        oifname \"vx*\" ether type ip udp dport 67 drop
+    }
 }
 ";
 
-/// The namespace of a network.
-pub fn namespace(network_id: &str) -> String {
-    format!("nubo-{network_id}")
+/// The namespace of a network, on a host whose namespaces begin with `prefix`.
+pub fn namespace(prefix: &str, network_id: &str) -> String {
+    format!("{prefix}{network_id}")
 }
 
 /// The tap of an instance: interface names are at most 15 bytes.
@@ -133,8 +148,14 @@ fn bridged_ip_filtered(ns: &str) -> Result<(), HostError> {
 /// `networks/<namespace>`), if this host has not yet, and a tap for
 /// `instance_id` on it. Returns the namespace, where QEMU must run. Callers
 /// serialize calls (two launches must not both make the namespace).
-pub fn attach(instance_id: &str, nic: &Nic, networks: &Path) -> Result<String, HostError> {
-    let ns = namespace(&nic.network_id);
+pub fn attach(
+    instance_id: &str,
+    nic: &Nic,
+    networks: &Path,
+    prefix: &str,
+    underlay: Option<&Underlay>,
+) -> Result<String, HostError> {
+    let ns = namespace(prefix, &nic.network_id);
     let dir = networks.join(&ns);
     if !exists(&ns) {
         let prefix = nic.address.split_once('/').map_or("32", |(_, p)| p);
@@ -142,6 +163,10 @@ pub fn attach(instance_id: &str, nic: &Nic, networks: &Path) -> Result<String, H
         let made = ip(&["netns", "add", &ns])
             .and_then(|()| ip(&["-n", &ns, "link", "set", "lo", "up"]))
             .and_then(|()| ip(&["-n", &ns, "link", "add", BRIDGE, "type", "bridge"]))
+            .and_then(|()| {
+                let mac = tunnel::gateway_mac(&nic.network_id);
+                ip(&["-n", &ns, "link", "set", BRIDGE, "address", &mac])
+            })
             .and_then(|()| ip(&["-n", &ns, "addr", "add", &gateway, "dev", BRIDGE]))
             .and_then(|()| {
                 let metadata = format!("{}/32", super::metadata::ADDRESS);
@@ -150,6 +175,10 @@ pub fn attach(instance_id: &str, nic: &Nic, networks: &Path) -> Result<String, H
             .and_then(|()| ip(&["-n", &ns, "link", "set", BRIDGE, "up"]))
             .and_then(|()| bridged_ip_filtered(&ns))
             .and_then(|()| nft(&ns, ANTI_SPOOFING))
+            .and_then(|()| match underlay {
+                Some(u) => tunnel::create(&ns, nic.network.vni, u),
+                None => Ok(()),
+            })
             .and_then(|()| super::dhcp::start(&dir, nic));
         if let Err(e) = made {
             // Half a namespace would be taken for a whole one next time.

@@ -322,11 +322,8 @@ impl Region {
     /// Kills the VMs this region's QEMU driver left running: they outlive
     /// nubod by design, but not the test that made them.
     fn kill_vms(&self) {
-        let Ok(vms) = std::fs::read_dir(self.dir.join("data/vms")) else {
-            return;
-        };
         let dir = self.dir.to_string_lossy().into_owned();
-        for vm in vms.flatten() {
+        for vm in self.vm_folders() {
             let Ok(pid) = std::fs::read_to_string(vm.path().join("qemu.pid")) else {
                 continue;
             };
@@ -347,10 +344,7 @@ impl Region {
                 }
             }
         }
-        let Ok(vms) = std::fs::read_dir(self.dir.join("data/vms")) else {
-            return;
-        };
-        for vm in vms.flatten() {
+        for vm in self.vm_folders() {
             if let Ok(ns) = std::fs::read_to_string(vm.path().join("netns")) {
                 let _ = Command::new("ip")
                     .args(["netns", "delete", ns.trim()])
@@ -358,6 +352,20 @@ impl Region {
                     .status();
             }
         }
+    }
+}
+
+impl Region {
+    /// The VM folders of every host of this region (`vms`, `vms-1`, …).
+    fn vm_folders(&self) -> Vec<std::fs::DirEntry> {
+        let Ok(data) = std::fs::read_dir(self.dir.join("data")) else {
+            return Vec::new();
+        };
+        data.flatten()
+            .filter(|d| d.file_name().to_string_lossy().starts_with("vms"))
+            .filter_map(|d| std::fs::read_dir(d.path()).ok())
+            .flat_map(|vms| vms.flatten())
+            .collect()
     }
 }
 

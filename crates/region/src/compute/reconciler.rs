@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use nubo_api::compute::InstanceState;
 use nubo_host::{HostAgent, VmSpec, VmState, VmStatus};
 
-use crate::networks::firewall;
+use crate::networks::sync;
 use nubo_store::instances::{self, InstanceRow};
 use nubo_store::{Result, images};
 use tokio::sync::{Semaphore, broadcast, mpsc, watch};
@@ -190,9 +190,9 @@ impl Reconciler {
                 );
                 // Its address may go to another instance: no rule may still name it.
                 if let (To::Terminated, Some(network)) = (&to, &row.network_id)
-                    && let Err(e) = firewall::push(&self.state, network).await
+                    && let Err(e) = sync::push(&self.state, network).await
                 {
-                    tracing::warn!(network, error = %e, "firewall not recomputed");
+                    tracing::warn!(network, error = %e, "network state not recomputed");
                 }
             }
             Ok(None) => tracing::debug!(instance_id = row.id, "stale instance row; next pass"),
@@ -297,11 +297,14 @@ impl Reconciler {
         };
         let network = spec.nic.as_ref().map(|nic| nic.network_id.clone());
         if let (Some(nic), Some(network)) = (spec.nic.as_mut(), &network) {
-            match firewall::current(&self.state, network).await {
-                Ok((fw, _)) => nic.firewall = fw,
+            match sync::current(&self.state, network).await {
+                Ok((seen, hosts)) => {
+                    let host = row.host_id.as_deref().unwrap_or_default();
+                    nic.network = sync::for_host(&self.state, &seen, &hosts, host);
+                }
                 Err(e) => {
                     self.issued.remove(&row.id);
-                    tracing::warn!(instance_id = row.id, error = %e, "cannot read the firewall");
+                    tracing::warn!(instance_id = row.id, error = %e, "cannot read its network");
                     return;
                 }
             }
@@ -321,9 +324,9 @@ impl Reconciler {
                 // Its groups' rules elsewhere in the network now name its address.
                 Ok(()) => {
                     if let Some(network) = network
-                        && let Err(e) = firewall::push(&state, &network).await
+                        && let Err(e) = sync::push(&state, &network).await
                     {
-                        tracing::warn!(network, error = %e, "firewall not pushed");
+                        tracing::warn!(network, error = %e, "network state not pushed");
                     }
                 }
             }

@@ -8,6 +8,7 @@ use axum::extract::State;
 use nubo_api::error::ErrorBody;
 use nubo_api::hosts::{Capacity, Host, HostState};
 use nubo_host::HostAgent;
+use nubo_host::qemu::tunnel::Underlay;
 use nubo_host::qemu::{QemuConfig, QemuHost};
 use nubo_host::sim::{SimHost, SimTiming};
 use nubo_store::hosts::{self, HostRow};
@@ -59,22 +60,14 @@ impl Fleet {
                 })
                 .collect(),
             Hypervisor::Qemu => {
-                let q = &config.qemu;
-                let qemu = QemuConfig {
-                    binary: q.binary.clone(),
-                    accel: config.accel,
-                    tcg_tb_size_mib: q.tcg_tb_size_mib,
-                    vcpu_overcommit: q.vcpu_overcommit,
-                    memory_reserve_mib: q.memory_reserve_mib,
-                    ..QemuConfig::new(
-                        format!("{}-{}", config.region, machine_name()),
-                        config.data_dir.join("vms"),
-                    )
-                };
-                let host = QemuHost::start(qemu)
-                    .await
-                    .map_err(|e| nubo_store::StoreError::Config(e.to_string()))?;
-                vec![Arc::new(host) as Arc<dyn HostAgent>]
+                let mut agents: Vec<Arc<dyn HostAgent>> = Vec::new();
+                for qemu in qemu_hosts(config) {
+                    let host = QemuHost::start(qemu)
+                        .await
+                        .map_err(|e| nubo_store::StoreError::Config(e.to_string()))?;
+                    agents.push(Arc::new(host));
+                }
+                agents
             }
         };
         let at = clock.now_micros();
@@ -106,6 +99,49 @@ impl Fleet {
         tx.commit().await?;
         Ok(fleet)
     }
+}
+
+/// The QEMU hosts of this machine: the first keeps the plain names (its
+/// folder `vms`, namespaces `nubo-…`), the others get their own.
+fn qemu_hosts(config: &Config) -> Vec<QemuConfig> {
+    let q = &config.qemu;
+    let entries: Vec<Option<&crate::config::QemuHostEntry>> = if q.hosts.is_empty() {
+        vec![None]
+    } else {
+        q.hosts.iter().map(Some).collect()
+    };
+    let machine = machine_name();
+    entries
+        .into_iter()
+        .enumerate()
+        .map(|(i, entry)| {
+            let (name, vms, prefix) = match i {
+                0 => (
+                    format!("{}-{machine}", config.region),
+                    "vms".to_string(),
+                    "nubo-".to_string(),
+                ),
+                _ => (
+                    format!("{}-{machine}-{i}", config.region),
+                    format!("vms-{i}"),
+                    format!("nubo-h{i}-"),
+                ),
+            };
+            QemuConfig {
+                binary: q.binary.clone(),
+                accel: config.accel,
+                tcg_tb_size_mib: q.tcg_tb_size_mib,
+                vcpu_overcommit: q.vcpu_overcommit,
+                memory_reserve_mib: q.memory_reserve_mib,
+                netns_prefix: prefix,
+                underlay: entry.map(|e| Underlay {
+                    address: e.underlay_address,
+                    namespace: e.underlay_namespace.clone(),
+                }),
+                ..QemuConfig::new(name, config.data_dir.join(vms))
+            }
+        })
+        .collect()
 }
 
 /// This machine's name, for its host's name in the registry.

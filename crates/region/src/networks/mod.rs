@@ -2,8 +2,8 @@
 //! address management, and their security groups. (The data plane that carries
 //! their packets lives with the hosts.)
 
-pub mod firewall;
 pub mod security_groups;
+pub mod sync;
 
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -75,7 +75,7 @@ pub async fn nic_of(c: &mut Conn, row: &InstanceRow) -> Result<Option<Nic>, Stor
         gateway: gateway.to_string(),
         mac: mac_of(&row.id),
         // The reconciler reads it when it starts the VM.
-        firewall: Default::default(),
+        network: Default::default(),
     }))
 }
 
@@ -150,16 +150,17 @@ async fn network_create(
     Json(req): Json<CreateNetworkRequest>,
 ) -> ApiResult<(StatusCode, axum::Json<Network>)> {
     validate(&req)?;
-    let row = NetworkRow {
+    let mut row = NetworkRow {
         id: ids::new("net"),
         account_id: caller.account_id.clone(),
         name: req.name.clone(),
         cidr: req.cidr.clone(),
         is_default: false,
         created_at: state.clock.now_micros(),
+        vni: 0,
     };
     let mut tx = state.store.begin().await?;
-    match networks::insert(&mut tx, &row).await {
+    match networks::insert(&mut tx, &mut row).await {
         Err(StoreError::Conflict(_)) => {
             return Err(ApiError::new(
                 ErrorCode::Conflict,

@@ -22,7 +22,7 @@ use crate::api::error::{ApiError, ApiResult};
 use crate::api::extract::{Json, Path, Query};
 use crate::api::page;
 use crate::clock::rfc3339;
-use crate::networks::{firewall, valid_name};
+use crate::networks::{sync, valid_name};
 use crate::state::AppState;
 
 /// The most groups an instance may be a member of, as in AWS.
@@ -361,7 +361,7 @@ async fn rule_add(
     groups::add_rule(&mut tx, &g, &rule).await?;
     let shown = view(&mut tx, g).await?;
     tx.commit().await?;
-    firewall::push(&state, &shown.network_id).await?;
+    sync::push(&state, &shown.network_id).await?;
     Ok((StatusCode::CREATED, axum::Json(shown)))
 }
 
@@ -384,7 +384,7 @@ async fn rule_remove(
         return Err(ApiError::not_found("rule", &rule_id));
     }
     tx.commit().await?;
-    firewall::push(&state, &g.network_id).await?;
+    sync::push(&state, &g.network_id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -442,6 +442,6 @@ async fn instance_set_groups(
     groups::set_membership(&mut tx, &caller.account_id, &row.id, &chosen, at).await?;
     let security_groups = groups::of_instance(&mut tx, &row.id).await?;
     tx.commit().await?;
-    firewall::push(&state, &network.id).await?;
+    sync::push(&state, &network.id).await?;
     Ok(axum::Json(InstanceSecurityGroups { security_groups }))
 }

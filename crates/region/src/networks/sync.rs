@@ -1,18 +1,19 @@
-//! A network's security groups as its hosts enforce them: the groups' rules
-//! resolved, member by member, to address ranges, and sent to every host that
-//! runs an instance of the network, within the request that changed them.
+//! What the hosts of a network must know of it: its tunnel (VXLAN id and the
+//! other hosts to reach) and its security groups, resolved member by member to
+//! address ranges. Computed from the store and sent to every host that runs an
+//! instance of the network, within the request that changed it.
 
 use std::collections::HashMap;
 use std::net::Ipv4Addr;
 
-use nubo_host::firewall::{Firewall, Member, Protocol, Rule};
+use nubo_host::network_state::{Member, NetworkState, Protocol, Rule};
 use nubo_store::security_groups::{self, NetworkFirewall, RuleRow};
 use nubo_store::{StoreError, networks};
 
 use crate::state::AppState;
 
 /// Resolves groups to their members' addresses.
-fn resolve(fw: &NetworkFirewall) -> Firewall {
+fn resolve(fw: &NetworkFirewall) -> NetworkState {
     let mut addresses: HashMap<&str, Vec<Ipv4Addr>> = HashMap::new();
     for m in &fw.members {
         for g in &m.groups {
@@ -62,33 +63,55 @@ fn resolve(fw: &NetworkFirewall) -> Firewall {
             }
         })
         .collect();
-    Firewall {
+    NetworkState {
         version: fw.version as u64,
+        vni: fw.vni as u32,
+        peers: Vec::new(),
         members,
     }
 }
 
-/// The network's firewall as it stands, and the hosts it applies on.
+/// The network as it stands, and the hosts of its instances.
 pub async fn current(
     state: &AppState,
     network_id: &str,
-) -> Result<(Firewall, Vec<String>), StoreError> {
+) -> Result<(NetworkState, Vec<String>), StoreError> {
     let mut tx = state.store.begin().await?;
     let fw = security_groups::firewall(&mut tx, network_id).await?;
     tx.commit().await?;
     Ok((resolve(&fw), fw.hosts))
 }
 
-/// Sends the network's firewall to its hosts. A host that cannot take it is
-/// logged: the next change, or its next launch into the network, brings it up to date.
+/// `network` as host `host_id` must see it: its tunnel floods to the others.
+pub fn for_host(
+    state: &AppState,
+    network: &NetworkState,
+    hosts: &[String],
+    host_id: &str,
+) -> NetworkState {
+    let peers = hosts
+        .iter()
+        .filter(|h| h.as_str() != host_id)
+        .filter_map(|h| state.fleet.agent(h)?.underlay())
+        .collect();
+    NetworkState {
+        peers,
+        ..network.clone()
+    }
+}
+
+/// Sends the network's state to its hosts. A host that cannot take it is
+/// logged: the next change, or its next launch into the network, brings it up
+/// to date.
 pub async fn push(state: &AppState, network_id: &str) -> Result<(), StoreError> {
-    let (fw, hosts) = current(state, network_id).await?;
-    for host in hosts {
-        let Some(agent) = state.fleet.agent(&host) else {
+    let (network, hosts) = current(state, network_id).await?;
+    for host in &hosts {
+        let Some(agent) = state.fleet.agent(host) else {
             continue;
         };
-        if let Err(e) = agent.firewall(network_id, fw.clone()).await {
-            tracing::warn!(host, network_id, error = %e, "firewall not applied");
+        let seen = for_host(state, &network, &hosts, host);
+        if let Err(e) = agent.network(network_id, seen).await {
+            tracing::warn!(host, network_id, error = %e, "network state not applied");
         }
     }
     Ok(())
@@ -122,6 +145,7 @@ mod tests {
         let at = |last: u8| u32::from(Ipv4Addr::new(10, 0, 0, last));
         let fw = NetworkFirewall {
             version: 7,
+            vni: 42,
             members: vec![
                 Row {
                     instance_id: "i-web".into(),
@@ -142,7 +166,7 @@ mod tests {
             hosts: vec![],
         };
         let resolved = resolve(&fw);
-        assert_eq!(resolved.version, 7);
+        assert_eq!((resolved.version, resolved.vni), (7, 42));
         let [web, db] = &resolved.members[..] else {
             panic!("{resolved:?}")
         };

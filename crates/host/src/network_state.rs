@@ -1,14 +1,21 @@
-//! A network's security groups as a host enforces them: for each instance of
-//! the network, what may reach it and what it may send. The region resolves
-//! groups to their members' addresses, so a host needs nothing but this.
+//! What a host needs to know of a network beyond its own VMs: its tunnel id,
+//! the other hosts that run its instances, and its security groups, resolved
+//! by the region to each instance's rules with peer addresses (so that a host
+//! needs nothing but this).
 
 use std::net::Ipv4Addr;
 
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct Firewall {
-    /// Grows with each firewall the region computes for the network; a host
+pub struct NetworkState {
+    /// Grows with each state the region computes for the network; a host
     /// ignores one older than the one it applied.
     pub version: u64,
+    /// The network's VXLAN id, unique in the region.
+    pub vni: u32,
+    /// Underlay addresses of the other hosts that run instances of the
+    /// network, which this host's tunnel floods to.
+    pub peers: Vec<Ipv4Addr>,
+    /// Every instance of the network (on any host) with its rules.
     pub members: Vec<Member>,
 }
 
