@@ -997,3 +997,128 @@ fn a_network_spans_two_hosts_through_a_tunnel() {
         "both hosts removed the network"
     );
 }
+
+/// The outside world as a namespace of the test's own: 198.51.100.1
+/// (TEST-NET-2) behind a veth from the host's namespace, whose end is
+/// 198.51.100.2.
+struct Outside {
+    namespace: String,
+    link: String,
+}
+
+impl Outside {
+    const ADDRESS: &str = "198.51.100.1";
+    const HOST: &str = "198.51.100.2";
+
+    fn new() -> Outside {
+        let tag = format!("{:06x}", nubo_store::ids::random_u64() as u32 & 0xff_ffff);
+        let (namespace, link) = (format!("nubotest-out-{tag}"), format!("nbtout{tag}"));
+        let ip = |args: &[&str]| {
+            let status = std::process::Command::new("ip")
+                .args(args)
+                .status()
+                .unwrap();
+            assert!(status.success(), "ip {args:?}");
+        };
+        ip(&["netns", "add", &namespace]);
+        ip(&[
+            "link", "add", &link, "type", "veth", "peer", "name", "eth0", "netns", &namespace,
+        ]);
+        ip(&[
+            "-n",
+            &namespace,
+            "addr",
+            "add",
+            &format!("{}/24", Self::ADDRESS),
+            "dev",
+            "eth0",
+        ]);
+        ip(&["-n", &namespace, "link", "set", "eth0", "up"]);
+        ip(&["-n", &namespace, "link", "set", "lo", "up"]);
+        ip(&["addr", "add", &format!("{}/24", Self::HOST), "dev", &link]);
+        ip(&["link", "set", &link, "up"]);
+        Outside { namespace, link }
+    }
+
+    /// Answers each connection to `port` with the address it came from.
+    fn serve(&self, port: u16) {
+        let listener = nubo_host::qemu::network::in_namespace(&self.namespace, || {
+            std::net::TcpListener::bind((Self::ADDRESS, port))
+        })
+        .unwrap();
+        std::thread::spawn(move || tell_callers(listener));
+    }
+}
+
+/// Answers each connection with the address it came from.
+fn tell_callers(listener: std::net::TcpListener) {
+    use std::io::Write;
+    for mut stream in listener.incoming().flatten() {
+        if let Ok(peer) = stream.peer_addr() {
+            let _ = writeln!(stream, "you are {}", peer.ip());
+        }
+    }
+}
+
+impl Drop for Outside {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("ip")
+            .args(["link", "del", &self.link])
+            .status();
+        let _ = std::process::Command::new("ip")
+            .args(["netns", "delete", &self.namespace])
+            .status();
+    }
+}
+
+/// Calls the outside, and the host the outside is reached through.
+const EGRESS: &str = r#"#!/bin/sh
+for i in $(seq 1 30); do
+  out=$(timeout 3 nc 198.51.100.1 8000 </dev/null 2>/dev/null)
+  [ -n "$out" ] && break
+  sleep 1
+done
+echo "outside: $out"
+echo "host: $(timeout 3 nc 198.51.100.2 8001 </dev/null 2>/dev/null || echo unreachable)"
+echo egress-done
+"#;
+
+#[test]
+fn instances_reach_the_outside_through_nat_only_when_the_operator_allows() {
+    let outside = Outside::new();
+    outside.serve(8000);
+    // A service of the host itself, on the address the outside is reached by.
+    let host_service = std::net::TcpListener::bind((Outside::HOST, 8001)).unwrap();
+    std::thread::spawn(move || tell_callers(host_service));
+
+    for egress in [true, false] {
+        let flag = if egress { "true" } else { "false" };
+        let r = Region::start_qemu(StoreKind::Sqlite, &["--egress-nat", flag]);
+        let c = r.signup(&format!("egress-{flag}@example.com"));
+        let body = json!({"image": "nubo-micro", "instance_type": "n1.nano", "user_data": EGRESS});
+        let id = launch(&r, &c, body)[0].clone();
+        r.wait_state_within(&c, &id, "running", Duration::from_secs(120));
+        wait_until("the calls to finish", Duration::from_secs(120), || {
+            console(&r, &c, &id).contains("egress-done")
+        });
+        let told = console(&r, &c, &id);
+        let reached = format!("outside: you are {}", Outside::HOST);
+        if egress {
+            assert!(
+                told.contains(&reached),
+                "the outside sees the host's address: {told}"
+            );
+        } else {
+            assert!(
+                told.contains("outside: \n") || told.contains("outside: \r\n"),
+                "{told}"
+            );
+        }
+        assert!(
+            told.contains("host: unreachable"),
+            "an instance never reaches the host's own services: {told}"
+        );
+        r.signed(&c, "DELETE", &format!("/v1/instances/{id}"), None);
+        r.wait_state_within(&c, &id, "terminated", Duration::from_secs(60));
+    }
+}

@@ -66,6 +66,10 @@ pub struct Args {
     /// Signups one client address may make per hour.
     #[arg(long, env = "NUBO_SIGNUPS_PER_HOUR")]
     pub signups_per_hour: Option<u32>,
+    /// Let instances reach the outside through NAT on their host's address
+    /// (QEMU hosts; off unless asked).
+    #[arg(long, env = "NUBO_EGRESS_NAT")]
+    pub egress_nat: Option<bool>,
     /// Log filter, e.g. `info` or `nubo_region=debug,info`.
     #[arg(long, env = "NUBO_LOG")]
     pub log: Option<String>,
@@ -86,6 +90,7 @@ struct FileConfig {
     public_s3_endpoint: Option<String>,
     sim_hosts: Option<u32>,
     signups_per_hour: Option<u32>,
+    egress_nat: Option<bool>,
     log: Option<String>,
     images_dir: Option<PathBuf>,
     accel: Option<AccelChoice>,
@@ -196,6 +201,8 @@ pub struct Config {
     pub accel: AccelChoice,
     pub qemu: QemuHostConfig,
     pub signups_per_hour: u32,
+    /// Instances reach the outside through NAT.
+    pub egress_nat: bool,
     pub log: String,
     pub quotas: BTreeMap<QuotaResource, QuotaRule>,
     pub peers: Vec<PeerRegion>,
@@ -275,6 +282,7 @@ impl Config {
                 .signups_per_hour
                 .or(file.signups_per_hour)
                 .unwrap_or(20),
+            egress_nat: args.egress_nat.or(file.egress_nat).unwrap_or(false),
             log: args.log.or(file.log).unwrap_or_else(|| "info".into()),
             quotas,
             peers: file.regions,

@@ -12,6 +12,7 @@ mod cgroup;
 pub mod command;
 mod console;
 mod dhcp;
+mod egress;
 mod firewall;
 mod metadata;
 pub mod network;
@@ -66,11 +67,8 @@ pub struct QemuConfig {
     pub disk_gib: u64,
     /// The host address published VM ports are reached on.
     pub publish_address: std::net::IpAddr,
-    /// The beginning of its network namespaces' names, which differs between
-    /// hosts that share a machine.
-    pub netns_prefix: String,
-    /// Where its tunnels to other hosts start; a host that runs alone has none.
-    pub underlay: Option<tunnel::Underlay>,
+    /// How it builds its networks' namespaces.
+    pub fabric: network::Fabric,
 }
 
 impl QemuConfig {
@@ -85,8 +83,7 @@ impl QemuConfig {
             memory_reserve_mib: 1024,
             disk_gib: 100,
             publish_address: std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST),
-            netns_prefix: "nubo-".into(),
-            underlay: None,
+            fabric: network::Fabric::default(),
         }
     }
 }
@@ -415,7 +412,7 @@ impl Inner {
             return Ok(());
         }
         let (version, at) = (state.version, ns.to_string());
-        let tunnels = self.config.underlay.is_some();
+        let tunnels = self.config.fabric.underlay.is_some();
         tokio::task::spawn_blocking(move || {
             firewall::apply(&at, &state)?;
             if tunnels {
@@ -596,12 +593,9 @@ impl Inner {
                 let _turn = self.networks.lock().await;
                 let networks = self.networks_dir();
                 let attached = nic.clone();
-                let (prefix, underlay) = (
-                    self.config.netns_prefix.clone(),
-                    self.config.underlay.clone(),
-                );
+                let fabric = self.config.fabric.clone();
                 let ns = tokio::task::spawn_blocking(move || {
-                    network::attach(&id, &attached, &networks, &prefix, underlay.as_ref())
+                    network::attach(&id, &attached, &networks, &fabric)
                 })
                 .await
                 .map_err(|e| agent("network", &e))??;
@@ -980,7 +974,7 @@ impl HostAgent for QemuHost {
         state: NetworkState,
     ) -> BoxFuture<'a, Result<(), HostError>> {
         Box::pin(async move {
-            let ns = network::namespace(&self.inner.config.netns_prefix, network_id);
+            let ns = network::namespace(&self.inner.config.fabric.prefix, network_id);
             let _turn = self.inner.networks.lock().await;
             if !network::exists(&ns) {
                 return Ok(());
@@ -990,7 +984,12 @@ impl HostAgent for QemuHost {
     }
 
     fn underlay(&self) -> Option<std::net::Ipv4Addr> {
-        self.inner.config.underlay.as_ref().map(|u| u.address)
+        self.inner
+            .config
+            .fabric
+            .underlay
+            .as_ref()
+            .map(|u| u.address)
     }
 
     fn list(&self) -> BoxFuture<'_, Result<Vec<VmStatus>, HostError>> {

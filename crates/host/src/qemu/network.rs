@@ -54,6 +54,28 @@ table bridge nubo {
 }
 ";
 
+/// How a host builds its networks' namespaces.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fabric {
+    /// The beginning of the namespaces' names, which differs between hosts
+    /// that share a machine.
+    pub prefix: String,
+    /// Where tunnels to other hosts start; a host that runs alone has none.
+    pub underlay: Option<Underlay>,
+    /// Instances reach the outside through NAT (see `egress`).
+    pub egress: bool,
+}
+
+impl Default for Fabric {
+    fn default() -> Self {
+        Fabric {
+            prefix: "nubo-".into(),
+            underlay: None,
+            egress: false,
+        }
+    }
+}
+
 /// The namespace of a network, on a host whose namespaces begin with `prefix`.
 pub fn namespace(prefix: &str, network_id: &str) -> String {
     format!("{prefix}{network_id}")
@@ -70,7 +92,7 @@ pub fn tap(instance_id: &str) -> String {
     format!("tap{}", tail.chars().rev().collect::<String>())
 }
 
-fn run(program: &str, args: &[&str], input: Option<&str>) -> Result<(), HostError> {
+pub(super) fn run(program: &str, args: &[&str], input: Option<&str>) -> Result<(), HostError> {
     use std::io::Write;
     let failed =
         |e: &dyn std::fmt::Display| HostError::Agent(format!("{program} {}: {e}", args.join(" ")));
@@ -152,10 +174,9 @@ pub fn attach(
     instance_id: &str,
     nic: &Nic,
     networks: &Path,
-    prefix: &str,
-    underlay: Option<&Underlay>,
+    fabric: &Fabric,
 ) -> Result<String, HostError> {
-    let ns = namespace(prefix, &nic.network_id);
+    let ns = namespace(&fabric.prefix, &nic.network_id);
     let dir = networks.join(&ns);
     if !exists(&ns) {
         let prefix = nic.address.split_once('/').map_or("32", |(_, p)| p);
@@ -175,9 +196,13 @@ pub fn attach(
             .and_then(|()| ip(&["-n", &ns, "link", "set", BRIDGE, "up"]))
             .and_then(|()| bridged_ip_filtered(&ns))
             .and_then(|()| nft(&ns, ANTI_SPOOFING))
-            .and_then(|()| match underlay {
+            .and_then(|()| match &fabric.underlay {
                 Some(u) => tunnel::create(&ns, nic.network.vni, u),
                 None => Ok(()),
+            })
+            .and_then(|()| match fabric.egress {
+                true => super::egress::connect(&ns, nic.network.vni),
+                false => Ok(()),
             })
             .and_then(|()| super::dhcp::start(&dir, nic));
         if let Err(e) = made {

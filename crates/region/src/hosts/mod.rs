@@ -8,6 +8,7 @@ use axum::extract::State;
 use nubo_api::error::ErrorBody;
 use nubo_api::hosts::{Capacity, Host, HostState};
 use nubo_host::HostAgent;
+use nubo_host::qemu::network::Fabric;
 use nubo_host::qemu::tunnel::Underlay;
 use nubo_host::qemu::{QemuConfig, QemuHost};
 use nubo_host::sim::{SimHost, SimTiming};
@@ -133,11 +134,14 @@ fn qemu_hosts(config: &Config) -> Vec<QemuConfig> {
                 tcg_tb_size_mib: q.tcg_tb_size_mib,
                 vcpu_overcommit: q.vcpu_overcommit,
                 memory_reserve_mib: q.memory_reserve_mib,
-                netns_prefix: prefix,
-                underlay: entry.map(|e| Underlay {
-                    address: e.underlay_address,
-                    namespace: e.underlay_namespace.clone(),
-                }),
+                fabric: Fabric {
+                    prefix,
+                    underlay: entry.map(|e| Underlay {
+                        address: e.underlay_address,
+                        namespace: e.underlay_namespace.clone(),
+                    }),
+                    egress: config.egress_nat,
+                },
                 ..QemuConfig::new(name, config.data_dir.join(vms))
             }
         })

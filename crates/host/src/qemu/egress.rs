@@ -1,0 +1,133 @@
+//! Egress to the outside through NAT, for operators who enable it. Each
+//! network namespace gets an uplink: a veth pair whose outer end is in the
+//! host's namespace. Both ends are addressed from 100.64.0.0/10 (RFC 6598's
+//! shared address space, made for carrier NAT and never a tenant's range), a
+//! /31 per namespace. The namespace masquerades its instances to its uplink
+//! address and routes everything it does not know to the host, which
+//! masquerades again to its own address on the way out.
+//!
+//! The host lets its uplinks reach only what lies beyond it: nothing on the
+//! host itself (its services, nubod's API), and no other network's uplink.
+//! Security groups' egress rules apply before, in the namespace.
+
+use std::net::Ipv4Addr;
+
+use super::network::{ip, nft};
+use crate::HostError;
+
+/// The network namespace side of every uplink.
+const INSIDE: &str = "up0";
+/// The shared address space uplinks are numbered from.
+const SPACE: (u32, u32) = (0x6440_0000, 10);
+
+/// The host's end of the uplink of the network with VXLAN id `vni`.
+fn outside(vni: u32) -> String {
+    format!("nbx{vni}")
+}
+
+/// The rules of the host's own namespace, shared by every uplink.
+const HOST_RULES: &str = "
+table inet nubo_egress {
+    chain input {
+        type filter hook input priority 0; policy accept;
+        iifname \"nbx*\" ct state established,related accept
+        iifname \"nbx*\" drop
+    }
+    chain forward {
+        type filter hook forward priority 0; policy accept;
+        iifname \"nbx*\" oifname \"nbx*\" drop
+    }
+    chain postrouting {
+        type nat hook postrouting priority 100; policy accept;
+        ip saddr 100.64.0.0/10 oifname != \"nbx*\" masquerade
+    }
+}
+";
+
+/// The /31 of an uplink: (host end, namespace end). Derived from the VXLAN id
+/// (unique in the region), so that two networks on one host never share one.
+fn addresses(vni: u32) -> (Ipv4Addr, Ipv4Addr) {
+    let pairs = 1u32 << (32 - SPACE.1 - 1);
+    let base = SPACE.0 + 2 * (vni % pairs);
+    (Ipv4Addr::from(base), Ipv4Addr::from(base + 1))
+}
+
+fn sysctl_in(ns: Option<&str>, knob: &str) -> Result<(), HostError> {
+    let write = format!("echo 1 > /proc/sys/{knob}");
+    match ns {
+        Some(ns) => ip(&["netns", "exec", ns, "sh", "-c", &write]),
+        None => std::fs::write(format!("/proc/sys/{knob}"), "1")
+            .map_err(|e| HostError::Agent(format!("{knob}: {e}"))),
+    }
+}
+
+/// Gives namespace `ns` (of the network with VXLAN id `vni`) its uplink,
+/// masquerading, and the host's forwarding and rules.
+pub fn connect(ns: &str, vni: u32) -> Result<(), HostError> {
+    let (host, inside) = addresses(vni);
+    let out = outside(vni);
+    // One left by a crash, whose namespace went with it.
+    let _ = ip(&["link", "del", &out]);
+    ip(&[
+        "link", "add", &out, "type", "veth", "peer", "name", INSIDE, "netns", ns,
+    ])?;
+    ip(&["addr", "add", &format!("{host}/31"), "dev", &out])?;
+    ip(&["link", "set", &out, "up"])?;
+    ip(&[
+        "-n",
+        ns,
+        "addr",
+        "add",
+        &format!("{inside}/31"),
+        "dev",
+        INSIDE,
+    ])?;
+    ip(&["-n", ns, "link", "set", INSIDE, "up"])?;
+    ip(&[
+        "-n",
+        ns,
+        "route",
+        "add",
+        "default",
+        "via",
+        &host.to_string(),
+    ])?;
+    sysctl_in(Some(ns), "net/ipv4/ip_forward")?;
+    nft(
+        ns,
+        &format!(
+            "table ip nubo_nat {{\n\
+             \tchain postrouting {{\n\
+             \t\ttype nat hook postrouting priority 100; policy accept;\n\
+             \t\toifname \"{INSIDE}\" masquerade\n\
+             \t}}\n\
+             }}\n"
+        ),
+    )?;
+    sysctl_in(None, "net/ipv4/ip_forward")?;
+    host_rules()
+}
+
+/// Installs the host's egress rules, replacing any earlier ones.
+fn host_rules() -> Result<(), HostError> {
+    let script = format!("table inet nubo_egress\ndelete table inet nubo_egress\n{HOST_RULES}");
+    super::network::run("nft", &["-f", "-"], Some(&script))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn uplinks_are_31s_of_the_shared_address_space() {
+        let (host, inside) = addresses(1);
+        assert_eq!(
+            (host.to_string(), inside.to_string()),
+            ("100.64.0.2".into(), "100.64.0.3".into())
+        );
+        let (last, _) = addresses((1 << 21) - 1);
+        assert_eq!(last.to_string(), "100.127.255.254");
+        assert_eq!(addresses(1 << 21), addresses(0), "wraps within the space");
+        assert!(outside(16_777_215).len() <= 15);
+    }
+}
