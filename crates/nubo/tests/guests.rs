@@ -447,6 +447,67 @@ echo "imds-forged $(wget -qO- --header 'X-aws-ec2-metadata-token: forged' $m/met
 echo imds-done
 "#;
 
+/// Serves TCP on port 7000.
+const LISTENERS: &str = "\n(while true; do echo hello | nc -l -p 7000; done) &\n";
+
+/// Tries 10.20.0.4 by TCP and by UDP (DNS queries: busybox's nc has no UDP),
+/// and the region's API (`port`) at the gateway.
+fn knocker(gateway: &str, api_port: &str) -> String {
+    format!(
+        "echo \"tcp: $(timeout 5 nc 10.20.0.4 7000 </dev/null 2>/dev/null || echo refused)\"\n\
+         for i in 1 2 3; do timeout 2 nslookup udp-probe 10.20.0.4 >/dev/null 2>&1; done\n\
+         echo \"api: $(timeout 5 nc {gateway} {api_port} </dev/null 2>/dev/null && echo reached || echo unreachable)\"\n"
+    )
+}
+
+/// Counts UDP datagrams to 10.20.0.4 in namespace `ns`, from `peer` and from
+/// anyone else.
+fn count_udp(ns: &str, peer: &str) {
+    let script = format!(
+        "table bridge nubotest {{\n\
+         \tchain datagrams {{\n\
+         \t\ttype filter hook forward priority -10; policy accept;\n\
+         \t\tip daddr 10.20.0.4 ip saddr {peer} udp dport 53 counter\n\
+         \t\tip daddr 10.20.0.4 ip saddr != {peer} udp dport 53 counter\n\
+         \t}}\n\
+         }}\n"
+    );
+    let mut nft = std::process::Command::new("ip")
+        .args(["netns", "exec", ns, "nft", "-f", "-"])
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    nft.stdin
+        .take()
+        .unwrap()
+        .write_all(script.as_bytes())
+        .unwrap();
+    assert!(nft.wait().unwrap().success());
+}
+
+/// The packets the counters of [`count_udp`] saw: (from the peer, from others).
+fn udp_counted(ns: &str) -> (u64, u64) {
+    let out = std::process::Command::new("ip")
+        .args([
+            "netns", "exec", ns, "nft", "list", "table", "bridge", "nubotest",
+        ])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let counts: Vec<u64> = text
+        .lines()
+        .filter_map(|l| {
+            let after = l.split("counter packets ").nth(1)?;
+            after.split_whitespace().next()?.parse().ok()
+        })
+        .collect();
+    match counts[..] {
+        [peer, others] => (peer, others),
+        _ => panic!("no counters: {text}"),
+    }
+}
+
 /// Takes the address 10.20.0.4 (another instance's), tells the network so
 /// (gratuitous ARP), and asks the metadata service who it is.
 const SPOOF_SCRIPT: &str = r#"
@@ -482,7 +543,7 @@ fn instances_of_a_network_reach_each_other_and_no_one_else() {
     let base = json!({"image": "nubo-micro", "instance_type": "n1.nano", "network": "backend"});
     // The first instance asks the metadata service about itself, v1 and v2.
     let mut server = base.clone();
-    server["user_data"] = json!(IMDS_SCRIPT);
+    server["user_data"] = json!(format!("{IMDS_SCRIPT}{LISTENERS}"));
     let server = launch(&r, &owner, server)[0].clone();
     let shown = r.wait_state_within(&owner, &server, "running", Duration::from_secs(120));
     assert_eq!(shown["private_ip"], "10.20.0.4");
@@ -501,19 +562,25 @@ fn instances_of_a_network_reach_each_other_and_no_one_else() {
 
     let mut peer = base.clone();
     // Then it takes the first instance's address and asks the metadata service.
-    peer["user_data"] = json!(pinger(&["10.20.0.4", "10.20.0.1"]) + SPOOF_SCRIPT);
+    let api_port = r.endpoint.rsplit(':').next().unwrap().to_string();
+    peer["user_data"] = json!(
+        pinger(&["10.20.0.4", "10.20.0.1"]) + &knocker("10.20.0.1", &api_port) + SPOOF_SCRIPT
+    );
+    let namespace = format!("nubo-{backend}");
+    count_udp(&namespace, "10.20.0.5");
     let peer = launch(&r, &owner, peer)[0].clone();
     // Another account's instance, on its own default network, tries the same address.
     let stranger = r.signup("net-stranger@example.com");
     let outsider = json!({"image": "nubo-micro", "instance_type": "n1.nano",
-                          "user_data": pinger(&["10.20.0.4", "172.31.0.1"])});
+                          "user_data": pinger(&["10.20.0.4", "172.31.0.1"])
+                              + &knocker("172.31.0.1", &api_port)});
     let outsider = launch(&r, &stranger, outsider)[0].clone();
     let (_, shown) = r.signed(&stranger, "GET", &format!("/v1/instances/{outsider}"), None);
     let outsiders_network = shown["network_id"].as_str().unwrap().to_string();
 
     wait_until("both pingers to finish", Duration::from_secs(120), || {
         console(&r, &owner, &peer).contains("spoof-done")
-            && console(&r, &stranger, &outsider).contains("pings-done")
+            && console(&r, &stranger, &outsider).contains("api: ")
     });
     let (seen_by_peer, seen_by_outsider) = (
         console(&r, &owner, &peer),
@@ -534,6 +601,19 @@ fn instances_of_a_network_reach_each_other_and_no_one_else() {
         seen_by_outsider.contains("missed 10.20.0.4"),
         "{seen_by_outsider}"
     );
+    // TCP and UDP: the peer gets through, so the outsider's failure is isolation.
+    assert!(seen_by_peer.contains("tcp: hello"), "{seen_by_peer}");
+    assert!(
+        seen_by_outsider.contains("tcp: refused"),
+        "{seen_by_outsider}"
+    );
+    let (from_peer, from_others) = udp_counted(&namespace);
+    assert!(from_peer > 0, "the peer's datagrams reach the server");
+    assert_eq!(from_others, 0, "no one else's do");
+    // Nothing of the host is reachable from inside: not the region's API.
+    for seen in [&seen_by_peer, &seen_by_outsider] {
+        assert!(seen.contains("api: unreachable"), "{seen}");
+    }
 
     // Nothing of the guest networks is in the host's own namespace.
     let routes = std::process::Command::new("ip")
