@@ -12,9 +12,8 @@ use std::time::{Duration, Instant, SystemTime};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
-use nubo_api::account::{SignupRequest, SignupResponse};
 use nubo_api::compute::{Instance, LaunchRequest, LaunchResponse};
-use nubo_cli::{Client, Credentials};
+use nubo_cli::Client;
 use nubo_host::VmSpec;
 use nubo_host::qemu::QemuConfig;
 use nubo_host::qemu::accel::{self, Accel, AccelChoice};
@@ -90,7 +89,7 @@ pub fn run(args: &[String]) -> Result<(), String> {
 }
 
 /// The image as nubod registers it from its `image.json`.
-fn image_spec(dir: &Path) -> Result<ImageSpec, String> {
+pub fn image_spec(dir: &Path) -> Result<ImageSpec, String> {
     let text = std::fs::read_to_string(dir.join("image.json"))
         .map_err(|e| format!("{}: {e} (run cargo xtask image)", dir.display()))?;
     let m: serde_json::Value = serde_json::from_str(&text).map_err(|e| e.to_string())?;
@@ -104,73 +103,127 @@ fn image_spec(dir: &Path) -> Result<ImageSpec, String> {
     ImageSpec::parse(&spec.to_string()).map_err(|e| e.to_string())
 }
 
-/// Boots the image with exactly the command line nubo's driver would use, and
-/// times it from exec to the ready line on the console.
+/// A VM started as nubo's driver would start it, but by hand: killed and its
+/// folder removed when dropped.
+pub struct BareVm {
+    files: VmFiles,
+}
+
+impl BareVm {
+    /// Starts the image with exactly the command line nubo's driver would use,
+    /// inside network namespace `netns` if given (where its tap must be).
+    pub fn start(
+        id: &str,
+        image: &ImageSpec,
+        accel: Accel,
+        user_data: Option<String>,
+        nic: Option<nubo_host::Nic>,
+        netns: Option<&str>,
+    ) -> Result<BareVm, String> {
+        let dir = std::env::temp_dir().join(format!("nubo-bare-{id}"));
+        std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+        let vm = BareVm {
+            files: VmFiles { dir: dir.clone() },
+        };
+        if let Some(text) = &user_data {
+            std::fs::write(vm.files.user_data(), text).map_err(|e| e.to_string())?;
+        }
+        let spec = VmSpec {
+            instance_id: id.to_string(),
+            instance_type: "n1.nano".into(),
+            region: String::new(),
+            vcpus: 1,
+            memory_mib: 64,
+            image: String::new(),
+            user_data,
+            hostname: id.to_string(),
+            ssh_public_keys: Vec::new(),
+            nic,
+            metadata_tokens_required: false,
+        };
+        let defaults = QemuConfig::new(String::new(), dir);
+        let launch = Launch {
+            binary: &defaults.binary,
+            accel,
+            tcg_tb_size_mib: defaults.tcg_tb_size_mib,
+            tsc_khz: accel::tsc_khz(),
+            spec: &spec,
+            image,
+            files: &vm.files,
+        };
+        let qemu = launch.command();
+        let mut cmd = match netns {
+            Some(ns) => {
+                let mut inside = std::process::Command::new("ip");
+                inside
+                    .args(["netns", "exec", ns])
+                    .arg(qemu.get_program())
+                    .args(qemu.get_args());
+                inside
+            }
+            None => qemu,
+        };
+        let status = cmd
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .map_err(|e| e.to_string())?;
+        if !status.success() {
+            return Err(format!("bare QEMU exited with {status}"));
+        }
+        Ok(vm)
+    }
+
+    /// An id for a bare VM, unique as instance ids are.
+    pub fn next_id() -> String {
+        format!(
+            "i-bare{:05x}{:05x}",
+            std::process::id(),
+            NEXT_BARE.fetch_add(1, Ordering::Relaxed)
+        )
+    }
+
+    pub fn console(&self) -> String {
+        std::fs::read_to_string(self.files.console()).unwrap_or_default()
+    }
+
+    /// Waits for `line` on the console; returns how long it took.
+    pub fn wait_for(&self, line: &str, since: Instant) -> Result<Duration, String> {
+        loop {
+            if self.console().contains(line) {
+                return Ok(since.elapsed());
+            }
+            if since.elapsed() > BOOT_TIMEOUT {
+                return Err(format!("a bare VM never printed {line:?}"));
+            }
+            std::thread::sleep(POLL);
+        }
+    }
+}
+
+impl Drop for BareVm {
+    fn drop(&mut self) {
+        if let Ok(pid) = std::fs::read_to_string(self.files.pidfile()) {
+            let _ = std::process::Command::new("kill")
+                .arg("-9")
+                .arg(pid.trim())
+                .status();
+        }
+        std::thread::sleep(Duration::from_millis(50));
+        let _ = std::fs::remove_dir_all(&self.files.dir);
+    }
+}
+
+/// Boots the image by hand and times it from exec to the ready line on the
+/// console.
 fn bare_boot(image: &ImageSpec, accel: Accel) -> Result<Duration, String> {
-    let id = format!(
-        "i-bare{:05x}{:05x}",
-        std::process::id(),
-        NEXT_BARE.fetch_add(1, Ordering::Relaxed)
-    );
-    let dir = std::env::temp_dir().join(format!("nubo-bare-{id}"));
-    std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
-    let files = VmFiles { dir: dir.clone() };
-    let spec = VmSpec {
-        instance_id: id.clone(),
-        instance_type: "n1.nano".into(),
-        region: String::new(),
-        vcpus: 1,
-        memory_mib: 64,
-        image: String::new(),
-        user_data: None,
-        hostname: id.clone(),
-        ssh_public_keys: Vec::new(),
-        nic: None,
-        metadata_tokens_required: false,
-    };
-    let defaults = QemuConfig::new(String::new(), dir.clone());
-    let launch = Launch {
-        binary: &defaults.binary,
-        accel,
-        tcg_tb_size_mib: defaults.tcg_tb_size_mib,
-        tsc_khz: accel::tsc_khz(),
-        spec: &spec,
-        image,
-        files: &files,
-    };
     let marker = image
         .ready_marker
         .clone()
         .ok_or("the image has no ready marker to time")?;
     let started = Instant::now();
-    let status = launch
-        .command()
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .map_err(|e| e.to_string())?;
-    if !status.success() {
-        return Err(format!("bare QEMU exited with {status}"));
-    }
-    let result = loop {
-        let console = std::fs::read_to_string(files.console()).unwrap_or_default();
-        if console.contains(&marker) {
-            break Ok(started.elapsed());
-        }
-        if started.elapsed() > BOOT_TIMEOUT {
-            break Err("a bare boot never became ready".to_string());
-        }
-        std::thread::sleep(POLL);
-    };
-    if let Ok(pid) = std::fs::read_to_string(files.pidfile()) {
-        let _ = std::process::Command::new("kill")
-            .arg("-9")
-            .arg(pid.trim())
-            .status();
-    }
-    std::thread::sleep(Duration::from_millis(50));
-    let _ = std::fs::remove_dir_all(&dir);
-    result
+    let vm = BareVm::start(&BareVm::next_id(), image, accel, None, None, None)?;
+    vm.wait_for(&marker, started)
 }
 
 struct NuboFigures {
@@ -218,7 +271,7 @@ async fn launch_and_wait(client: &Client, count: u32) -> Result<(Vec<String>, Du
     Ok((ids, latest.duration_since(called).unwrap_or_default()))
 }
 
-async fn wait_state(client: &Client, id: &str, state: &str) -> Result<Instance, String> {
+pub async fn wait_state(client: &Client, id: &str, state: &str) -> Result<Instance, String> {
     let started = Instant::now();
     loop {
         let i: Instance = client
@@ -238,7 +291,7 @@ async fn wait_state(client: &Client, id: &str, state: &str) -> Result<Instance, 
     }
 }
 
-async fn terminate(client: &Client, ids: &[String]) -> Result<(), String> {
+pub async fn terminate(client: &Client, ids: &[String]) -> Result<(), String> {
     for id in ids {
         let _: Instance = client
             .delete(&format!("/v1/instances/{id}"))
@@ -252,24 +305,7 @@ async fn terminate(client: &Client, ids: &[String]) -> Result<(), String> {
 }
 
 async fn measure_nubo(region: &Region) -> Result<NuboFigures, String> {
-    let public = Client::new(&region.endpoint, "local-1", Credentials::None);
-    let created: SignupResponse = public
-        .post(
-            "/v1/signup",
-            &SignupRequest {
-                email: "bench@example.com".into(),
-            },
-        )
-        .await
-        .map_err(|e| e.to_string())?;
-    let client = Client::new(
-        &region.endpoint,
-        "local-1",
-        Credentials::Key {
-            id: created.access_key_id,
-            secret: created.secret_access_key,
-        },
-    );
+    let client = region.signed_up("bench@example.com").await?;
 
     let mut sequential = Samples::default();
     for _ in 0..SEQUENTIAL {

@@ -4,9 +4,11 @@
 //!     nubo-bench api --nubod PATH [--postgres-url URL]
 //!     nubo-bench launch --nubod PATH --images DIR
 //!     nubo-bench s3 --nubod PATH --peer S3S_FS_PATH
+//!     nubo-bench network --nubod PATH --images DIR
 
 mod api;
 mod launch;
+mod network;
 mod region;
 mod s3;
 mod stats;
@@ -19,10 +21,12 @@ fn main() -> ExitCode {
         Some("api") => api::run(&args[1..]),
         Some("launch") => launch::run(&args[1..]),
         Some("s3") => s3::run(&args[1..]),
+        Some("network") => network::run(&args[1..]),
         _ => Err(
             "usage: nubo-bench api --nubod PATH [--postgres-url URL]\n       \
                   nubo-bench launch --nubod PATH --images DIR\n       \
-                  nubo-bench s3 --nubod PATH --peer S3S_FS_PATH"
+                  nubo-bench s3 --nubod PATH --peer S3S_FS_PATH\n       \
+                  nubo-bench network --nubod PATH --images DIR"
                 .to_string(),
         ),
     };

@@ -5,6 +5,9 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use nubo_api::account::{SignupRequest, SignupResponse};
+use nubo_cli::{Client, Credentials};
+
 pub struct Region {
     child: Child,
     pub endpoint: String,
@@ -61,6 +64,30 @@ impl Region {
             std::thread::sleep(Duration::from_millis(50));
         }
         Err("nubod did not start listening within 30 s".into())
+    }
+}
+
+impl Region {
+    /// A client of a new account of this region.
+    pub async fn signed_up(&self, email: &str) -> Result<Client, String> {
+        let public = Client::new(&self.endpoint, "local-1", Credentials::None);
+        let created: SignupResponse = public
+            .post(
+                "/v1/signup",
+                &SignupRequest {
+                    email: email.into(),
+                },
+            )
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok(Client::new(
+            &self.endpoint,
+            "local-1",
+            Credentials::Key {
+                id: created.access_key_id,
+                secret: created.secret_access_key,
+            },
+        ))
     }
 }
 

@@ -10,8 +10,9 @@ pub fn run(name: &str) -> Result {
         "api" => api(),
         "launch" => launch(),
         "s3" => s3(),
+        "network" => network(),
         other => Err(Error::new(format!(
-            "no benchmark {other:?}; one of: api, launch, s3"
+            "no benchmark {other:?}; one of: api, launch, s3, network"
         ))),
     }
 }
@@ -38,6 +39,23 @@ fn launch() -> Result {
     cmd::run(
         Command::new(bin.join("nubo-bench"))
             .arg("launch")
+            .arg("--nubod")
+            .arg(bin.join("nubod"))
+            .arg("--images")
+            .arg(&images),
+    )
+}
+
+/// Guests talking beside a veth pair: needs what a region's host needs, the
+/// built images, and busybox (whose ping the guests use too).
+fn network() -> Result {
+    packages::ensure(packages::REGION)?;
+    packages::ensure(&["busybox-static"])?;
+    let images = image::ensure_installed()?;
+    let bin = release_binaries()?;
+    cmd::run(
+        Command::new(bin.join("nubo-bench"))
+            .arg("network")
             .arg("--nubod")
             .arg(bin.join("nubod"))
             .arg("--images")
