@@ -913,6 +913,48 @@ fn security_group_changes_hold_for_running_instances() {
     ok(status, &v);
     expect(Some(before), true, true);
 
+    // Egress: back in its own group alone, whose rule to send anywhere is
+    // revoked, the prober reaches nothing; a narrower egress rule opens one port.
+    let body = json!({"security_groups": ["clients"]}).to_string();
+    let (status, v) = r.signed(
+        &c,
+        "PUT",
+        &format!("/v1/instances/{prober}/security-groups"),
+        Some(&body),
+    );
+    ok(status, &v);
+    let (_, clients) = r.signed(&c, "GET", "/v1/security-groups/clients", None);
+    let anywhere = clients["rules"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|rule| rule["direction"] == "egress")
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let before = last_round();
+    let (status, v) = r.signed(
+        &c,
+        "DELETE",
+        &format!("/v1/security-groups/clients/rules/{anywhere}"),
+        None,
+    );
+    ok(status, &v);
+    expect(Some(before), false, false);
+    let before = last_round();
+    let narrow = json!({"direction": "egress", "protocol": "tcp", "from_port": 7000,
+                        "to_port": 7001, "cidr": "10.30.0.4/32"});
+    let (status, v) = r.signed(
+        &c,
+        "POST",
+        "/v1/security-groups/clients/rules",
+        Some(&narrow.to_string()),
+    );
+    ok(status, &v);
+    // 7000 stays closed: the server's group no longer lets it in.
+    expect(Some(before), false, true);
+
     for id in [&server, &prober] {
         r.signed(&c, "DELETE", &format!("/v1/instances/{id}"), None);
         r.wait_state_within(&c, id, "terminated", Duration::from_secs(60));
@@ -1201,4 +1243,101 @@ fn instances_reach_the_outside_through_nat_only_when_the_operator_allows() {
         r.signed(&c, "DELETE", &format!("/v1/instances/{id}"), None);
         r.wait_state_within(&c, &id, "terminated", Duration::from_secs(60));
     }
+}
+
+/// The user-data of the Debian instance: cloud-config, as cloud-init reads it.
+const CLOUD_CONFIG: &str = "#cloud-config
+write_files:
+  - path: /var/tmp/from-user-data
+    content: written by cloud-init
+runcmd:
+  - [sh, -c, 'echo ran > /var/tmp/runcmd-ran']
+";
+
+#[test]
+fn ssh_reaches_a_debian_instance_that_cloud_init_configured() {
+    let images = std::env::var("NUBO_TEST_IMAGES").unwrap_or_default();
+    assert!(
+        Path::new(&images).join("debian-12/image.json").exists(),
+        "the debian-12 image is not built in {images:?}: run `cargo xtask test` \
+         (or `cargo xtask image --into DIR`)"
+    );
+    let r = Region::start_qemu(StoreKind::Sqlite, &[]);
+    let c = r.signup("debian@example.com");
+    let (status, pair) = r.signed(
+        &c,
+        "POST",
+        "/v1/key-pairs",
+        Some(&json!({"name": "mykey"}).to_string()),
+    );
+    assert_eq!(status, 201, "{pair}");
+    let key = std::env::temp_dir().join(format!("nubo-test-key-{}", c.account_id));
+    std::fs::write(&key, pair["private_key"].as_str().unwrap()).unwrap();
+    std::fs::set_permissions(&key, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    // A group that lets in only port 80: SSH comes through the published port,
+    // which is its owner's own allow.
+    let (status, v) = r.signed(
+        &c,
+        "POST",
+        "/v1/security-groups",
+        Some(&json!({"name": "web"}).to_string()),
+    );
+    assert_eq!(status, 201, "{v}");
+    let rule = json!({"protocol": "tcp", "from_port": 80, "cidr": "0.0.0.0/0"}).to_string();
+    r.signed(&c, "POST", "/v1/security-groups/web/rules", Some(&rule));
+
+    let body = json!({"image": "debian-12", "instance_type": "n1.small", "key_name": "mykey",
+                      "security_groups": ["web"], "user_data": CLOUD_CONFIG});
+    let id = launch(&r, &c, body)[0].clone();
+    r.wait_state_within(&c, &id, "running", Duration::from_secs(300));
+    let ask = json!({"port": 22}).to_string();
+    let (status, published) =
+        r.signed(&c, "POST", &format!("/v1/instances/{id}/ports"), Some(&ask));
+    assert_eq!(status, 201, "{published}");
+    let address = published["address"].as_str().unwrap().to_string();
+    let (host, port) = address.rsplit_once(':').unwrap();
+
+    let ssh = |command: &str| {
+        std::process::Command::new("ssh")
+            .args(["-i", &key.to_string_lossy(), "-p", port])
+            .args([
+                "-o",
+                "StrictHostKeyChecking=no",
+                "-o",
+                "UserKnownHostsFile=/dev/null",
+                "-o",
+                "BatchMode=yes",
+                "-o",
+                "ConnectTimeout=10",
+            ])
+            .arg(format!("debian@{host}"))
+            .arg(command)
+            .output()
+            .unwrap()
+    };
+    let mut said = String::new();
+    wait_until("SSH with the key pair", Duration::from_secs(120), || {
+        let out = ssh("hostname");
+        said = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out.status.success()
+    });
+    assert_eq!(said.trim(), id, "cloud-init set the hostname");
+    let out = ssh(
+        "timeout 240 cloud-init status --wait; cat /var/tmp/from-user-data /var/tmp/runcmd-ran",
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("status: done"),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("written by cloud-init"), "{text}");
+    assert!(text.contains("ran"), "{text}");
+    let _ = std::fs::remove_file(&key);
+    r.signed(&c, "DELETE", &format!("/v1/instances/{id}"), None);
+    r.wait_state_within(&c, &id, "terminated", Duration::from_secs(120));
 }
