@@ -1,5 +1,6 @@
 //! `cargo xtask image`: builds the guest images from Debian packages, cached in
-//! the cache dir under a hash of everything that goes into them.
+//! the cache dir under a hash of everything that goes into them: nubo-micro
+//! (here) and debian-12 (`crate::debian`).
 //!
 //! nubo-micro: a kernel built from Debian's `linux-source` with the small config in
 //! `images/nubo-micro/kernel.config` (booted uncompressed through PVH, which
@@ -32,20 +33,18 @@ const INPUTS: &[&str] = &["inittab", "rcS", "poweroff-button", "image.json"];
 /// Bumped when this recipe changes in a way the inputs do not show.
 const RECIPE: u32 = 1;
 
-/// `cargo xtask image [--into DIR]`: builds nubo-micro and installs it into DIR
-/// (default `.nubo/images`, where `nubod --data-dir .nubo` looks).
+/// `cargo xtask image [--into DIR]`: builds the images and installs them into
+/// DIR (default `.nubo/images`, where `nubod --data-dir .nubo` looks).
 pub fn run(args: &[String]) -> Result {
     let into = match args {
         [] => PathBuf::from(".nubo/images"),
         [flag, dir] if flag == "--into" => PathBuf::from(dir),
         _ => return Err(Error::new("usage: cargo xtask image [--into DIR]")),
     };
-    let built = ensure()?;
-    install(&built, &into)?;
-    eprintln!(
-        "nubo-micro installed in {}",
-        into.join("nubo-micro").display()
-    );
+    for built in [ensure()?, crate::debian::ensure()?] {
+        let target = install(&built, &into)?;
+        eprintln!("installed {}", target.display());
+    }
     Ok(())
 }
 
@@ -251,27 +250,43 @@ fn build_initramfs(gen_init_cpio: &Path, out: &Path) -> Result {
     fs::remove_file(&list_path).map_err(io(&list_path))
 }
 
-/// Builds the image if need be and installs it in the cache's `installed` dir,
-/// which tests and benchmarks point nubod at.
+/// Builds the images if need be and installs them in the cache's `installed`
+/// dir, which tests and benchmarks point nubod at.
 pub fn ensure_installed() -> Result<PathBuf> {
-    let built = ensure()?;
-    let images = built
+    let built = [ensure()?, crate::debian::ensure()?];
+    let images = built[0]
         .parent()
         .map(|dir| dir.join("installed"))
         .ok_or_else(|| Error::new("the image cache has no parent"))?;
-    install(&built, &images)?;
+    for image in &built {
+        install(image, &images)?;
+    }
     Ok(images)
 }
 
-/// Copies the built image to `into/nubo-micro`, replacing what was there.
-pub fn install(built: &Path, into: &Path) -> Result {
-    let target = into.join("nubo-micro");
-    let staging = into.join(".nubo-micro.partial");
+/// Copies a built image, the cache folder `<name>-<key>`, to `into/<name>`,
+/// replacing what was there; returns that folder. Files are hard-linked when
+/// they can be (a disk is hundreds of MB): nothing writes to an installed
+/// image, whose disk is only ever the read-only backing file of overlays.
+pub fn install(built: &Path, into: &Path) -> Result<PathBuf> {
+    let name = built
+        .file_name()
+        .and_then(|n| n.to_str())
+        .and_then(|n| n.rsplit_once('-'))
+        .map(|(name, _key)| name)
+        .ok_or_else(|| Error::new(format!("{}: not a built image", built.display())))?;
+    let target = into.join(name);
+    let staging = into.join(format!(".{name}.partial"));
     let _ = fs::remove_dir_all(&staging);
     fs::create_dir_all(&staging).map_err(io(&staging))?;
-    for name in ["vmlinux", "initramfs.cpio", "image.json"] {
-        fs::copy(built.join(name), staging.join(name)).map_err(io(built))?;
+    for entry in fs::read_dir(built).map_err(io(built))? {
+        let from = entry.map_err(io(built))?.path();
+        let to = staging.join(from.file_name().unwrap_or_default());
+        if fs::hard_link(&from, &to).is_err() {
+            fs::copy(&from, &to).map_err(io(&from))?;
+        }
     }
     let _ = fs::remove_dir_all(&target);
-    fs::rename(&staging, &target).map_err(io(&target))
+    fs::rename(&staging, &target).map_err(io(&target))?;
+    Ok(target)
 }

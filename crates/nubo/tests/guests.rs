@@ -1309,23 +1309,22 @@ fn ssh_reaches_a_debian_instance_that_cloud_init_configured() {
                 "BatchMode=yes",
                 "-o",
                 "ConnectTimeout=10",
+                "-o",
+                "LogLevel=ERROR",
             ])
             .arg(format!("debian@{host}"))
             .arg(command)
             .output()
             .unwrap()
     };
-    let mut said = String::new();
+    let (mut said, mut why) = (String::new(), String::new());
     wait_until("SSH with the key pair", Duration::from_secs(120), || {
         let out = ssh("hostname");
-        said = format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
+        said = String::from_utf8_lossy(&out.stdout).into_owned();
+        why = String::from_utf8_lossy(&out.stderr).into_owned();
         out.status.success()
     });
-    assert_eq!(said.trim(), id, "cloud-init set the hostname");
+    assert_eq!(said.trim(), id, "cloud-init set the hostname ({why})");
     let out = ssh(
         "timeout 240 cloud-init status --wait; cat /var/tmp/from-user-data /var/tmp/runcmd-ran",
     );
