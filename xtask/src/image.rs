@@ -41,11 +41,16 @@ pub fn run(args: &[String]) -> Result {
         [flag, dir] if flag == "--into" => PathBuf::from(dir),
         _ => return Err(Error::new("usage: cargo xtask image [--into DIR]")),
     };
-    for built in [ensure()?, crate::debian::ensure()?] {
+    for built in ensure_all()? {
         let target = install(&built, &into)?;
         eprintln!("installed {}", target.display());
     }
     Ok(())
+}
+
+/// Every image's built folder: nubo-micro, then debian-12.
+pub fn ensure_all() -> Result<[PathBuf; 2]> {
+    Ok([ensure()?, crate::debian::ensure()?])
 }
 
 /// The built image's folder, building it if its inputs changed. The kernel is
@@ -253,7 +258,7 @@ fn build_initramfs(gen_init_cpio: &Path, out: &Path) -> Result {
 /// Builds the images if need be and installs them in the cache's `installed`
 /// dir, which tests and benchmarks point nubod at.
 pub fn ensure_installed() -> Result<PathBuf> {
-    let built = [ensure()?, crate::debian::ensure()?];
+    let built = ensure_all()?;
     let images = built[0]
         .parent()
         .map(|dir| dir.join("installed"))

@@ -17,8 +17,9 @@ const START_TIMEOUT: Duration = Duration::from_secs(60);
 
 pub fn run(nubod_args: &[String]) -> Result {
     packages::ensure(packages::REGION)?;
-    let images = image::ensure()?;
-    image::install(&images, Path::new(".nubo/images"))?;
+    for built in image::ensure_all()? {
+        image::install(&built, Path::new(".nubo/images"))?;
+    }
     cmd::run(Command::new("cargo").args(["build", "--release", "-p", "nubo"]))?;
     let bin = target_dir()?.join("release");
     let addr = reachable(listen_addr(nubod_args)?);
