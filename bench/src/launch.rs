@@ -94,11 +94,15 @@ pub fn image_spec(dir: &Path) -> Result<ImageSpec, String> {
         .map_err(|e| format!("{}: {e} (run cargo xtask image)", dir.display()))?;
     let m: serde_json::Value = serde_json::from_str(&text).map_err(|e| e.to_string())?;
     let field = |k: &str| m[k].as_str().unwrap_or_default().to_string();
+    let disk = m["disk"]
+        .as_str()
+        .map(|d| serde_json::json!({ "path": dir.join(d), "format": field("disk_format") }));
     let spec = serde_json::json!({
         "kernel": dir.join(field("kernel")),
         "initrd": dir.join(field("initrd")),
         "cmdline": field("cmdline"),
         "ready_marker": field("ready_marker"),
+        "disk": disk,
     });
     ImageSpec::parse(&spec.to_string()).map_err(|e| e.to_string())
 }
@@ -109,50 +113,78 @@ pub struct BareVm {
     files: VmFiles,
 }
 
-impl BareVm {
-    /// Starts the image with exactly the command line nubo's driver would use,
-    /// inside network namespace `netns` if given (where its tap must be).
-    pub fn start(
-        id: &str,
-        image: &ImageSpec,
-        accel: Accel,
-        user_data: Option<String>,
-        nic: Option<nubo_host::Nic>,
-        netns: Option<&str>,
-    ) -> Result<BareVm, String> {
+/// How to start a bare VM: nubo's command line for the image, and what else.
+pub struct Bare<'a> {
+    pub image: &'a ImageSpec,
+    pub accel: Accel,
+    pub memory_mib: u32,
+    pub user_data: Option<String>,
+    pub nic: Option<nubo_host::Nic>,
+    /// The network namespace to run in (where its tap must be).
+    pub netns: Option<&'a str>,
+    /// QEMU arguments beyond nubo's.
+    pub extra: Vec<String>,
+}
+
+impl<'a> Bare<'a> {
+    pub fn new(image: &'a ImageSpec, accel: Accel) -> Bare<'a> {
+        Bare {
+            image,
+            accel,
+            memory_mib: 64,
+            user_data: None,
+            nic: None,
+            netns: None,
+            extra: Vec::new(),
+        }
+    }
+
+    /// Starts the VM, as instance `id`, with exactly the command line nubo's
+    /// driver would use (and `extra`).
+    pub fn start(self, id: &str) -> Result<BareVm, String> {
         let dir = std::env::temp_dir().join(format!("nubo-bare-{id}"));
         std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
         let vm = BareVm {
             files: VmFiles { dir: dir.clone() },
         };
-        if let Some(text) = &user_data {
+        if let Some(text) = &self.user_data {
             std::fs::write(vm.files.user_data(), text).map_err(|e| e.to_string())?;
+        }
+        if let Some(disk) = &self.image.disk {
+            let out =
+                nubo_host::qemu::command::overlay(&disk.path, &disk.format, &vm.files.root_disk())
+                    .output()
+                    .map_err(|e| format!("qemu-img: {e}"))?;
+            if !out.status.success() {
+                return Err(String::from_utf8_lossy(&out.stderr).into_owned());
+            }
         }
         let spec = VmSpec {
             instance_id: id.to_string(),
-            instance_type: "n1.nano".into(),
+            instance_type: "bare".into(),
             region: String::new(),
             vcpus: 1,
-            memory_mib: 64,
+            memory_mib: self.memory_mib,
             image: String::new(),
-            user_data,
+            user_data: self.user_data,
             hostname: id.to_string(),
             ssh_public_keys: Vec::new(),
-            nic,
+            nic: self.nic,
             metadata_tokens_required: false,
         };
         let defaults = QemuConfig::new(String::new(), dir);
         let launch = Launch {
             binary: &defaults.binary,
-            accel,
+            accel: self.accel,
             tcg_tb_size_mib: defaults.tcg_tb_size_mib,
             tsc_khz: accel::tsc_khz(),
             spec: &spec,
-            image,
+            image: self.image,
             files: &vm.files,
         };
-        let qemu = launch.command();
-        let mut cmd = match netns {
+        let mut qemu = launch.command();
+        qemu.args(&self.extra);
+        let mut cmd = match self.netns {
             Some(ns) => {
                 let mut inside = std::process::Command::new("ip");
                 inside
@@ -173,7 +205,9 @@ impl BareVm {
         }
         Ok(vm)
     }
+}
 
+impl BareVm {
     /// An id for a bare VM, unique as instance ids are.
     pub fn next_id() -> String {
         format!(
@@ -222,7 +256,7 @@ fn bare_boot(image: &ImageSpec, accel: Accel) -> Result<Duration, String> {
         .clone()
         .ok_or("the image has no ready marker to time")?;
     let started = Instant::now();
-    let vm = BareVm::start(&BareVm::next_id(), image, accel, None, None, None)?;
+    let vm = Bare::new(image, accel).start(&BareVm::next_id())?;
     vm.wait_for(&marker, started)
 }
 

@@ -11,6 +11,7 @@ mod launch;
 mod network;
 mod region;
 mod s3;
+mod ssh_ready;
 mod stats;
 
 use std::process::ExitCode;
@@ -22,6 +23,8 @@ fn main() -> ExitCode {
         Some("launch") => launch::run(&args[1..]),
         Some("s3") => s3::run(&args[1..]),
         Some("network") => network::run(&args[1..]),
+        // QEMU runs this for each metadata request of bench/network's bare VM.
+        Some("imds-stdio") => ssh_ready::imds_stdio(&args[1..]),
         _ => Err(
             "usage: nubo-bench api --nubod PATH [--postgres-url URL]\n       \
                   nubo-bench launch --nubod PATH --images DIR\n       \

@@ -11,13 +11,16 @@
 //! guests themselves can do (under TCG, far less than a veth pair): nubo's own
 //! data path is the difference between them and nubo's instances.
 //!
+//! It also times debian-12 from launch to SSH accepting beside a bare boot of
+//! the same image (`ssh_ready`).
+//!
 //! Two hosts are modelled on this machine as nubod does in its tests: each
 //! host's underlay in a namespace of the benchmark's own, joined by a veth pair
 //! (documentation addresses).
 
 use std::io::{Read, Write};
 use std::net::TcpListener;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -28,8 +31,9 @@ use nubo_host::Nic;
 use nubo_host::qemu::accel::{self, AccelChoice};
 use nubo_host::qemu::network::{in_namespace, tap};
 
-use crate::launch::{BareVm, terminate, wait_state};
+use crate::launch::{Bare, BareVm, terminate, wait_state};
 use crate::region::Region;
+use crate::ssh_ready;
 
 /// How long the throughput of a pair is sampled, after a warm-up.
 const WINDOW: Duration = Duration::from_secs(5);
@@ -356,23 +360,21 @@ fn measure_bare(images: &std::path::Path) -> Result<Figures, String> {
     };
     let (sink_id, source_id) = (BareVm::next_id(), BareVm::next_id());
     let started = Instant::now();
-    let sink = BareVm::start(
-        &sink_id,
-        &image,
-        accel,
-        Some(SINK.into()),
-        Some(nic(&sink_id, "10.61.0.4")?),
-        Some(&ns),
-    )?;
+    let sink = Bare {
+        user_data: Some(SINK.into()),
+        nic: Some(nic(&sink_id, "10.61.0.4")?),
+        netns: Some(&ns),
+        ..Bare::new(&image, accel)
+    }
+    .start(&sink_id)?;
     sink.wait_for("sinking", started)?;
-    let sender = BareVm::start(
-        &source_id,
-        &image,
-        accel,
-        Some(source("10.61.0.4")),
-        Some(nic(&source_id, "10.61.0.5")?),
-        Some(&ns),
-    )?;
+    let sender = Bare {
+        user_data: Some(source("10.61.0.4")),
+        nic: Some(nic(&source_id, "10.61.0.5")?),
+        netns: Some(&ns),
+        ..Bare::new(&image, accel)
+    }
+    .start(&source_id)?;
     sender.wait_for("streaming", started)?;
     std::thread::sleep(WARM_UP);
     let (before, at) = (tap_tx(&ns, &tap(&sink_id))?, Instant::now());
@@ -404,13 +406,16 @@ pub fn run(args: &[String]) -> Result<(), String> {
 
     let veth = Pair::new("veth", ["203.0.113.1", "203.0.113.2"])?.measure()?;
     eprintln!("veth pair measured");
-    let bare = measure_bare(std::path::Path::new(&images))?;
+    let bare = measure_bare(Path::new(&images))?;
     eprintln!("bare QEMU pair measured");
-    let one_host = {
+    let (one_host, (bares, nubos)) = {
         let region = Region::start(nubod, "", None, &extra)?;
-        runtime.block_on(measure_guests(&region, false))?
+        let figures = runtime.block_on(measure_guests(&region, false))?;
+        eprintln!("one host measured");
+        let (accel, _) = accel::choose(AccelChoice::Auto);
+        let ssh = ssh_ready::measure(&runtime, &region, Path::new(&images), accel)?;
+        (figures, ssh)
     };
-    eprintln!("one host measured");
     let two_hosts = {
         let underlay = Pair::new("ul", ["192.0.2.1", "192.0.2.2"])?;
         let region = Region::start(nubod, &underlay.hosts_config(), None, &extra)?;
@@ -445,6 +450,7 @@ pub fn run(args: &[String]) -> Result<(), String> {
             f.throughput / bare.throughput
         );
     }
+    ssh_ready::report(bares, nubos);
     Ok(())
 }
 

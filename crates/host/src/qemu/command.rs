@@ -100,6 +100,16 @@ impl VmFiles {
     }
 }
 
+/// The command that makes a VM's root disk: a qcow2 overlay of the image's
+/// disk `base` (in `format`), which the VM never writes.
+pub fn overlay(base: &Path, format: &str, target: &Path) -> Command {
+    let mut cmd = Command::new("qemu-img");
+    cmd.args(["create", "-q", "-f", "qcow2", "-F", format, "-b"])
+        .arg(base)
+        .arg(target);
+    cmd
+}
+
 /// A path inside a QEMU option value, where a comma must be doubled.
 fn opt_path(path: &Path) -> String {
     path.display().to_string().replace(',', ",,")

@@ -328,10 +328,7 @@ fn host_memory_mib() -> u64 {
 /// Creates the VM's root disk: a qcow2 overlay whose backing file (the image)
 /// the VM never writes.
 async fn overlay(base: &Path, format: &str, target: &Path) -> std::io::Result<()> {
-    let out = tokio::process::Command::new("qemu-img")
-        .args(["create", "-q", "-f", "qcow2", "-F", format, "-b"])
-        .arg(base)
-        .arg(target)
+    let out = tokio::process::Command::from(command::overlay(base, format, target))
         .output()
         .await?;
     if out.status.success() {
