@@ -29,7 +29,13 @@ const PACKAGES: &[&str] = &[
 const KERNEL_TARBALL: &str = "/usr/src/linux-source-6.1.tar.xz";
 const SOURCE: &str = "images/nubo-micro";
 /// Files of `SOURCE` that go into the initramfs and the manifest.
-const INPUTS: &[&str] = &["inittab", "rcS", "poweroff-button", "image.json"];
+const INPUTS: &[&str] = &[
+    "inittab",
+    "rcS",
+    "udhcpc.script",
+    "poweroff-button",
+    "image.json",
+];
 /// Bumped when this recipe changes in a way the inputs do not show.
 const RECIPE: u32 = 1;
 
@@ -234,6 +240,7 @@ fn build_initramfs(gen_init_cpio: &Path, out: &Path) -> Result {
     for (target, name, mode) in [
         ("/etc/inittab", "inittab", "0644"),
         ("/etc/init.d/rcS", "rcS", "0755"),
+        ("/etc/udhcpc.script", "udhcpc.script", "0755"),
         ("/etc/acpi/PWRF/00000080", "poweroff-button", "0755"),
     ] {
         list.push_str(&format!(

@@ -755,6 +755,14 @@ fn dhcp_offers_an_instance_the_address_it_was_given() {
         told.contains(&format!("dhcp: lease of {address}")),
         "{told}"
     );
+    // The image's own init took the same address by DHCP (the default network
+    // is a /16), and the script it ran from the metadata service.
+    for line in [
+        format!("nubo: {address}/16 by DHCP"),
+        "nubo: user-data from the metadata service".to_string(),
+    ] {
+        assert!(told.contains(&line), "{line:?} not in: {told}");
+    }
     r.signed(&c, "DELETE", &format!("/v1/instances/{id}"), None);
     r.wait_state_within(&c, &id, "terminated", Duration::from_secs(60));
     let dnsmasq = std::process::Command::new("pgrep")
