@@ -53,6 +53,7 @@ pub fn spawn(state: AppState, mut shutdown: watch::Receiver<bool>) -> JoinHandle
             issued: HashMap::new(),
         };
         r.resync_all().await;
+        r.push_networks().await;
         let mut pass = tokio::time::interval(PASS_EVERY);
         let mut last_resync = Instant::now();
         let mut last_purge = Instant::now();
@@ -434,6 +435,25 @@ impl Reconciler {
         let hosts: Vec<String> = self.state.fleet.iter().map(|(id, _)| id.clone()).collect();
         for host_id in hosts {
             self.resync_host(&host_id).await;
+        }
+    }
+
+    /// Sends every network with instances on this region's hosts its state as
+    /// it stands, so that hosts that missed a change while the region was down
+    /// catch up.
+    async fn push_networks(&mut self) {
+        let mut networks = std::collections::BTreeSet::new();
+        for (host_id, _) in self.state.fleet.iter() {
+            let rows = match self.state.store.conn().await {
+                Ok(mut c) => instances::on_host(&mut c, host_id).await,
+                Err(e) => Err(e),
+            };
+            networks.extend(rows.into_iter().flatten().filter_map(|r| r.network_id));
+        }
+        for network in networks {
+            if let Err(e) = sync::push(&self.state, &network).await {
+                tracing::warn!(network, error = %e, "network state not pushed");
+            }
         }
     }
 
