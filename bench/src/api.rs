@@ -120,16 +120,8 @@ async fn measure(endpoint: &str, engine: &str) -> Result<Figures, String> {
             .post(
                 "/v1/instances",
                 &LaunchRequest {
-                    image: "nubo-micro".into(),
-                    instance_type: "n1.nano".into(),
                     count: Some(PER_ACCOUNT),
-                    name: None,
-                    user_data: None,
-                    client_token: None,
-                    key_name: None,
-                    network: None,
-                    security_groups: None,
-                    metadata_tokens: None,
+                    ..LaunchRequest::new("nubo-micro", "n1.nano")
                 },
             )
             .await

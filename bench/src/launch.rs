@@ -272,16 +272,8 @@ struct NuboFigures {
 
 fn launch_request(count: u32) -> LaunchRequest {
     LaunchRequest {
-        image: "nubo-micro".into(),
-        instance_type: "n1.nano".into(),
         count: Some(count),
-        name: None,
-        user_data: None,
-        client_token: None,
-        key_name: None,
-        network: None,
-        security_groups: None,
-        metadata_tokens: None,
+        ..LaunchRequest::new("nubo-micro", "n1.nano")
     }
 }
 

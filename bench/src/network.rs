@@ -218,16 +218,9 @@ fn source(to: &str) -> String {
 
 fn request(user_data: String) -> LaunchRequest {
     LaunchRequest {
-        image: "nubo-micro".into(),
-        instance_type: "n1.nano".into(),
-        count: None,
-        name: None,
         user_data: Some(user_data),
-        client_token: None,
-        key_name: None,
         network: Some("bench".into()),
-        security_groups: None,
-        metadata_tokens: None,
+        ..LaunchRequest::new("nubo-micro", "n1.nano")
     }
 }
 

@@ -111,18 +111,7 @@ fn banner(address: &str) -> bool {
 
 /// From the launch call to SSH's banner through the published port.
 async fn nubo(client: &Client) -> Result<Duration, String> {
-    let request = LaunchRequest {
-        image: "debian-12".into(),
-        instance_type: TYPE.into(),
-        count: None,
-        name: None,
-        user_data: None,
-        client_token: None,
-        key_name: None,
-        network: None,
-        security_groups: None,
-        metadata_tokens: None,
-    };
+    let request = LaunchRequest::new("debian-12", TYPE);
     let started = Instant::now();
     let launched: LaunchResponse = client
         .post("/v1/instances", &request)

@@ -153,6 +153,24 @@ pub struct LaunchRequest {
     pub metadata_tokens: Option<MetadataTokens>,
 }
 
+impl LaunchRequest {
+    /// One instance of `image` and `instance_type`, everything else default.
+    pub fn new(image: &str, instance_type: &str) -> LaunchRequest {
+        LaunchRequest {
+            image: image.into(),
+            instance_type: instance_type.into(),
+            count: None,
+            name: None,
+            user_data: None,
+            client_token: None,
+            key_name: None,
+            network: None,
+            security_groups: None,
+            metadata_tokens: None,
+        }
+    }
+}
+
 /// Whether an instance's metadata service demands session tokens (IMDSv2).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]

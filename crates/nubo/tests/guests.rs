@@ -812,39 +812,54 @@ fn probes(text: &str) -> Vec<(u32, u16, bool)> {
 fn security_group_changes_hold_for_running_instances() {
     let r = Region::start_qemu(StoreKind::Sqlite, &[]);
     let c = r.signup("firewalled@example.com");
-    let ok = |status: u16, v: &Value| assert!((200..300).contains(&status), "{status}: {v}");
-    let (status, v) = r.signed(
-        &c,
-        "POST",
-        "/v1/networks",
-        Some(&json!({"name": "sg-net", "cidr": "10.30.0.0/24"}).to_string()),
-    );
-    ok(status, &v);
-    for name in ["web", "clients"] {
-        let body = json!({"name": name, "network": "sg-net"}).to_string();
-        let (status, v) = r.signed(&c, "POST", "/v1/security-groups", Some(&body));
-        ok(status, &v);
-    }
-    let allow = |body: Value| {
-        let (status, v) = r.signed(
-            &c,
-            "POST",
-            "/v1/security-groups/web/rules",
-            Some(&body.to_string()),
+    // An API call that must succeed; its answer.
+    let call = |method: &str, path: &str, body: Option<Value>| {
+        let body = body.map(|b| b.to_string());
+        let (status, v) = r.signed(&c, method, path, body.as_deref());
+        assert!(
+            (200..300).contains(&status),
+            "{method} {path}: {status}: {v}"
         );
-        ok(status, &v);
         v
     };
-    let shown = allow(json!({"protocol": "tcp", "from_port": 7000, "peer_group": "clients"}));
-    let port_7000 = shown["rules"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|rule| rule["from_port"] == 7000)
-        .unwrap()["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    // The id of the first rule of `group` that `pick` picks.
+    let rule_of = |group: &str, pick: &dyn Fn(&Value) -> bool| {
+        let shown = call("GET", &format!("/v1/security-groups/{group}"), None);
+        let rules = shown["rules"].as_array().unwrap().clone();
+        let rule = rules.into_iter().find(|rule| pick(rule)).unwrap();
+        rule["id"].as_str().unwrap().to_string()
+    };
+    call(
+        "POST",
+        "/v1/networks",
+        Some(json!({"name": "sg-net", "cidr": "10.30.0.0/24"})),
+    );
+    for name in ["web", "clients"] {
+        call(
+            "POST",
+            "/v1/security-groups",
+            Some(json!({"name": name, "network": "sg-net"})),
+        );
+    }
+    let allow = |group: &str, rule: Value| {
+        call(
+            "POST",
+            &format!("/v1/security-groups/{group}/rules"),
+            Some(rule),
+        );
+    };
+    let revoke = |group: &str, rule: &str| {
+        call(
+            "DELETE",
+            &format!("/v1/security-groups/{group}/rules/{rule}"),
+            None,
+        );
+    };
+    allow(
+        "web",
+        json!({"protocol": "tcp", "from_port": 7000, "peer_group": "clients"}),
+    );
+    let port_7000 = rule_of("web", &|rule| rule["from_port"] == 7000);
 
     let base = json!({"image": "nubo-micro", "instance_type": "n1.nano", "network": "sg-net"});
     let mut server = base.clone();
@@ -896,70 +911,41 @@ fn security_group_changes_hold_for_running_instances() {
     expect(None, true, false);
     // A blocked port opens for a running instance...
     let before = last_round();
-    allow(json!({"protocol": "tcp", "from_port": 7001, "to_port": 7001, "cidr": "10.30.0.0/24"}));
+    allow(
+        "web",
+        json!({"protocol": "tcp", "from_port": 7001, "to_port": 7001, "cidr": "10.30.0.0/24"}),
+    );
     let opened = expect(Some(before), true, true);
     // ...and an open one closes.
     let before = last_round().max(opened);
-    let (status, v) = r.signed(
-        &c,
-        "DELETE",
-        &format!("/v1/security-groups/web/rules/{port_7000}"),
-        None,
-    );
-    ok(status, &v);
+    revoke("web", &port_7000);
     expect(Some(before), false, true);
     // Joining the server's group lets the prober in everywhere (members trust
     // each other).
     let before = last_round();
-    let body = json!({"security_groups": ["clients", "web"]}).to_string();
-    let (status, v) = r.signed(
-        &c,
-        "PUT",
-        &format!("/v1/instances/{prober}/security-groups"),
-        Some(&body),
-    );
-    ok(status, &v);
+    let member_of = |groups: &[&str]| {
+        call(
+            "PUT",
+            &format!("/v1/instances/{prober}/security-groups"),
+            Some(json!({ "security_groups": groups })),
+        );
+    };
+    member_of(&["clients", "web"]);
     expect(Some(before), true, true);
 
     // Egress: back in its own group alone, whose rule to send anywhere is
     // revoked, the prober reaches nothing; a narrower egress rule opens one port.
-    let body = json!({"security_groups": ["clients"]}).to_string();
-    let (status, v) = r.signed(
-        &c,
-        "PUT",
-        &format!("/v1/instances/{prober}/security-groups"),
-        Some(&body),
-    );
-    ok(status, &v);
-    let (_, clients) = r.signed(&c, "GET", "/v1/security-groups/clients", None);
-    let anywhere = clients["rules"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|rule| rule["direction"] == "egress")
-        .unwrap()["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    member_of(&["clients"]);
+    let anywhere = rule_of("clients", &|rule| rule["direction"] == "egress");
     let before = last_round();
-    let (status, v) = r.signed(
-        &c,
-        "DELETE",
-        &format!("/v1/security-groups/clients/rules/{anywhere}"),
-        None,
-    );
-    ok(status, &v);
+    revoke("clients", &anywhere);
     expect(Some(before), false, false);
     let before = last_round();
-    let narrow = json!({"direction": "egress", "protocol": "tcp", "from_port": 7000,
-                        "to_port": 7001, "cidr": "10.30.0.4/32"});
-    let (status, v) = r.signed(
-        &c,
-        "POST",
-        "/v1/security-groups/clients/rules",
-        Some(&narrow.to_string()),
+    allow(
+        "clients",
+        json!({"direction": "egress", "protocol": "tcp", "from_port": 7000,
+               "to_port": 7001, "cidr": "10.30.0.4/32"}),
     );
-    ok(status, &v);
     // 7000 stays closed: the server's group no longer lets it in.
     expect(Some(before), false, true);
 
