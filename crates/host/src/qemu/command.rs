@@ -205,7 +205,9 @@ impl Launch<'_> {
             ));
         }
         if let Some(nic) = &spec.nic {
-            cmd.args(super::network::qemu_args(&spec.instance_id, nic));
+            // vhost-net needs KVM's eventfds, and the host's vhost_net module.
+            let vhost = self.accel == Accel::Kvm && Path::new("/dev/vhost-net").exists();
+            cmd.args(super::network::qemu_args(&spec.instance_id, nic, vhost));
         }
         cmd.arg("-pidfile")
             .arg(self.files.pidfile())
