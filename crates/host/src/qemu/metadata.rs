@@ -10,8 +10,7 @@
 use std::collections::HashMap;
 use std::convert::Infallible;
 use std::net::{IpAddr, SocketAddr};
-use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use hyper::body::Incoming;
@@ -27,8 +26,9 @@ const TOKEN_HEADER: &str = "x-aws-ec2-metadata-token";
 const TTL_HEADER: &str = "x-aws-ec2-metadata-token-ttl-seconds";
 const MAX_TTL: u64 = 6 * 3600;
 
-/// What a VM may learn of itself. Written beside the VM at launch, so that an
-/// agent that restarts serves the VMs it re-adopts.
+/// What a VM may learn of itself. Kept in the host's [`Directory`], and
+/// written beside the VM at launch, so that an agent that restarts serves the
+/// VMs it re-adopts.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Document {
     pub instance_id: String,
@@ -44,6 +44,47 @@ pub struct Document {
     pub tokens_required: bool,
 }
 
+/// The documents of the VMs of this host, by namespace and address: what
+/// the service answers from, without reading a file per request.
+#[derive(Clone, Default)]
+pub struct Directory(Arc<RwLock<HashMap<(String, IpAddr), Document>>>);
+
+impl Directory {
+    /// Records the document of a VM of namespace `ns`.
+    pub fn insert(&self, ns: &str, doc: Document) {
+        let Ok(ip) = doc.local_ipv4.parse::<IpAddr>() else {
+            tracing::warn!(
+                instance_id = doc.instance_id,
+                "a document without an address"
+            );
+            return;
+        };
+        let mut map = self.0.write().unwrap_or_else(|e| e.into_inner());
+        map.insert((ns.to_string(), ip), doc);
+    }
+
+    /// Records the document a VM's folder holds (for an agent that restarts).
+    pub fn load(&self, files: &VmFiles) {
+        let ns = std::fs::read_to_string(files.netns());
+        let doc = std::fs::read(files.metadata())
+            .ok()
+            .and_then(|b| serde_json::from_slice::<Document>(&b).ok());
+        if let (Ok(ns), Some(doc)) = (ns, doc) {
+            self.insert(ns.trim(), doc);
+        }
+    }
+
+    pub fn remove(&self, instance_id: &str) {
+        let mut map = self.0.write().unwrap_or_else(|e| e.into_inner());
+        map.retain(|_, doc| doc.instance_id != instance_id);
+    }
+
+    fn get(&self, ns: &str, ip: IpAddr) -> Option<Document> {
+        let map = self.0.read().unwrap_or_else(|e| e.into_inner());
+        map.get(&(ns.to_string(), ip)).cloned()
+    }
+}
+
 /// Binds the service's socket inside namespace `ns`.
 pub fn bind(ns: &str) -> std::io::Result<std::net::TcpListener> {
     super::network::in_namespace(ns, || {
@@ -57,7 +98,7 @@ pub fn bind(ns: &str) -> std::io::Result<std::net::TcpListener> {
 type Tokens = Arc<Mutex<HashMap<String, (IpAddr, Instant)>>>;
 
 /// Serves the network of namespace `ns` until aborted.
-pub async fn serve(listener: std::net::TcpListener, ns: String, state_dir: PathBuf) {
+pub async fn serve(listener: std::net::TcpListener, ns: String, directory: Directory) {
     let listener = match tokio::net::TcpListener::from_std(listener) {
         Ok(l) => l,
         Err(e) => {
@@ -70,9 +111,9 @@ pub async fn serve(listener: std::net::TcpListener, ns: String, state_dir: PathB
         let Ok((socket, peer)) = listener.accept().await else {
             continue;
         };
-        let (ns, state_dir, tokens) = (ns.clone(), state_dir.clone(), tokens.clone());
+        let (ns, directory, tokens) = (ns.clone(), directory.clone(), tokens.clone());
         let service = service_fn(move |req: Request<Incoming>| {
-            let answer = answer(&req, peer, &ns, &state_dir, &tokens);
+            let answer = answer(&req, peer, &ns, &directory, &tokens);
             async move { Ok::<_, Infallible>(answer) }
         });
         tokio::spawn(async move {
@@ -81,20 +122,6 @@ pub async fn serve(listener: std::net::TcpListener, ns: String, state_dir: PathB
                 .await;
         });
     }
-}
-
-/// The VM of network namespace `ns` that holds address `ip`.
-fn document_of(state_dir: &Path, ns: &str, ip: IpAddr) -> Option<Document> {
-    let ip = ip.to_string();
-    std::fs::read_dir(state_dir).ok()?.flatten().find_map(|e| {
-        let files = VmFiles { dir: e.path() };
-        let in_ns = std::fs::read_to_string(files.netns()).ok()?;
-        if in_ns.trim() != ns {
-            return None;
-        }
-        let doc: Document = serde_json::from_slice(&std::fs::read(files.metadata()).ok()?).ok()?;
-        (doc.local_ipv4 == ip).then_some(doc)
-    })
 }
 
 fn text(status: StatusCode, body: impl Into<String>) -> Response<String> {
@@ -107,10 +134,10 @@ fn answer(
     req: &Request<Incoming>,
     peer: SocketAddr,
     ns: &str,
-    state_dir: &Path,
+    directory: &Directory,
     tokens: &Tokens,
 ) -> Response<String> {
-    let Some(doc) = document_of(state_dir, ns, peer.ip()) else {
+    let Some(doc) = directory.get(ns, peer.ip()) else {
         return text(StatusCode::FORBIDDEN, "unknown caller\n");
     };
     let header = |name: &str| req.headers().get(name).and_then(|v| v.to_str().ok());
@@ -236,18 +263,39 @@ fn lookup(doc: &Document, path: &str) -> Option<String> {
 mod tests {
     use super::*;
 
+    fn doc(id: &str, ip: &str) -> Document {
+        Document {
+            instance_id: id.into(),
+            instance_type: "n1.nano".into(),
+            hostname: id.into(),
+            local_ipv4: ip.into(),
+            mac: "02:00:00:00:00:01".into(),
+            region: "local-1".into(),
+            public_keys: vec![],
+            user_data: None,
+            tokens_required: false,
+        }
+    }
+
+    #[test]
+    fn the_directory_tells_vms_apart_by_namespace_and_address() {
+        let d = Directory::default();
+        let ip: IpAddr = "10.0.0.4".parse().unwrap();
+        d.insert("nubo-net-a", doc("i-a", "10.0.0.4"));
+        d.insert("nubo-net-b", doc("i-b", "10.0.0.4"));
+        assert_eq!(d.get("nubo-net-a", ip).unwrap().instance_id, "i-a");
+        assert_eq!(d.get("nubo-net-b", ip).unwrap().instance_id, "i-b");
+        assert!(d.get("nubo-net-a", "10.0.0.5".parse().unwrap()).is_none());
+        d.remove("i-a");
+        assert!(d.get("nubo-net-a", ip).is_none());
+        assert!(d.get("nubo-net-b", ip).is_some());
+    }
+
     #[test]
     fn the_tree_answers_in_the_ec2_format() {
         let doc = Document {
-            instance_id: "i-1".into(),
-            instance_type: "n1.nano".into(),
-            hostname: "i-1".into(),
-            local_ipv4: "10.0.0.4".into(),
-            mac: "02:00:00:00:00:01".into(),
-            region: "local-1".into(),
             public_keys: vec!["ssh-ed25519 AAAA k".into()],
-            user_data: None,
-            tokens_required: false,
+            ..doc("i-1", "10.0.0.4")
         };
         assert_eq!(
             lookup(&doc, "/latest/meta-data/instance-id").unwrap(),

@@ -120,6 +120,8 @@ struct Inner {
     network_versions: Mutex<HashMap<String, u64>>,
     /// The metadata service of each network namespace here.
     metadata: Mutex<HashMap<String, AbortHandle>>,
+    /// What the metadata services answer.
+    documents: metadata::Directory,
     /// The relays of published ports, by VM.
     published: Mutex<HashMap<String, Vec<(publish::Port, AbortHandle)>>>,
 }
@@ -159,6 +161,7 @@ impl QemuHost {
                 networks: tokio::sync::Mutex::new(()),
                 network_versions: Mutex::default(),
                 metadata: Mutex::default(),
+                documents: metadata::Directory::default(),
                 published: Mutex::default(),
                 cgroups,
                 capacity,
@@ -280,6 +283,9 @@ impl QemuHost {
             }
         }
         // The running VMs' networks get their metadata service back.
+        for vm in self.inner.vms().values().filter(|vm| vm.pid.is_some()) {
+            self.inner.documents.load(&vm.files);
+        }
         let namespaces: std::collections::BTreeSet<String> = self
             .inner
             .vms()
@@ -619,6 +625,7 @@ impl Inner {
             };
             let json = serde_json::to_vec(&document).map_err(|e| agent("metadata", &e))?;
             std::fs::write(files.metadata(), json).map_err(|e| agent("VM folder", &e))?;
+            self.documents.insert(&ns, document);
             self.serve_metadata(&ns).await;
             // QEMU opens the tap from inside the network's namespace.
             let mut inside = std::process::Command::new("ip");
@@ -729,6 +736,7 @@ impl Inner {
     /// its network's namespace, when it was the last VM of the network here),
     /// then its folder.
     async fn remove_files(&self, id: &str, files: VmFiles) {
+        self.documents.remove(id);
         for (_, relay) in self
             .published
             .lock()
@@ -775,7 +783,7 @@ impl Inner {
                 let service = tokio::spawn(metadata::serve(
                     listener,
                     ns.to_string(),
-                    self.config.state_dir.clone(),
+                    self.documents.clone(),
                 ));
                 let old = self
                     .metadata
