@@ -37,6 +37,25 @@ pub(crate) fn check_key(key: &str) -> S3Result<()> {
     Ok(())
 }
 
+/// The bucket and object a GET or HEAD names (S3 gives both requests the same
+/// fields), once the caller may read them and the request's conditions hold.
+macro_rules! read_checked {
+    ($self:ident, $caller:expr, $input:expr) => {{
+        let bucket = $self.bucket(&$caller, &$input.bucket, Need::Read).await?;
+        let row = $self
+            .readable(&bucket, &$input.key, $input.version_id.as_deref())
+            .await?;
+        preconditions(
+            &row,
+            $input.if_match.as_ref(),
+            $input.if_unmodified_since.as_ref(),
+            $input.if_none_match.as_ref(),
+            $input.if_modified_since.as_ref(),
+        )?;
+        (bucket, row)
+    }};
+}
+
 /// A GET or HEAD answer: what both say of an object (S3 defines them as two
 /// types with the same fields), the response-* overrides of the request
 /// applied, plus the fields given.
@@ -478,17 +497,7 @@ impl ObjectStorage {
     ) -> S3Result<S3Response<GetObjectOutput>> {
         let caller = self.caller(&req).await?;
         let input = req.input;
-        let bucket = self.bucket(&caller, &input.bucket, Need::Read).await?;
-        let row = self
-            .readable(&bucket, &input.key, input.version_id.as_deref())
-            .await?;
-        preconditions(
-            &row,
-            input.if_match.as_ref(),
-            input.if_unmodified_since.as_ref(),
-            input.if_none_match.as_ref(),
-            input.if_modified_since.as_ref(),
-        )?;
+        let (bucket, row) = read_checked!(self, caller, input);
         let size = row.size as u64;
         let (range, content_range) = match &input.range {
             Some(r) => {
@@ -539,17 +548,7 @@ impl ObjectStorage {
     ) -> S3Result<S3Response<HeadObjectOutput>> {
         let caller = self.caller(&req).await?;
         let input = req.input;
-        let bucket = self.bucket(&caller, &input.bucket, Need::Read).await?;
-        let row = self
-            .readable(&bucket, &input.key, input.version_id.as_deref())
-            .await?;
-        preconditions(
-            &row,
-            input.if_match.as_ref(),
-            input.if_unmodified_since.as_ref(),
-            input.if_none_match.as_ref(),
-            input.if_modified_since.as_ref(),
-        )?;
+        let (bucket, row) = read_checked!(self, caller, input);
         let meta = ObjectMeta::parse(&row.meta);
         let sums = checksum_fields(&meta.checksums);
         let with_checksums = input
