@@ -426,6 +426,14 @@ fn a_private_image_with_a_root_disk_boots_copy_on_write() {
     assert!(vm_dirs(&r).is_empty(), "no overlay outlives its instance");
 }
 
+/// Creates a network of the account; its id.
+fn create_network(r: &Region, c: &Creds, name: &str, cidr: &str) -> String {
+    let body = json!({"name": name, "cidr": cidr}).to_string();
+    let (status, v) = r.signed(c, "POST", "/v1/networks", Some(&body));
+    assert_eq!(status, 201, "{v}");
+    v["id"].as_str().unwrap().to_string()
+}
+
 /// The console text of an instance, as its owner reads it.
 fn console(r: &Region, c: &Creds, id: &str) -> String {
     let (status, v) = r.signed(c, "GET", &format!("/v1/instances/{id}/console"), None);
@@ -536,10 +544,7 @@ fn pinger(targets: &[&str]) -> String {
 fn instances_of_a_network_reach_each_other_and_no_one_else() {
     let r = Region::start_qemu(StoreKind::Sqlite, &[]);
     let owner = r.signup("net-owner@example.com");
-    let body = json!({"name": "backend", "cidr": "10.20.0.0/24"}).to_string();
-    let (status, v) = r.signed(&owner, "POST", "/v1/networks", Some(&body));
-    assert_eq!(status, 201, "{v}");
-    let backend = v["id"].as_str().unwrap().to_string();
+    let backend = create_network(&r, &owner, "backend", "10.20.0.0/24");
     let base = json!({"image": "nubo-micro", "instance_type": "n1.nano", "network": "backend"});
     // The first instance asks the metadata service about itself, v1 and v2.
     let mut server = base.clone();
@@ -829,11 +834,7 @@ fn security_group_changes_hold_for_running_instances() {
         let rule = rules.into_iter().find(|rule| pick(rule)).unwrap();
         rule["id"].as_str().unwrap().to_string()
     };
-    call(
-        "POST",
-        "/v1/networks",
-        Some(json!({"name": "sg-net", "cidr": "10.30.0.0/24"})),
-    );
+    create_network(&r, &c, "sg-net", "10.30.0.0/24");
     for name in ["web", "clients"] {
         call(
             "POST",
@@ -1057,10 +1058,7 @@ fn a_network_spans_two_hosts_through_a_tunnel() {
     assert_eq!(hosts.as_array().unwrap().len(), 2, "{hosts}");
 
     let c = r.signup("two-hosts@example.com");
-    let body = json!({"name": "spread", "cidr": "10.40.0.0/24"}).to_string();
-    let (status, v) = r.signed(&c, "POST", "/v1/networks", Some(&body));
-    assert_eq!(status, 201, "{v}");
-    let network = v["id"].as_str().unwrap().to_string();
+    let network = create_network(&r, &c, "spread", "10.40.0.0/24");
     let base = json!({"image": "nubo-micro", "instance_type": "n1.nano", "network": "spread"});
     let mut server = base.clone();
     server["user_data"] = json!(GREETER);
