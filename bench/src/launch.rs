@@ -150,11 +150,13 @@ impl<'a> Bare<'a> {
         if let Some(text) = &self.user_data {
             std::fs::write(vm.files.user_data(), text).map_err(|e| e.to_string())?;
         }
+        // Its root disk is where nubo's driver finds a root volume named `root`.
+        let root = self.image.disk.as_ref().map(|_| "root");
         if let Some(disk) = &self.image.disk {
-            let out =
-                nubo_host::qemu::command::overlay(&disk.path, &disk.format, &vm.files.root_disk())
-                    .output()
-                    .map_err(|e| format!("qemu-img: {e}"))?;
+            let target = nubo_host::qemu::volumes::file(&dir, "root");
+            let out = nubo_host::qemu::command::overlay(&disk.path, &disk.format, &target)
+                .output()
+                .map_err(|e| format!("qemu-img: {e}"))?;
             if !out.status.success() {
                 return Err(String::from_utf8_lossy(&out.stderr).into_owned());
             }
@@ -170,9 +172,11 @@ impl<'a> Bare<'a> {
             hostname: id.to_string(),
             ssh_public_keys: Vec::new(),
             nic: self.nic,
+            root_volume: root.map(str::to_string),
+            volumes: Vec::new(),
             metadata_tokens_required: false,
         };
-        let defaults = QemuConfig::new(String::new(), dir);
+        let defaults = QemuConfig::new(String::new(), dir.clone());
         let launch = Launch {
             binary: &defaults.binary,
             accel: self.accel,
@@ -181,6 +185,7 @@ impl<'a> Bare<'a> {
             spec: &spec,
             image: self.image,
             files: &vm.files,
+            disks: nubo_host::qemu::volumes::boot_args(&dir, root, &[]),
         };
         let mut qemu = launch.command();
         qemu.args(&self.extra);

@@ -151,6 +151,18 @@ pub struct LaunchRequest {
     /// session token); `optional` (default) answers both.
     #[serde(default)]
     pub metadata_tokens: Option<MetadataTokens>,
+    /// GiB of the root volume, for images with a disk (default: the image
+    /// disk's size); the guest grows its file system into it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub root_volume_size_gib: Option<u64>,
+    /// Keep the root volume as an ordinary volume when the instance terminates
+    /// (default: it is deleted with the instance).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keep_root_volume: Option<bool>,
+    /// Boot from this available volume (a kept root volume) instead of a new
+    /// copy of the image; `image` must be the image it started as. One instance only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub root_volume: Option<String>,
 }
 
 impl LaunchRequest {
@@ -167,6 +179,9 @@ impl LaunchRequest {
             network: None,
             security_groups: None,
             metadata_tokens: None,
+            root_volume_size_gib: None,
+            keep_root_volume: None,
+            root_volume: None,
         }
     }
 }

@@ -15,6 +15,7 @@ pub mod page;
 pub mod quotas;
 pub mod regions;
 pub mod security_groups;
+pub mod volumes;
 
 /// The header that carries the id of every request, in requests and responses.
 pub const REQUEST_ID_HEADER: &str = "x-request-id";

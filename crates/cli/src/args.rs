@@ -90,6 +90,12 @@ pub enum Command {
     /// Security groups: the firewalls of a network's instances.
     #[command(subcommand, name = "security-group")]
     SecurityGroup(SecurityGroupCommand),
+    /// Block volumes.
+    #[command(subcommand)]
+    Volume(VolumeCommand),
+    /// Snapshots of volumes, kept in object storage.
+    #[command(subcommand)]
+    Snapshot(SnapshotCommand),
     /// Buckets of object storage (for objects, use any S3 client).
     #[command(subcommand)]
     Bucket(BucketCommand),
@@ -272,6 +278,102 @@ fn parse_ports(s: &str) -> Result<(u16, u16), String> {
 }
 
 #[derive(Debug, Subcommand)]
+pub enum VolumeCommand {
+    List,
+    /// Create a volume, blank or from a snapshot.
+    Create {
+        /// GiB (default with --from-snapshot: the snapshot's size).
+        #[arg(long)]
+        size: Option<u64>,
+        #[arg(long)]
+        name: Option<String>,
+        /// Restore this snapshot into the new volume.
+        #[arg(long)]
+        from_snapshot: Option<String>,
+        /// key=value; repeat for several.
+        #[arg(long = "tag", value_parser = parse_tag)]
+        tags: Vec<(String, String)>,
+        #[command(flatten)]
+        wait: Wait,
+    },
+    Show {
+        volume_id: String,
+    },
+    /// Attach a volume to an instance on its host; a running guest sees a new
+    /// disk at /dev/disk/by-id/virtio-<volume id>.
+    Attach {
+        volume_id: String,
+        #[arg(long)]
+        instance: String,
+        #[command(flatten)]
+        wait: Wait,
+    },
+    /// Detach a volume; unmount it in the guest first.
+    Detach {
+        volume_id: String,
+        /// Pull it even from a guest that does not let go (unwritten data is lost).
+        #[arg(long)]
+        force: bool,
+        #[command(flatten)]
+        wait: Wait,
+    },
+    /// Grow a detached volume.
+    Resize {
+        volume_id: String,
+        /// The new size in GiB.
+        #[arg(long)]
+        size: u64,
+        #[command(flatten)]
+        wait: Wait,
+    },
+    /// Replace the volume's tags (key=value, repeat for several; none clears them).
+    Tag {
+        volume_id: String,
+        #[arg(value_parser = parse_tag)]
+        tags: Vec<(String, String)>,
+    },
+    /// Delete a volume that is not attached.
+    Delete {
+        volume_id: String,
+        #[command(flatten)]
+        wait: Wait,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SnapshotCommand {
+    /// Snapshot a volume, attached or not.
+    Create {
+        volume_id: String,
+        #[arg(long)]
+        description: Option<String>,
+        /// key=value; repeat for several.
+        #[arg(long = "tag", value_parser = parse_tag)]
+        tags: Vec<(String, String)>,
+        #[command(flatten)]
+        wait: Wait,
+    },
+    List {
+        /// Only snapshots of this volume.
+        #[arg(long)]
+        volume: Option<String>,
+    },
+    Show {
+        snapshot_id: String,
+    },
+    /// Delete a snapshot; chunks other snapshots share stay.
+    Delete {
+        snapshot_id: String,
+    },
+}
+
+fn parse_tag(s: &str) -> Result<(String, String), String> {
+    s.split_once('=')
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .ok_or_else(|| format!("{s:?} is not key=value"))
+}
+
+#[derive(Debug, Subcommand)]
 pub enum KeyPairsCommand {
     /// Create an ed25519 key pair; prints the private key (only this once).
     Create {
@@ -333,7 +435,7 @@ pub struct RegisterImageArgs {
 #[derive(Debug, Subcommand)]
 pub enum InstanceCommand {
     /// Launch one or more instances.
-    Launch(LaunchArgs),
+    Launch(Box<LaunchArgs>),
     List {
         #[arg(long, value_parser = parse_state)]
         state: Option<InstanceState>,
@@ -373,9 +475,9 @@ pub enum InstanceCommand {
 
 #[derive(Debug, Args)]
 pub struct LaunchArgs {
-    /// Image id or public image name.
-    #[arg(long)]
-    pub image: String,
+    /// Image id or public image name (with --root-volume: the volume's image).
+    #[arg(long, required_unless_present = "root_volume")]
+    pub image: Option<String>,
     /// Instance type, e.g. n1.nano.
     #[arg(long = "type")]
     pub instance_type: String,
@@ -402,6 +504,15 @@ pub struct LaunchArgs {
     /// `required`: the guest's metadata service answers only IMDSv2 requests.
     #[arg(long, value_parser = parse_tokens)]
     pub metadata_tokens: Option<MetadataTokens>,
+    /// GiB of the root volume (images with a disk; default: the disk's size).
+    #[arg(long)]
+    pub root_volume_size: Option<u64>,
+    /// Keep the root volume as a volume when the instance terminates.
+    #[arg(long)]
+    pub keep_root_volume: bool,
+    /// Boot from this available volume (a kept root volume).
+    #[arg(long, conflicts_with_all = ["root_volume_size", "count"])]
+    pub root_volume: Option<String>,
     #[command(flatten)]
     pub wait: Wait,
 }

@@ -7,6 +7,7 @@
 pub mod network_state;
 pub mod qemu;
 pub mod sim;
+pub mod volumes;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -53,6 +54,10 @@ pub struct VmSpec {
     pub ssh_public_keys: Vec<String>,
     /// Its interface on a tenant network, if it has one.
     pub nic: Option<Nic>,
+    /// The volume it boots from (images with a disk), held by this host.
+    pub root_volume: Option<String>,
+    /// Volumes attached to it when it starts.
+    pub volumes: Vec<volumes::Attached>,
     /// Its metadata service answers only requests with an IMDSv2 token.
     pub metadata_tokens_required: bool,
 }
@@ -103,6 +108,9 @@ pub enum HostError {
     /// The host cannot do this at all (not a transient failure).
     #[error("{0}")]
     Unsupported(String),
+    /// Stored data failed its checksum.
+    #[error("{0}")]
+    Corrupt(String),
 }
 
 /// The interface between the region and a host.
@@ -162,6 +170,61 @@ pub trait HostAgent: Send + Sync {
     /// This host's end of the tunnels that carry networks between hosts:
     /// `None` for a host that runs alone.
     fn underlay(&self) -> Option<std::net::Ipv4Addr>;
+
+    /// Makes a volume's file unless it exists.
+    fn create_volume(&self, spec: volumes::VolumeSpec) -> BoxFuture<'_, Result<(), HostError>>;
+
+    /// Makes a volume's file from a snapshot's chunks, checking each, unless
+    /// the file exists; then grows it to `spec.size_bytes`.
+    fn restore_volume(
+        &self,
+        spec: volumes::VolumeSpec,
+        manifest: volumes::Manifest,
+        chunks: std::sync::Arc<dyn volumes::ChunkStore>,
+    ) -> BoxFuture<'_, Result<(), HostError>>;
+
+    /// Grows a volume that no VM uses to `size_bytes`; a larger one stays.
+    fn resize_volume<'a>(
+        &'a self,
+        volume_id: &'a str,
+        size_bytes: u64,
+    ) -> BoxFuture<'a, Result<(), HostError>>;
+
+    /// Removes a volume's file; an absent one is done.
+    fn delete_volume<'a>(&'a self, volume_id: &'a str) -> BoxFuture<'a, Result<(), HostError>>;
+
+    /// Plugs a volume into a running VM; done if it is plugged in already.
+    fn attach_volume<'a>(
+        &'a self,
+        instance_id: &'a str,
+        volume: volumes::Attached,
+    ) -> BoxFuture<'a, Result<(), HostError>>;
+
+    /// Asks the guest to let go of a volume (and pulls it out when `force` and
+    /// the guest did not within a grace period); repeat until `Done`. A VM
+    /// that is not running holds no volume.
+    fn detach_volume<'a>(
+        &'a self,
+        instance_id: &'a str,
+        volume_id: &'a str,
+        force: bool,
+    ) -> BoxFuture<'a, Result<volumes::Detach, HostError>>;
+
+    /// The volumes plugged into a running VM now (a guest may unplug one
+    /// itself); `None` when the VM does not run here.
+    fn attached_volumes<'a>(
+        &'a self,
+        instance_id: &'a str,
+    ) -> BoxFuture<'a, Result<Option<Vec<String>>, HostError>>;
+
+    /// Copies a volume as it is at this moment into `chunks` (while
+    /// `instance_id`'s guest may write to it) and returns the snapshot's chunks.
+    fn snapshot_volume<'a>(
+        &'a self,
+        volume_id: &'a str,
+        instance_id: Option<&'a str>,
+        chunks: std::sync::Arc<dyn volumes::ChunkStore>,
+    ) -> BoxFuture<'a, Result<volumes::Manifest, HostError>>;
 
     /// Every VM the host has.
     fn list(&self) -> BoxFuture<'_, Result<Vec<VmStatus>, HostError>>;

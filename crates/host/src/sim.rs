@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use tokio::sync::broadcast;
 
+use crate::volumes::{self, Attached, ChunkStore, Detach, Manifest, VolumeSpec};
 use crate::{BoxFuture, Capacity, HostAgent, HostError, VmSpec, VmState, VmStatus};
 
 #[derive(Debug, Clone, Copy)]
@@ -33,11 +34,19 @@ struct Vm {
     generation: u64,
 }
 
+/// A simulated volume holds no data (it reads as zeros), only its size and
+/// the VM it is plugged into.
+struct Volume {
+    size_bytes: u64,
+    plugged_into: Option<String>,
+}
+
 pub struct SimHost {
     name: String,
     capacity: Capacity,
     timing: SimTiming,
     vms: Arc<Mutex<HashMap<String, Vm>>>,
+    volumes: Mutex<HashMap<String, Volume>>,
     events: broadcast::Sender<VmStatus>,
 }
 
@@ -48,6 +57,7 @@ impl SimHost {
             capacity,
             timing,
             vms: Arc::default(),
+            volumes: Mutex::default(),
             events: broadcast::channel(4096).0,
         }
     }
@@ -61,6 +71,45 @@ impl SimHost {
         self.vms
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn volumes(&self) -> std::sync::MutexGuard<'_, HashMap<String, Volume>> {
+        self.volumes
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn is_up(&self, instance_id: &str) -> bool {
+        matches!(
+            self.vms().get(instance_id).map(|vm| &vm.state),
+            Some(VmState::Booting | VmState::Running | VmState::Stopping)
+        )
+    }
+
+    /// Plugs a volume into a VM; it must exist and be free or already there.
+    fn plug(&self, instance_id: &str, volume_id: &str) -> Result<(), HostError> {
+        let mut volumes = self.volumes();
+        let volume = volumes
+            .get_mut(volume_id)
+            .ok_or_else(|| HostError::Agent(format!("no volume {volume_id} on this host")))?;
+        match &volume.plugged_into {
+            Some(other) if other != instance_id => Err(HostError::Agent(format!(
+                "volume {volume_id} is plugged into {other}"
+            ))),
+            _ => {
+                volume.plugged_into = Some(instance_id.to_string());
+                Ok(())
+            }
+        }
+    }
+
+    /// Unplugs every volume of a VM that is gone.
+    fn unplug_all(&self, instance_id: &str) {
+        for volume in self.volumes().values_mut() {
+            if volume.plugged_into.as_deref() == Some(instance_id) {
+                volume.plugged_into = None;
+            }
+        }
     }
 
     /// Sets a VM's state now, and returns whether it exists.
@@ -150,6 +199,16 @@ impl HostAgent for SimHost {
                 }
             };
             if fresh {
+                for volume in spec
+                    .root_volume
+                    .iter()
+                    .chain(spec.volumes.iter().map(|a| &a.volume_id))
+                {
+                    if let Err(e) = self.plug(&spec.instance_id, volume) {
+                        self.vms().remove(&spec.instance_id);
+                        return Err(e);
+                    }
+                }
                 self.command(
                     &spec.instance_id,
                     VmState::Booting,
@@ -199,6 +258,7 @@ impl HostAgent for SimHost {
     fn destroy<'a>(&'a self, instance_id: &'a str) -> BoxFuture<'a, Result<(), HostError>> {
         Box::pin(async move {
             self.vms().remove(instance_id);
+            self.unplug_all(instance_id);
             Ok(())
         })
     }
@@ -246,6 +306,136 @@ impl HostAgent for SimHost {
 
     fn underlay(&self) -> Option<std::net::Ipv4Addr> {
         None
+    }
+
+    fn create_volume(&self, spec: VolumeSpec) -> BoxFuture<'_, Result<(), HostError>> {
+        Box::pin(async move {
+            self.volumes().entry(spec.id).or_insert(Volume {
+                size_bytes: spec.size_bytes,
+                plugged_into: None,
+            });
+            Ok(())
+        })
+    }
+
+    /// Checks every chunk as a real host would, then holds the size only.
+    fn restore_volume(
+        &self,
+        spec: VolumeSpec,
+        manifest: Manifest,
+        chunks: Arc<dyn ChunkStore>,
+    ) -> BoxFuture<'_, Result<(), HostError>> {
+        Box::pin(async move {
+            if self.volumes().contains_key(&spec.id) {
+                return Ok(());
+            }
+            for (_, expected) in &manifest.chunks {
+                let data = chunks.get(expected).await.map_err(HostError::Agent)?;
+                if volumes::hash(&data) != *expected {
+                    return Err(HostError::Corrupt(format!(
+                        "chunk {expected} of the snapshot does not match its checksum"
+                    )));
+                }
+            }
+            self.create_volume(spec).await
+        })
+    }
+
+    fn resize_volume<'a>(
+        &'a self,
+        volume_id: &'a str,
+        size_bytes: u64,
+    ) -> BoxFuture<'a, Result<(), HostError>> {
+        Box::pin(async move {
+            let mut volumes = self.volumes();
+            let volume = volumes
+                .get_mut(volume_id)
+                .ok_or_else(|| HostError::Agent(format!("no volume {volume_id} on this host")))?;
+            volume.size_bytes = volume.size_bytes.max(size_bytes);
+            Ok(())
+        })
+    }
+
+    fn delete_volume<'a>(&'a self, volume_id: &'a str) -> BoxFuture<'a, Result<(), HostError>> {
+        Box::pin(async move {
+            let mut volumes = self.volumes();
+            if let Some(other) = volumes.get(volume_id).and_then(|v| v.plugged_into.clone()) {
+                return Err(HostError::Agent(format!(
+                    "volume {volume_id} is plugged into {other}"
+                )));
+            }
+            volumes.remove(volume_id);
+            Ok(())
+        })
+    }
+
+    fn attach_volume<'a>(
+        &'a self,
+        instance_id: &'a str,
+        volume: Attached,
+    ) -> BoxFuture<'a, Result<(), HostError>> {
+        Box::pin(async move {
+            if !self.is_up(instance_id) {
+                return Err(HostError::Agent(format!("{instance_id} does not run here")));
+            }
+            self.plug(instance_id, &volume.volume_id)
+        })
+    }
+
+    fn detach_volume<'a>(
+        &'a self,
+        instance_id: &'a str,
+        volume_id: &'a str,
+        _force: bool,
+    ) -> BoxFuture<'a, Result<Detach, HostError>> {
+        Box::pin(async move {
+            if let Some(volume) = self.volumes().get_mut(volume_id)
+                && volume.plugged_into.as_deref() == Some(instance_id)
+            {
+                volume.plugged_into = None;
+            }
+            Ok(Detach::Done)
+        })
+    }
+
+    fn attached_volumes<'a>(
+        &'a self,
+        instance_id: &'a str,
+    ) -> BoxFuture<'a, Result<Option<Vec<String>>, HostError>> {
+        Box::pin(async move {
+            if !self.is_up(instance_id) {
+                return Ok(None);
+            }
+            let mut plugged: Vec<String> = self
+                .volumes()
+                .iter()
+                .filter(|(_, v)| v.plugged_into.as_deref() == Some(instance_id))
+                .map(|(id, _)| id.clone())
+                .collect();
+            plugged.sort();
+            Ok(Some(plugged))
+        })
+    }
+
+    /// A simulated volume reads as zeros, so its snapshot has no chunks.
+    fn snapshot_volume<'a>(
+        &'a self,
+        volume_id: &'a str,
+        _instance_id: Option<&'a str>,
+        _chunks: Arc<dyn ChunkStore>,
+    ) -> BoxFuture<'a, Result<Manifest, HostError>> {
+        Box::pin(async move {
+            let size_bytes = self
+                .volumes()
+                .get(volume_id)
+                .map(|v| v.size_bytes)
+                .ok_or_else(|| HostError::Agent(format!("no volume {volume_id} on this host")))?;
+            Ok(Manifest {
+                size_bytes,
+                chunk_size: volumes::CHUNK_SIZE,
+                chunks: Vec::new(),
+            })
+        })
     }
 
     fn list(&self) -> BoxFuture<'_, Result<Vec<VmStatus>, HostError>> {
@@ -297,6 +487,8 @@ mod tests {
             hostname: id.into(),
             ssh_public_keys: Vec::new(),
             nic: None,
+            root_volume: None,
+            volumes: Vec::new(),
             metadata_tokens_required: false,
         }
     }

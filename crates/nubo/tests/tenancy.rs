@@ -54,7 +54,8 @@ fn operations(r: &Region) -> Vec<Operation> {
 
 /// A request body for each operation that takes one. A new operation with a body
 /// must be added here, which is the point.
-fn body_for(op: &str, victim: &Creds) -> Option<String> {
+fn body_for(op: &str, victim: &Creds, params: &BTreeMap<&str, String>) -> Option<String> {
+    let param = |name: &str| params.get(name).cloned().unwrap_or_default();
     let body = match op {
         "account_signup" => json!({"email": "walker@example.com"}),
         "account_close" => json!({"confirm_account_id": victim.account_id}),
@@ -72,6 +73,11 @@ fn body_for(op: &str, victim: &Creds) -> Option<String> {
             json!({"protocol": "tcp", "from_port": 22, "cidr": "0.0.0.0/0"})
         }
         "instance_set_security_groups" => json!({"security_groups": ["default"]}),
+        "volume_create" => json!({"snapshot_id": param("snapshot_id")}),
+        "volume_update" => json!({"name": "walker-volume", "size_gib": 2}),
+        "volume_attach" => json!({"instance_id": param("instance_id")}),
+        "volume_detach" => json!({"force": true}),
+        "snapshot_create" => json!({"volume_id": param("volume_id")}),
         _ => return None,
     };
     Some(body.to_string())
@@ -162,11 +168,35 @@ fn victim(r: &Region) -> Victim {
     );
     assert_eq!(status, 201, "{with_rule}");
     params.insert("group", group.clone());
+    let (status, volume) = r.signed(
+        &creds,
+        "POST",
+        "/v1/volumes",
+        Some(&json!({"size_gib": 1, "name": "victim-volume"}).to_string()),
+    );
+    assert_eq!(status, 202, "{volume}");
+    let volume = volume["id"].as_str().unwrap().to_string();
+    r.wait_for(&creds, &format!("/v1/volumes/{volume}"), "available");
+    let (status, snapshot) = r.signed(
+        &creds,
+        "POST",
+        "/v1/snapshots",
+        Some(&json!({"volume_id": volume, "description": "victim's snapshot"}).to_string()),
+    );
+    assert_eq!(status, 202, "{snapshot}");
+    let snapshot = snapshot["id"].as_str().unwrap().to_string();
+    r.wait_for(&creds, &format!("/v1/snapshots/{snapshot}"), "completed");
+    params.insert("volume_id", volume.clone());
+    params.insert("snapshot_id", snapshot.clone());
     params.insert(
         "rule_id",
         with_rule["rules"][0]["id"].as_str().unwrap().to_string(),
     );
     let secrets = vec![
+        volume,
+        snapshot,
+        "victim-volume".to_string(),
+        "victim's snapshot".to_string(),
         group,
         "victim's group".to_string(),
         creds.account_id.clone(),
@@ -213,9 +243,11 @@ fn state_of(r: &Region, v: &Victim) -> Value {
     let (_, buckets) = r.signed(&v.creds, "GET", "/v1/buckets", None);
     let (_, networks) = r.signed(&v.creds, "GET", "/v1/networks", None);
     let (_, groups) = r.signed(&v.creds, "GET", "/v1/security-groups", None);
+    let (_, volumes) = r.signed(&v.creds, "GET", "/v1/volumes", None);
+    let (_, snapshots) = r.signed(&v.creds, "GET", "/v1/snapshots", None);
     json!({"keys": keys, "instances": instances, "quotas": quotas, "images": images,
            "key_pairs": pairs, "buckets": buckets, "networks": networks,
-           "security_groups": groups})
+           "security_groups": groups, "volumes": volumes, "snapshots": snapshots})
 }
 
 fn walk(store: StoreKind) {
@@ -235,6 +267,8 @@ fn walk(store: StoreKind) {
             ("network", "net-0000000000000000"),
             ("group", "sg-0000000000000000"),
             ("rule_id", "sgr-0000000000000000"),
+            ("volume_id", "vol-0000000000000000"),
+            ("snapshot_id", "snap-0000000000000000"),
         ]
         .into_iter()
         .map(|(k, v)| (k, v.to_string()))
@@ -250,6 +284,7 @@ fn walk(store: StoreKind) {
                     key_id: String::new(),
                     secret: String::new(),
                 },
+                &dummy,
             )
         };
         let (status, v) = r.curl(&op.method, &path, body.as_deref(), &[]).unwrap();
@@ -278,20 +313,23 @@ fn walk(store: StoreKind) {
     ordered.sort_by_key(|o| (o.method != "GET", o.id == "account_close"));
     for op in ordered {
         let (path, used) = fill(&op.path, &victim.params);
-        let body = body_for(&op.id, &victim.creds);
+        let body = body_for(&op.id, &victim.creds, &victim.params);
         let (status, v) = r.signed(&walker, &op.method, &path, body.as_deref());
-        let names_victims_resource = used.iter().any(|p| {
-            matches!(
-                p.as_str(),
-                "key_id"
-                    | "instance_id"
-                    | "key_name"
-                    | "image_id"
-                    | "bucket_name"
-                    | "network"
-                    | "group"
-            )
-        });
+        let names_victims_resource =
+            used.iter().any(|p| {
+                matches!(
+                    p.as_str(),
+                    "key_id"
+                        | "instance_id"
+                        | "key_name"
+                        | "image_id"
+                        | "bucket_name"
+                        | "network"
+                        | "group"
+                        | "volume_id"
+                        | "snapshot_id"
+                )
+            }) || matches!(op.id.as_str(), "volume_create" | "snapshot_create");
         if op.operator {
             assert_eq!(
                 status, 403,

@@ -19,6 +19,7 @@ pub mod regions;
 pub mod server;
 pub mod state;
 pub mod storage;
+pub mod volumes;
 
 pub use config::{Args, Config};
 

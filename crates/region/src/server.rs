@@ -55,6 +55,8 @@ pub async fn run(config: Config) -> Result<(), String> {
         replay: ReplayGuard::default(),
         metrics: Metrics::default(),
         reconcile: Notify::new(),
+        volumes: Notify::new(),
+        chunk_gc: tokio::sync::RwLock::new(()),
         fleet,
         secrets,
         operator_token,
@@ -79,6 +81,7 @@ pub async fn run(config: Config) -> Result<(), String> {
         .map_err(|e| format!("listen on {} (S3): {e}", config.s3_listen))?;
     let (stop_tx, stop_rx) = watch::channel(false);
     let reconciler = compute::reconciler::spawn(state.clone(), stop_rx.clone());
+    let volumes = crate::volumes::reconciler::spawn(state.clone(), stop_rx.clone());
     let mut s3_stop = stop_rx;
     let s3 = tokio::spawn(nubo_s3::serve(storage, s3_listener, async move {
         let _ = s3_stop.changed().await;
@@ -103,6 +106,7 @@ pub async fn run(config: Config) -> Result<(), String> {
     tracing::info!("shutting down");
     let _ = stop_tx.send(true);
     let _ = reconciler.await;
+    let _ = volumes.await;
     let _ = s3.await;
     store.close().await;
     Ok(())

@@ -31,6 +31,11 @@ pub struct Shared {
     pub metrics: Metrics,
     /// Wakes the instance reconciler after a change it should act on.
     pub reconcile: Notify,
+    /// Wakes the volume reconciler.
+    pub volumes: Notify,
+    /// Held to read while snapshots are taken or restored, and to write while
+    /// chunks are freed, so that no chunk goes that one of those counts on.
+    pub chunk_gc: tokio::sync::RwLock<()>,
     pub operator_token: String,
     pub clock: Clock,
     /// Set once at start (object storage needs this state to check keys).

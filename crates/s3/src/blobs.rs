@@ -179,20 +179,8 @@ impl Blobs {
     }
 
     /// Makes a fully written temporary file durable under its final name.
-    async fn commit(&self, id: &str, tmp: &Path, mut f: tokio::fs::File) -> io::Result<()> {
-        f.flush().await?;
-        f.sync_all().await?;
-        drop(f);
-        let target = self.path(id);
-        let dir = target
-            .parent()
-            .expect("blob paths have a folder")
-            .to_path_buf();
-        tokio::fs::create_dir_all(&dir).await?;
-        tokio::fs::rename(tmp, &target).await?;
-        tokio::task::spawn_blocking(move || std::fs::File::open(dir)?.sync_all())
-            .await
-            .map_err(io::Error::other)?
+    async fn commit(&self, id: &str, tmp: &Path, f: tokio::fs::File) -> io::Result<()> {
+        persist(f, tmp, &self.path(id)).await
     }
 
     /// A new name for an existing file: a copy that costs no I/O.
@@ -293,6 +281,24 @@ impl Blobs {
         .await
         .map_err(io::Error::other)?
     }
+}
+
+/// Makes the fully written temporary file `f` at `tmp` durable as `target`:
+/// its data, then its name (the folder), so that a crash leaves either
+/// nothing or the whole file under that name.
+pub(crate) async fn persist(mut f: tokio::fs::File, tmp: &Path, target: &Path) -> io::Result<()> {
+    f.flush().await?;
+    f.sync_all().await?;
+    drop(f);
+    let dir = target
+        .parent()
+        .expect("data files have a folder")
+        .to_path_buf();
+    tokio::fs::create_dir_all(&dir).await?;
+    tokio::fs::rename(tmp, target).await?;
+    tokio::task::spawn_blocking(move || std::fs::File::open(dir)?.sync_all())
+        .await
+        .map_err(io::Error::other)?
 }
 
 /// `len` bytes at `at`, mapped rather than copied: the page cache's pages go

@@ -13,6 +13,7 @@ mod blobs;
 mod bucket_cache;
 mod buckets;
 mod caller;
+pub mod chunks;
 mod commit;
 mod cors;
 mod host;
@@ -80,6 +81,7 @@ pub struct ObjectStorage {
     config: Config,
     store: Store,
     blobs: blobs::Blobs,
+    chunks: chunks::Chunks,
     bucket_cache: bucket_cache::BucketCache,
     tenancy: Arc<dyn Tenancy>,
     usage: usage::Usage,
@@ -94,8 +96,10 @@ impl ObjectStorage {
         tenancy: Arc<dyn Tenancy>,
     ) -> std::io::Result<Arc<ObjectStorage>> {
         let blobs = blobs::Blobs::open(&config.root).await?;
+        let chunks = chunks::Chunks::open(&config.root).await?;
         let storage = Arc::new(ObjectStorage {
             blobs,
+            chunks,
             bucket_cache: Default::default(),
             usage: usage::Usage::default(),
             committer: commit::Committer::start(store.clone()),
@@ -105,6 +109,11 @@ impl ObjectStorage {
         });
         storage.sweep().await.map_err(std::io::Error::other)?;
         Ok(storage)
+    }
+
+    /// Where volume snapshots keep their chunks.
+    pub fn chunks(&self) -> &chunks::Chunks {
+        &self.chunks
     }
 
     fn now_micros() -> i64 {

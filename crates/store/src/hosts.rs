@@ -183,6 +183,36 @@ pub async fn release(c: &mut Conn, id: &str, vcpus: i64, memory_mib: i64) -> Res
     Ok(())
 }
 
+/// Takes `gib` of the host's volume disk if it is active and has it free
+/// (`gib` may be negative, to give some back).
+pub async fn allocate_disk(c: &mut Conn, id: &str, gib: i64) -> Result<bool> {
+    let n = sqlx::query(
+        "UPDATE hosts SET used_disk_gib = used_disk_gib + $1 \
+         WHERE id = $2 AND state = $3 AND used_disk_gib + $1 <= disk_gib",
+    )
+    .bind(gib)
+    .bind(id)
+    .bind(ACTIVE)
+    .execute(c)
+    .await?
+    .rows_affected();
+    Ok(n == 1)
+}
+
+/// Gives back what `allocate_disk` took.
+pub async fn release_disk(c: &mut Conn, id: &str, gib: i64) -> Result<()> {
+    sqlx::query(
+        "UPDATE hosts SET \
+             used_disk_gib = CASE WHEN used_disk_gib > $1 THEN used_disk_gib - $1 ELSE 0 END \
+         WHERE id = $2",
+    )
+    .bind(gib)
+    .bind(id)
+    .execute(c)
+    .await?;
+    Ok(())
+}
+
 /// Sets a host's state (`active`, `draining`, `unreachable`).
 pub async fn set_state(c: &mut Conn, id: &str, state: &str, at: i64) -> Result<bool> {
     let n = sqlx::query("UPDATE hosts SET state = $1 WHERE id = $2 AND state <> $1")

@@ -25,6 +25,8 @@ pub mod networks;
 pub mod objects;
 pub mod quotas;
 pub mod security_groups;
+pub mod snapshots;
+pub mod volumes;
 
 use std::str::FromStr;
 use std::sync::Arc;

@@ -54,6 +54,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "network tunnels",
         include_str!("../migrations/0009_network_tunnels.sql"),
     ),
+    (
+        10,
+        "volumes",
+        include_str!("../migrations/0010_volumes.sql"),
+    ),
 ];
 
 /// How many migrations this build carries.

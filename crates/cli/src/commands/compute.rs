@@ -9,6 +9,7 @@ use nubo_api::compute::{
 };
 
 use nubo_api::security_groups::InstanceSecurityGroups;
+use nubo_api::volumes::Volume;
 
 use crate::args::{ImagesCommand, InstanceCommand, RegisterImageArgs, Transition, Wait};
 use crate::client::{Client, ClientError};
@@ -154,11 +155,21 @@ pub async fn instances(ctx: &Context, cmd: InstanceCommand) -> Result<(), Client
                 })?),
                 None => None,
             };
+            let image = match (a.image, &a.root_volume) {
+                (Some(image), _) => image,
+                (None, Some(volume)) => {
+                    let v: Volume = client.get(&format!("/v1/volumes/{volume}")).await?;
+                    v.image_id.ok_or_else(|| {
+                        ClientError::Usage(format!("volume {volume} holds no image to boot"))
+                    })?
+                }
+                (None, None) => return Err(ClientError::Usage("--image is required".into())),
+            };
             let launched: LaunchResponse = client
                 .post(
                     "/v1/instances",
                     &LaunchRequest {
-                        image: a.image,
+                        image,
                         instance_type: a.instance_type,
                         count: Some(a.count),
                         name: a.name,
@@ -169,6 +180,9 @@ pub async fn instances(ctx: &Context, cmd: InstanceCommand) -> Result<(), Client
                         security_groups: (!a.security_groups.is_empty())
                             .then_some(a.security_groups),
                         metadata_tokens: a.metadata_tokens,
+                        root_volume_size_gib: a.root_volume_size,
+                        keep_root_volume: a.keep_root_volume.then_some(true),
+                        root_volume: a.root_volume,
                     },
                 )
                 .await?;

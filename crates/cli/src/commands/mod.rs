@@ -9,6 +9,7 @@ mod networks;
 mod quota;
 mod security_groups;
 mod storage;
+mod volumes;
 
 use clap::CommandFactory;
 
@@ -133,6 +134,8 @@ pub async fn run(cli: Cli) -> Result<(), ClientError> {
         Command::Instance(cmd) => compute::instances(&ctx, cmd).await,
         Command::Network(cmd) => networks::run(&ctx, cmd).await,
         Command::SecurityGroup(cmd) => security_groups::run(&ctx, cmd).await,
+        Command::Volume(cmd) => volumes::run(&ctx, cmd).await,
+        Command::Snapshot(cmd) => volumes::snapshots(&ctx, cmd).await,
         Command::Bucket(cmd) => storage::run(&ctx, cmd).await,
         Command::Admin(cmd) => admin::run(&ctx, cmd).await,
         Command::Completions { shell } => {

@@ -18,6 +18,7 @@ mod metadata;
 pub mod network;
 mod publish;
 pub mod tunnel;
+pub mod volumes;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -38,6 +39,7 @@ use self::cgroup::Cgroups;
 use self::command::{ImageSpec, Launch, VmFiles, process_name};
 use self::console::ConsoleScan;
 use crate::network_state::NetworkState;
+use crate::volumes::{Attached, ChunkStore, Detach, Manifest, VolumeSpec};
 use crate::{BoxFuture, Capacity, HostAgent, HostError, VmSpec, VmState, VmStatus};
 
 type Qmp = QapiService<QmpStreamTokio<WriteHalf<UnixStream>>>;
@@ -331,21 +333,6 @@ fn host_memory_mib() -> u64 {
         .map_or(0, |kb| kb / 1024)
 }
 
-/// Creates the VM's root disk: a qcow2 overlay whose backing file (the image)
-/// the VM never writes.
-async fn overlay(base: &Path, format: &str, target: &Path) -> std::io::Result<()> {
-    let out = tokio::process::Command::from(command::overlay(base, format, target))
-        .output()
-        .await?;
-    if out.status.success() {
-        Ok(())
-    } else {
-        Err(std::io::Error::other(
-            String::from_utf8_lossy(&out.stderr).trim().to_string(),
-        ))
-    }
-}
-
 fn read_pid(path: &Path) -> Option<u32> {
     std::fs::read_to_string(path).ok()?.trim().parse().ok()
 }
@@ -563,10 +550,10 @@ impl Inner {
         if let Some(marker) = &image.ready_marker {
             std::fs::write(files.marker(), marker).map_err(|e| agent("VM folder", &e))?;
         }
-        if let Some(disk) = &image.disk {
-            overlay(&disk.path, &disk.format, &files.root_disk())
-                .await
-                .map_err(|e| agent("root disk", &e))?;
+        if image.disk.is_some() && spec.root_volume.is_none() {
+            return Err(HostError::BadImage(
+                "an image with a disk boots from a root volume, and none was given".into(),
+            ));
         }
         if let Some(user_data) = &spec.user_data {
             std::fs::write(files.user_data(), user_data).map_err(|e| agent("user-data", &e))?;
@@ -583,6 +570,11 @@ impl Inner {
             spec: &spec,
             image: &image,
             files: &files,
+            disks: volumes::boot_args(
+                &self.volumes_dir(),
+                spec.root_volume.as_deref(),
+                &spec.volumes,
+            ),
         };
         let log = std::fs::File::create(files.log()).map_err(|e| agent("QEMU log", &e))?;
         let scan = image
@@ -761,6 +753,39 @@ impl Inner {
             }
         }
         let _ = std::fs::remove_dir_all(&files.dir);
+    }
+
+    /// Where this host's volumes live: beside the VMs' folders (`vms` →
+    /// `volumes`, `vms-1` → `volumes-1`).
+    fn volumes_dir(&self) -> PathBuf {
+        let dir = &self.config.state_dir;
+        let name = dir.file_name().map(|n| n.to_string_lossy().into_owned());
+        let name = name.unwrap_or_default();
+        let name = match name.strip_prefix("vms") {
+            Some(rest) => format!("volumes{rest}"),
+            None => format!("{name}-volumes"),
+        };
+        dir.with_file_name(name)
+    }
+
+    /// A scratch file for a volume's point-in-time copy.
+    fn scratch(&self, name: &str) -> Result<PathBuf, HostError> {
+        let dir = self.volumes_dir().join("scratch");
+        std::fs::create_dir_all(&dir)
+            .map_err(|e| HostError::Agent(format!("volume scratch folder: {e}")))?;
+        Ok(dir.join(name))
+    }
+
+    /// The QMP connection of a VM that runs here.
+    fn running_qmp(&self, instance_id: &str) -> Option<Arc<Qmp>> {
+        let vms = self.vms();
+        let vm = vms.get(instance_id)?;
+        matches!(
+            vm.state,
+            VmState::Booting | VmState::Running | VmState::Stopping
+        )
+        .then(|| vm.qmp.clone())
+        .flatten()
     }
 
     /// Where the files of this host's networks live: beside the VMs' folders,
@@ -995,6 +1020,118 @@ impl HostAgent for QemuHost {
             .underlay
             .as_ref()
             .map(|u| u.address)
+    }
+
+    fn create_volume(&self, spec: VolumeSpec) -> BoxFuture<'_, Result<(), HostError>> {
+        Box::pin(async move { volumes::create(&self.inner.volumes_dir(), &spec).await })
+    }
+
+    fn restore_volume(
+        &self,
+        spec: VolumeSpec,
+        manifest: Manifest,
+        chunks: Arc<dyn ChunkStore>,
+    ) -> BoxFuture<'_, Result<(), HostError>> {
+        Box::pin(async move {
+            let dir = self.inner.volumes_dir();
+            if volumes::file(&dir, &spec.id).exists() {
+                return Ok(());
+            }
+            let raw = self.inner.scratch(&format!("{}.raw", spec.id))?;
+            let result = async {
+                crate::volumes::download(&manifest, &raw, &chunks).await?;
+                volumes::create_from_raw(&dir, &spec, &raw).await
+            }
+            .await;
+            let _ = std::fs::remove_file(&raw);
+            result
+        })
+    }
+
+    fn resize_volume<'a>(
+        &'a self,
+        volume_id: &'a str,
+        size_bytes: u64,
+    ) -> BoxFuture<'a, Result<(), HostError>> {
+        Box::pin(
+            async move { volumes::resize(&self.inner.volumes_dir(), volume_id, size_bytes).await },
+        )
+    }
+
+    fn delete_volume<'a>(&'a self, volume_id: &'a str) -> BoxFuture<'a, Result<(), HostError>> {
+        Box::pin(async move { volumes::delete(&self.inner.volumes_dir(), volume_id) })
+    }
+
+    fn attach_volume<'a>(
+        &'a self,
+        instance_id: &'a str,
+        volume: Attached,
+    ) -> BoxFuture<'a, Result<(), HostError>> {
+        Box::pin(async move {
+            let qmp = self
+                .inner
+                .running_qmp(instance_id)
+                .ok_or_else(|| HostError::Agent(format!("{instance_id} does not run here")))?;
+            volumes::attach(
+                &qmp,
+                &self.inner.volumes_dir(),
+                &volume.volume_id,
+                volume.slot,
+            )
+            .await
+        })
+    }
+
+    fn detach_volume<'a>(
+        &'a self,
+        instance_id: &'a str,
+        volume_id: &'a str,
+        force: bool,
+    ) -> BoxFuture<'a, Result<Detach, HostError>> {
+        Box::pin(async move {
+            match self.inner.running_qmp(instance_id) {
+                Some(qmp) => volumes::detach(&qmp, volume_id, force).await,
+                None => Ok(Detach::Done),
+            }
+        })
+    }
+
+    fn attached_volumes<'a>(
+        &'a self,
+        instance_id: &'a str,
+    ) -> BoxFuture<'a, Result<Option<Vec<String>>, HostError>> {
+        Box::pin(async move {
+            match self.inner.running_qmp(instance_id) {
+                Some(qmp) => volumes::plugged(&qmp).await.map(Some),
+                None => Ok(None),
+            }
+        })
+    }
+
+    fn snapshot_volume<'a>(
+        &'a self,
+        volume_id: &'a str,
+        instance_id: Option<&'a str>,
+        chunks: Arc<dyn ChunkStore>,
+    ) -> BoxFuture<'a, Result<Manifest, HostError>> {
+        Box::pin(async move {
+            let dir = self.inner.volumes_dir();
+            let path = volumes::file(&dir, volume_id);
+            let size = volumes::virtual_size(&path)
+                .map_err(|e| HostError::Agent(format!("volume {volume_id}: {e}")))?;
+            let copy = self.inner.scratch(&format!("{volume_id}.snapshot.raw"))?;
+            let qmp = instance_id.and_then(|i| self.inner.running_qmp(i));
+            let result = async {
+                match qmp {
+                    Some(qmp) => volumes::backup(&qmp, volume_id, &copy, size).await?,
+                    None => volumes::copy_offline(&dir, volume_id, &copy).await?,
+                }
+                crate::volumes::upload(&copy, &chunks).await
+            }
+            .await;
+            let _ = std::fs::remove_file(&copy);
+            result
+        })
     }
 
     fn list(&self) -> BoxFuture<'_, Result<Vec<VmStatus>, HostError>> {

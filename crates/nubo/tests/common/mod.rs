@@ -305,14 +305,32 @@ impl Region {
         state: &str,
         timeout: Duration,
     ) -> Value {
+        self.wait_for_within(creds, &format!("/v1/instances/{id}"), state, timeout)
+    }
+
+    /// Polls a resource until its `state` is `state`.
+    pub fn wait_for(&self, creds: &Creds, path: &str, state: &str) -> Value {
+        self.wait_for_within(creds, path, state, Duration::from_secs(30))
+    }
+
+    pub fn wait_for_within(
+        &self,
+        creds: &Creds,
+        path: &str,
+        state: &str,
+        timeout: Duration,
+    ) -> Value {
         let deadline = Instant::now() + timeout;
         loop {
-            let (status, v) = self.signed(creds, "GET", &format!("/v1/instances/{id}"), None);
+            let (status, v) = self.signed(creds, "GET", path, None);
             assert_eq!(status, 200, "{v}");
             if v["state"] == state {
                 return v;
             }
-            assert!(Instant::now() < deadline, "{id} never became {state}: {v}");
+            assert!(
+                Instant::now() < deadline,
+                "{path} never became {state}: {v}"
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
     }

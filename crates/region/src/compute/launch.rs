@@ -22,6 +22,7 @@ use crate::compute::scheduler::{self, Shape};
 use crate::networks::security_groups;
 use crate::quotas;
 use crate::state::AppState;
+use crate::volumes::roots;
 
 pub const MAX_COUNT: u32 = 100;
 pub const MAX_USER_DATA: usize = 16 * 1024;
@@ -53,6 +54,17 @@ fn validate(req: &LaunchRequest) -> ApiResult<u32> {
             "user_data is larger than {MAX_USER_DATA} bytes"
         )));
     }
+    if req.root_volume.is_some() && count != 1 {
+        return Err(ApiError::invalid(
+            "an instance that boots from an existing root_volume is launched alone (count 1)",
+        ));
+    }
+    if req.root_volume.is_some() && req.root_volume_size_gib.is_some() {
+        return Err(ApiError::invalid(
+            "root_volume_size_gib is for new root volumes; grow an existing one with \
+             `nubo volume resize`",
+        ));
+    }
     if let Some(token) = &req.client_token
         && (token.is_empty() || token.len() > 64 || !token.bytes().all(|b| b.is_ascii_graphic()))
     {
@@ -61,6 +73,34 @@ fn validate(req: &LaunchRequest) -> ApiResult<u32> {
         ));
     }
     Ok(count)
+}
+
+/// The available volume of the caller that a launch boots from, which must
+/// have started as `image`.
+async fn boot_volume(
+    c: &mut nubo_store::Conn,
+    caller: &Caller,
+    id: &str,
+    image: &images::ImageRow,
+) -> ApiResult<nubo_store::volumes::VolumeRow> {
+    let v = crate::volumes::manage::find(c, caller, id).await?;
+    if v.state != nubo_store::volumes::AVAILABLE {
+        return Err(ApiError::invalid_state(format!(
+            "volume {} is {}; an instance boots from an available volume",
+            v.id, v.state
+        )));
+    }
+    match &v.image_id {
+        Some(started_as) if *started_as == image.id => Ok(v),
+        Some(started_as) => Err(ApiError::invalid(format!(
+            "volume {} started as image {started_as}, not {}; launch it with that image",
+            v.id, image.id
+        ))),
+        None => Err(ApiError::invalid(format!(
+            "volume {} holds no image to boot (it was not a root volume)",
+            v.id
+        ))),
+    }
 }
 
 /// Identifies a request's parameters, to tell a retry from a different launch.
@@ -168,6 +208,30 @@ async fn instance_launch(
         at,
     )
     .await?;
+    // An existing root volume decides the host; new ones are made where the
+    // instances land.
+    let existing_root = match &req.root_volume {
+        Some(id) => Some(boot_volume(&mut tx, &caller, id, &image).await?),
+        None => None,
+    };
+    let root_size = match &existing_root {
+        Some(_) => None,
+        None => {
+            let wanted = roots::RootRequest {
+                size_gib: req.root_volume_size_gib,
+                keep: req.keep_root_volume.unwrap_or(false),
+            };
+            roots::reserve(
+                &mut tx,
+                &state,
+                &caller.account_id,
+                &image,
+                &wanted,
+                u64::from(count),
+            )
+            .await?
+        }
+    };
     let what = format!("launching {count} × {}", itype.name);
     let (vcpus, memory) = (u64::from(itype.vcpus), u64::from(itype.memory_mib));
     let n = u64::from(count);
@@ -183,7 +247,8 @@ async fn instance_launch(
         vcpus: i64::from(itype.vcpus),
         memory_mib: i64::from(itype.memory_mib),
     };
-    let hosts = match scheduler::place(&mut tx, cfg, count, shape, &what).await {
+    let only = existing_root.as_ref().and_then(|v| v.host_id.clone());
+    let hosts = match scheduler::place(&mut tx, cfg, count, shape, only.as_deref(), &what).await {
         Ok(hosts) => hosts,
         Err(e) => {
             drop(tx);
@@ -227,6 +292,12 @@ async fn instance_launch(
             version: 0,
         };
         instances::insert(&mut tx, &row).await?;
+        if let Some(volume) = &existing_root {
+            roots::adopt(&mut tx, volume, &row).await?;
+        } else if let Some(size) = root_size {
+            let keep = req.keep_root_volume.unwrap_or(false);
+            roots::insert(&mut tx, &row, &image, size, keep).await?;
+        }
         nubo_store::security_groups::set_membership(
             &mut tx,
             &caller.account_id,

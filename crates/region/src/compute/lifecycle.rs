@@ -82,7 +82,10 @@ pub async fn request_start(
     };
     let mut next = with_state(row, InstanceState::Pending, at);
     release_host(c, &mut next).await?;
-    let host = scheduler::place(c, config, 1, shape, &format!("starting {}", row.id)).await?;
+    // An instance with volumes starts where they are.
+    let home = crate::volumes::roots::home(c, &row.id).await?;
+    let what = format!("starting {}", row.id);
+    let host = scheduler::place(c, config, 1, shape, home.as_deref(), &what).await?;
     next.host_id = host.into_iter().next();
     next.desired_state = InstanceState::Running.as_str().into();
     next.state_reason = None;
@@ -171,5 +174,6 @@ pub async fn mark_terminated(
         quotas::release(&mut *c, &row.account_id, resource.as_str(), amount).await?;
     }
     nubo_store::networks::release(&mut *c, &row.id).await?;
+    crate::volumes::roots::on_terminated(&mut *c, &row.id, at).await?;
     Ok(Some(done))
 }

@@ -22,6 +22,7 @@ use tokio::task::JoinHandle;
 
 use crate::compute::lifecycle;
 use crate::state::AppState;
+use crate::volumes;
 
 /// How often the reconciler looks at everything, even when nothing nudged it.
 const PASS_EVERY: Duration = Duration::from_secs(1);
@@ -271,20 +272,25 @@ impl Reconciler {
             },
             Err(e) => Err(e),
         };
-        let mut spec = match looked_up {
-            Ok(Some((image, nic))) => VmSpec {
-                instance_id: row.id.clone(),
-                instance_type: row.instance_type.clone(),
-                region: self.state.config.region.clone(),
-                vcpus: row.vcpus as u32,
-                memory_mib: row.memory_mib as u32,
-                image: image.spec,
-                user_data: row.user_data.clone(),
-                hostname: row.id.clone(),
-                ssh_public_keys: row.ssh_public_key.iter().cloned().collect(),
-                nic,
-                metadata_tokens_required: row.metadata_tokens_required,
-            },
+        let (mut spec, image) = match looked_up {
+            Ok(Some((image, nic))) => (
+                VmSpec {
+                    instance_id: row.id.clone(),
+                    instance_type: row.instance_type.clone(),
+                    region: self.state.config.region.clone(),
+                    vcpus: row.vcpus as u32,
+                    memory_mib: row.memory_mib as u32,
+                    image: image.spec.clone(),
+                    user_data: row.user_data.clone(),
+                    hostname: row.id.clone(),
+                    ssh_public_keys: row.ssh_public_key.iter().cloned().collect(),
+                    nic,
+                    metadata_tokens_required: row.metadata_tokens_required,
+                    root_volume: None,
+                    volumes: Vec::new(),
+                },
+                image,
+            ),
             Ok(None) => {
                 self.commit(&row, To::Failed("its image no longer exists".into()))
                     .await;
@@ -317,6 +323,16 @@ impl Reconciler {
             let Ok(_permit) = limit.acquire_owned().await else {
                 return;
             };
+            match volumes::roots::for_boot(&state, &agent, &row, &image).await {
+                Ok((root, attached)) => {
+                    spec.root_volume = root;
+                    spec.volumes = attached;
+                }
+                Err(reason) => {
+                    fail_pending(&state, &id, &reason).await;
+                    return;
+                }
+            }
             match agent.start(spec).await {
                 Err(e) => {
                     let reason = format!("the host could not start it: {e}");

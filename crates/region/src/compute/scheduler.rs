@@ -23,18 +23,20 @@ pub struct Shape {
     pub memory_mib: i64,
 }
 
-/// Places `count` instances of `shape`; returns a host id per instance.
+/// Places `count` instances of `shape` (on host `only`, if given: the host of
+/// their volumes); returns a host id per instance.
 pub async fn place(
     c: &mut Conn,
     config: &Config,
     count: u32,
     shape: Shape,
+    only: Option<&str>,
     what: &str,
 ) -> ApiResult<Vec<String>> {
     let mut hosts: Vec<HostRow> = hosts::list(&mut *c)
         .await?
         .into_iter()
-        .filter(|h| h.state == hosts::ACTIVE)
+        .filter(|h| h.state == hosts::ACTIVE && only.is_none_or(|o| o == h.id))
         .collect();
     let mut placed_here: HashMap<String, u32> = HashMap::new();
     let mut placements = Vec::with_capacity(count as usize);
@@ -69,6 +71,37 @@ pub async fn place(
         }
     }
     Ok(placements)
+}
+
+/// Places a volume of `gib` on the active host with the most free disk and
+/// takes the room there; returns the host id.
+pub async fn place_volume(
+    c: &mut Conn,
+    config: &Config,
+    gib: i64,
+    what: &str,
+) -> ApiResult<String> {
+    let mut hosts: Vec<HostRow> = hosts::list(&mut *c)
+        .await?
+        .into_iter()
+        .filter(|h| h.state == hosts::ACTIVE)
+        .collect();
+    hosts.sort_by_key(|h| std::cmp::Reverse(h.disk_gib - h.used_disk_gib));
+    for host in hosts.iter().filter(|h| h.disk_gib - h.used_disk_gib >= gib) {
+        if hosts::allocate_disk(&mut *c, &host.id, gib).await? {
+            return Ok(host.id.clone());
+        }
+    }
+    let largest = hosts
+        .first()
+        .map_or(0, |h| (h.disk_gib - h.used_disk_gib).max(0));
+    Err(ApiError::new(
+        ErrorCode::InsufficientCapacity,
+        format!(
+            "region {} has no room for {what} ({gib} GiB); the most free disk on one host is              {largest} GiB",
+            config.region
+        ),
+    ))
 }
 
 fn fits(h: &HostRow, shape: Shape) -> bool {

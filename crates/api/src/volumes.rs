@@ -1,0 +1,244 @@
+//! Block volumes and their snapshots. A volume's data outlives the instances
+//! it is attached to; a snapshot's outlives the volume and its host.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum VolumeState {
+    /// Its file is being made (blank, from an image, or from a snapshot).
+    Creating,
+    /// Ready to attach.
+    Available,
+    /// Attached to an instance (or being attached or detached).
+    InUse,
+    /// Being grown; available again when done.
+    Resizing,
+    Deleting,
+    Deleted,
+    /// Its creation failed; `state_reason` says why. It can only be deleted.
+    Error,
+}
+
+impl VolumeState {
+    pub const ALL: [VolumeState; 7] = [
+        VolumeState::Creating,
+        VolumeState::Available,
+        VolumeState::InUse,
+        VolumeState::Resizing,
+        VolumeState::Deleting,
+        VolumeState::Deleted,
+        VolumeState::Error,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            VolumeState::Creating => "creating",
+            VolumeState::Available => "available",
+            VolumeState::InUse => "in-use",
+            VolumeState::Resizing => "resizing",
+            VolumeState::Deleting => "deleting",
+            VolumeState::Deleted => "deleted",
+            VolumeState::Error => "error",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|st| st.as_str() == s)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum AttachState {
+    Attaching,
+    Attached,
+    Detaching,
+}
+
+impl AttachState {
+    pub fn parse(s: &str) -> Option<Self> {
+        [
+            AttachState::Attaching,
+            AttachState::Attached,
+            AttachState::Detaching,
+        ]
+        .into_iter()
+        .find(|st| st.as_str() == s)
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AttachState::Attaching => "attaching",
+            AttachState::Attached => "attached",
+            AttachState::Detaching => "detaching",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct Attachment {
+    pub instance_id: String,
+    pub state: AttachState,
+    /// Where the guest finds it: `/dev/disk/by-id/virtio-<volume id>` (the
+    /// disk's serial is the volume id), or `root` for the disk it boots from.
+    pub device: String,
+    /// It is deleted when the instance terminates.
+    pub delete_on_termination: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct Volume {
+    pub id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    pub size_gib: u64,
+    pub state: VolumeState,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state_reason: Option<String>,
+    /// The host that holds it; it attaches to instances on that host.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host_id: Option<String>,
+    /// The image a root volume started as.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image_id: Option<String>,
+    /// The snapshot it was restored from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub snapshot_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attachment: Option<Attachment>,
+    /// It holds an operating system an instance can boot from.
+    pub bootable: bool,
+    pub tags: BTreeMap<String, String>,
+    pub region: String,
+    /// RFC 3339.
+    pub created_at: String,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateVolumeRequest {
+    /// GiB, 1 to 16384; at least the snapshot's size when restoring (default: the
+    /// snapshot's size).
+    #[serde(default)]
+    pub size_gib: Option<u64>,
+    #[serde(default)]
+    pub name: Option<String>,
+    /// Restore this snapshot into the new volume.
+    #[serde(default)]
+    pub snapshot_id: Option<String>,
+    /// Up to 50 tags; keys 1 to 128 characters, values up to 256.
+    #[serde(default)]
+    pub tags: Option<BTreeMap<String, String>>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateVolumeRequest {
+    #[serde(default)]
+    pub name: Option<String>,
+    /// Grows the volume (never shrinks it); only while it is not attached.
+    #[serde(default)]
+    pub size_gib: Option<u64>,
+    /// Replaces the volume's tags.
+    #[serde(default)]
+    pub tags: Option<BTreeMap<String, String>>,
+    /// Whether it goes when its instance terminates.
+    #[serde(default)]
+    pub delete_on_termination: Option<bool>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AttachVolumeRequest {
+    pub instance_id: String,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DetachVolumeRequest {
+    /// Pull the volume even if the guest does not let go of it (a hung guest);
+    /// the guest's unwritten data is lost.
+    #[serde(default)]
+    pub force: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum SnapshotState {
+    /// Being copied into object storage.
+    Pending,
+    Completed,
+    Deleting,
+    Deleted,
+    /// Taking it failed; `state_reason` says why.
+    Error,
+}
+
+impl SnapshotState {
+    pub fn parse(s: &str) -> Option<Self> {
+        [
+            SnapshotState::Pending,
+            SnapshotState::Completed,
+            SnapshotState::Deleting,
+            SnapshotState::Deleted,
+            SnapshotState::Error,
+        ]
+        .into_iter()
+        .find(|st| st.as_str() == s)
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SnapshotState::Pending => "pending",
+            SnapshotState::Completed => "completed",
+            SnapshotState::Deleting => "deleting",
+            SnapshotState::Deleted => "deleted",
+            SnapshotState::Error => "error",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct Snapshot {
+    pub id: String,
+    pub volume_id: String,
+    /// The volume's size when the snapshot was taken.
+    pub volume_size_gib: u64,
+    pub description: String,
+    pub state: SnapshotState,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state_reason: Option<String>,
+    /// Bytes of data it holds (all-zero ranges take none); chunks it shares
+    /// with other snapshots of the volume are stored once.
+    pub stored_bytes: u64,
+    pub tags: BTreeMap<String, String>,
+    pub region: String,
+    /// RFC 3339: the point in time it copies.
+    pub created_at: String,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateSnapshotRequest {
+    pub volume_id: String,
+    #[serde(default)]
+    pub description: Option<String>,
+    #[serde(default)]
+    pub tags: Option<BTreeMap<String, String>>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct SnapshotListParams {
+    /// Items per page, 1 to 1000 (default 100).
+    pub limit: Option<u32>,
+    /// `next_page_token` of the previous page.
+    pub page_token: Option<String>,
+    /// Only snapshots of this volume.
+    pub volume_id: Option<String>,
+}

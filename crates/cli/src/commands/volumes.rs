@@ -1,0 +1,304 @@
+//! nubo volume … and nubo snapshot …
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use nubo_api::volumes::{
+    AttachVolumeRequest, CreateSnapshotRequest, CreateVolumeRequest, DetachVolumeRequest, Snapshot,
+    SnapshotState, UpdateVolumeRequest, Volume, VolumeState,
+};
+use serde::de::DeserializeOwned;
+
+use crate::args::{SnapshotCommand, VolumeCommand, Wait};
+use crate::client::{Client, ClientError};
+use crate::commands::{Context, all_pages};
+use crate::output::{opt, print};
+
+const HEADERS: &[&str] = &[
+    "id", "name", "size_gib", "state", "instance", "device", "host",
+];
+const SNAPSHOT_HEADERS: &[&str] = &[
+    "id",
+    "volume",
+    "size_gib",
+    "state",
+    "stored_mib",
+    "created_at",
+];
+
+fn row(v: &Volume) -> Vec<String> {
+    let attachment = v.attachment.as_ref();
+    vec![
+        v.id.clone(),
+        opt(&v.name),
+        v.size_gib.to_string(),
+        match attachment {
+            Some(a) => format!("{} ({})", v.state.as_str(), a.state.as_str()),
+            None => v.state.as_str().into(),
+        },
+        opt(&attachment.map(|a| a.instance_id.clone())),
+        opt(&attachment.map(|a| a.device.clone())),
+        opt(&v.host_id),
+    ]
+}
+
+fn snapshot_row(s: &Snapshot) -> Vec<String> {
+    vec![
+        s.id.clone(),
+        s.volume_id.clone(),
+        s.volume_size_gib.to_string(),
+        s.state.as_str().into(),
+        format!("{:.1}", s.stored_bytes as f64 / (1 << 20) as f64),
+        s.created_at.clone(),
+    ]
+}
+
+fn tags(pairs: Vec<(String, String)>) -> Option<BTreeMap<String, String>> {
+    (!pairs.is_empty()).then(|| pairs.into_iter().collect())
+}
+
+/// Polls `path` until `done` says the resource arrived (`Ok(true)`) or
+/// cannot (`Err`).
+async fn wait_until<T: DeserializeOwned>(
+    client: &Client,
+    path: &str,
+    mut current: T,
+    wait: Wait,
+    what: &str,
+    done: impl Fn(&T) -> Result<bool, String>,
+) -> Result<T, ClientError> {
+    if !wait.wait {
+        return Ok(current);
+    }
+    let deadline = Instant::now() + Duration::from_secs(wait.timeout);
+    let mut delay = Duration::from_millis(50);
+    loop {
+        if done(&current).map_err(ClientError::Other)? {
+            return Ok(current);
+        }
+        if Instant::now() >= deadline {
+            return Err(ClientError::Other(format!(
+                "gave up after {} s waiting for {path} to be {what}",
+                wait.timeout
+            )));
+        }
+        tokio::time::sleep(delay).await;
+        delay = (delay * 3 / 2).min(Duration::from_millis(500));
+        current = client.get(path).await?;
+    }
+}
+
+/// Polls `path` until it is not found any more.
+async fn wait_gone(client: &Client, path: &str, wait: Wait) -> Result<(), ClientError> {
+    let deadline = Instant::now() + Duration::from_secs(wait.timeout);
+    loop {
+        match client.get::<Volume>(path).await {
+            Err(ClientError::Api(f)) if f.status == 404 => return Ok(()),
+            Err(e) => return Err(e),
+            Ok(v) if v.state == VolumeState::Error => {
+                return Err(ClientError::Other(format!(
+                    "volume {} failed: {}",
+                    v.id,
+                    v.state_reason.as_deref().unwrap_or("no reason given")
+                )));
+            }
+            Ok(_) if Instant::now() >= deadline => {
+                return Err(ClientError::Other(format!(
+                    "gave up after {} s waiting for {path} to go",
+                    wait.timeout
+                )));
+            }
+            Ok(_) => tokio::time::sleep(Duration::from_millis(200)).await,
+        }
+    }
+}
+
+/// A volume is settled in `target`; `error` (or a reason while it went back)
+/// ends the wait.
+fn volume_is(
+    target: VolumeState,
+    attached: Option<bool>,
+) -> impl Fn(&Volume) -> Result<bool, String> {
+    move |v| {
+        if v.state == VolumeState::Error {
+            return Err(format!(
+                "volume {} failed: {}",
+                v.id,
+                v.state_reason.as_deref().unwrap_or("no reason given")
+            ));
+        }
+        let settled = match (attached, &v.attachment) {
+            (Some(true), Some(a)) => a.state == nubo_api::volumes::AttachState::Attached,
+            (Some(true), None) => {
+                return Err(format!(
+                    "volume {} was not attached: {}",
+                    v.id,
+                    v.state_reason.as_deref().unwrap_or("no reason given")
+                ));
+            }
+            (Some(false), Some(a)) if a.state == nubo_api::volumes::AttachState::Attached => {
+                return Err(format!(
+                    "volume {} is still attached: {}",
+                    v.id,
+                    v.state_reason.as_deref().unwrap_or("no reason given")
+                ));
+            }
+            (Some(false), a) => a.is_none(),
+            (None, _) => true,
+        };
+        Ok(settled && v.state == target)
+    }
+}
+
+pub async fn run(ctx: &Context, cmd: VolumeCommand) -> Result<(), ClientError> {
+    let client = ctx.client().await?;
+    let out = ctx.output();
+    let path = |id: &str| format!("/v1/volumes/{id}");
+    let volume = match cmd {
+        VolumeCommand::List => {
+            let volumes: Vec<Volume> = all_pages(&client, "/v1/volumes").await?;
+            return print(out, &volumes, HEADERS, volumes.iter().map(row).collect());
+        }
+        VolumeCommand::Create {
+            size,
+            name,
+            from_snapshot,
+            tags: t,
+            wait,
+        } => {
+            let req = CreateVolumeRequest {
+                size_gib: size,
+                name,
+                snapshot_id: from_snapshot,
+                tags: tags(t),
+            };
+            let v: Volume = client.post("/v1/volumes", &req).await?;
+            let p = path(&v.id);
+            let check = volume_is(VolumeState::Available, None);
+            wait_until(&client, &p, v, wait, "available", check).await?
+        }
+        VolumeCommand::Show { volume_id } => client.get(&path(&volume_id)).await?,
+        VolumeCommand::Attach {
+            volume_id,
+            instance,
+            wait,
+        } => {
+            let req = AttachVolumeRequest {
+                instance_id: instance,
+            };
+            let p = path(&volume_id);
+            let v: Volume = client.post(&format!("{p}/attach"), &req).await?;
+            let check = volume_is(VolumeState::InUse, Some(true));
+            wait_until(&client, &p, v, wait, "attached", check).await?
+        }
+        VolumeCommand::Detach {
+            volume_id,
+            force,
+            wait,
+        } => {
+            let p = path(&volume_id);
+            let v: Volume = client
+                .post(&format!("{p}/detach"), &DetachVolumeRequest { force })
+                .await?;
+            let check = volume_is(VolumeState::Available, Some(false));
+            wait_until(&client, &p, v, wait, "detached", check).await?
+        }
+        VolumeCommand::Resize {
+            volume_id,
+            size,
+            wait,
+        } => {
+            let req = UpdateVolumeRequest {
+                size_gib: Some(size),
+                ..Default::default()
+            };
+            let p = path(&volume_id);
+            let v: Volume = client.patch(&p, &req).await?;
+            let check = volume_is(VolumeState::Available, None);
+            wait_until(&client, &p, v, wait, "available", check).await?
+        }
+        VolumeCommand::Tag { volume_id, tags: t } => {
+            let req = UpdateVolumeRequest {
+                tags: Some(t.into_iter().collect()),
+                ..Default::default()
+            };
+            client.patch(&path(&volume_id), &req).await?
+        }
+        VolumeCommand::Delete { volume_id, wait } => {
+            let p = path(&volume_id);
+            let v: Volume = client.delete(&p).await?;
+            if wait.wait {
+                wait_gone(&client, &p, wait).await?;
+                eprintln!("deleted volume {volume_id}");
+                return Ok(());
+            }
+            v
+        }
+    };
+    print(out, &volume, HEADERS, vec![row(&volume)])
+}
+
+pub async fn snapshots(ctx: &Context, cmd: SnapshotCommand) -> Result<(), ClientError> {
+    let client = ctx.client().await?;
+    let out = ctx.output();
+    let snapshot: Snapshot = match cmd {
+        SnapshotCommand::List { volume } => {
+            let path = match volume {
+                Some(v) => format!("/v1/snapshots?volume_id={v}"),
+                None => "/v1/snapshots".into(),
+            };
+            let list: Vec<Snapshot> = all_pages(&client, &path).await?;
+            return print(
+                out,
+                &list,
+                SNAPSHOT_HEADERS,
+                list.iter().map(snapshot_row).collect(),
+            );
+        }
+        SnapshotCommand::Create {
+            volume_id,
+            description,
+            tags: t,
+            wait,
+        } => {
+            let req = CreateSnapshotRequest {
+                volume_id,
+                description,
+                tags: tags(t),
+            };
+            let s: Snapshot = client.post("/v1/snapshots", &req).await?;
+            let path = format!("/v1/snapshots/{}", s.id);
+            wait_until(
+                &client,
+                &path,
+                s,
+                wait,
+                "completed",
+                |s: &Snapshot| match s.state {
+                    SnapshotState::Completed => Ok(true),
+                    SnapshotState::Error => Err(format!(
+                        "snapshot {} failed: {}",
+                        s.id,
+                        s.state_reason.as_deref().unwrap_or("no reason given")
+                    )),
+                    _ => Ok(false),
+                },
+            )
+            .await?
+        }
+        SnapshotCommand::Show { snapshot_id } => {
+            client.get(&format!("/v1/snapshots/{snapshot_id}")).await?
+        }
+        SnapshotCommand::Delete { snapshot_id } => {
+            client
+                .delete(&format!("/v1/snapshots/{snapshot_id}"))
+                .await?
+        }
+    };
+    print(
+        out,
+        &snapshot,
+        SNAPSHOT_HEADERS,
+        vec![snapshot_row(&snapshot)],
+    )
+}
