@@ -4,9 +4,9 @@
 mod common;
 
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use common::{Creds, Region, StoreKind};
+use common::{Creds, Region, StoreKind, console, launch, volume_files, wait_until};
 use serde_json::{Value, json};
 
 /// QEMU processes of this region: (pid, instance id).
@@ -43,28 +43,6 @@ fn vm_dirs(r: &Region) -> Vec<String> {
         .flatten()
         .map(|e| e.file_name().to_string_lossy().into_owned())
         .collect()
-}
-
-fn launch(r: &Region, c: &Creds, body: Value) -> Vec<String> {
-    let (status, v) = r.signed(c, "POST", "/v1/instances", Some(&body.to_string()));
-    assert_eq!(status, 202, "{v}");
-    v["instances"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|i| i["id"].as_str().unwrap().to_string())
-        .collect()
-}
-
-fn wait_until(what: &str, timeout: Duration, mut done: impl FnMut() -> bool) {
-    let deadline = Instant::now() + timeout;
-    while !done() {
-        assert!(
-            Instant::now() < deadline,
-            "{what} did not happen within {timeout:?}"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 /// Starts a QEMU of the test image in the region's VM folder, as if nubo had,
@@ -421,9 +399,17 @@ fn a_private_image_with_a_root_disk_boots_copy_on_write() {
         base,
         "instances never write the image"
     );
-    r.ok(&["images", "delete", &image]);
+    // Their root volumes go with them, and then the image may.
+    wait_until("the image's deletion", Duration::from_secs(30), || {
+        r.nubo(&["images", "delete", &image]).status.success()
+    });
     assert!(!stored.exists());
-    assert!(vm_dirs(&r).is_empty(), "no overlay outlives its instance");
+    assert!(vm_dirs(&r).is_empty(), "no VM folder outlives its instance");
+    assert_eq!(
+        volume_files(&r),
+        Vec::<String>::new(),
+        "no root volume outlives its instance"
+    );
 }
 
 /// Creates a network of the account; its id.
@@ -432,13 +418,6 @@ fn create_network(r: &Region, c: &Creds, name: &str, cidr: &str) -> String {
     let (status, v) = r.signed(c, "POST", "/v1/networks", Some(&body));
     assert_eq!(status, 201, "{v}");
     v["id"].as_str().unwrap().to_string()
-}
-
-/// The console text of an instance, as its owner reads it.
-fn console(r: &Region, c: &Creds, id: &str) -> String {
-    let (status, v) = r.signed(c, "GET", &format!("/v1/instances/{id}/console"), None);
-    assert_eq!(status, 200, "{v}");
-    v["output"].as_str().unwrap_or_default().to_string()
 }
 
 /// Asks the metadata service: plainly (IMDSv1), with a session token (IMDSv2),

@@ -133,10 +133,12 @@ pub async fn set_state(
     Ok(next)
 }
 
-/// Whether instances that are not terminated boot from the image.
+/// Whether instances that are not terminated boot from the image, or
+/// volumes that are not deleted are copies of its disk (which they read).
 pub async fn in_use(c: &mut Conn, image_id: &str) -> Result<bool> {
     let n: i64 = sqlx::query_scalar(
-        "SELECT COUNT(*) FROM instances WHERE image_id = $1 AND state <> 'terminated'",
+        "SELECT (SELECT COUNT(*) FROM instances WHERE image_id = $1 AND state <> 'terminated') \
+              + (SELECT COUNT(*) FROM volumes WHERE image_id = $1 AND state <> 'deleted')",
     )
     .bind(image_id)
     .fetch_one(c)

@@ -15,7 +15,7 @@ use qapi::qmp;
 use serde_json::json;
 
 use super::Qmp;
-use super::command::slot_port;
+use super::command::{VOLUME_SLOTS, slot_port};
 use crate::HostError;
 use crate::volumes::{Detach, Source, VolumeSpec};
 
@@ -261,16 +261,29 @@ pub async fn attach(qmp: &Qmp, dir: &Path, id: &str, slot: u32) -> Result<(), Ho
     if devices(qmp).await?.iter().any(|d| d == id) {
         return Ok(());
     }
-    let arguments = json!({"addr": "0", "drive": id, "serial": id});
-    qmp.execute(qmp::device_add {
-        bus: Some(slot_port(slot)),
-        id: Some(id.to_string()),
-        driver: "virtio-blk-pci".into(),
-        arguments: serde_json::from_value(arguments).map_err(|e| agent("device_add", e))?,
-    })
-    .await
-    .map(|_| ())
-    .map_err(|e| agent("device_add", e))
+    // A port may still hold the dead device of a forced detach, whose guest
+    // never let go: then the volume takes the next free one.
+    let ports = std::iter::once(slot).chain((0..VOLUME_SLOTS).filter(|s| *s != slot));
+    let mut refused = None;
+    for port in ports {
+        let arguments = json!({"addr": "0", "drive": id, "serial": id});
+        let added = qmp
+            .execute(qmp::device_add {
+                bus: Some(slot_port(port)),
+                id: Some(id.to_string()),
+                driver: "virtio-blk-pci".into(),
+                arguments: serde_json::from_value(arguments).map_err(|e| agent("device_add", e))?,
+            })
+            .await;
+        match added {
+            Ok(_) => return Ok(()),
+            Err(e) => refused = Some(e),
+        }
+    }
+    Err(agent(
+        "device_add",
+        refused.map_or_else(|| "no free slot".to_string(), |e| e.to_string()),
+    ))
 }
 
 /// Asks the guest to let go of volume `id`, waits for it a while, then frees
@@ -342,8 +355,19 @@ pub async fn backup(qmp: &Qmp, id: &str, target: &Path, size: u64) -> Result<(),
     drop(file);
     let node = format!("{id}-backup");
     let job = format!("{id}-backup");
-    let nodes = node_names(qmp).await?;
-    if nodes.contains(&node) {
+    // A copy an earlier agent started (and died during) is dropped: this one
+    // starts from the present.
+    if node_names(qmp).await?.contains(&node) {
+        let _ = qmp.execute(qmp::job_cancel { id: job.clone() }).await;
+        while let Some(info) = job_info(qmp, &job).await? {
+            if matches!(
+                info.status,
+                qmp::JobStatus::concluded | qmp::JobStatus::null
+            ) {
+                break;
+            }
+            tokio::time::sleep(POLL).await;
+        }
         let _ = qmp.execute(qmp::job_dismiss { id: job.clone() }).await;
         blockdev_del(qmp, &node).await?;
     }
@@ -378,11 +402,7 @@ async fn run_backup(qmp: &Qmp, id: &str, node: &str, job: &str) -> Result<(), Ho
     .await
     .map_err(|e| agent("blockdev-backup", e))?;
     loop {
-        let jobs = qmp
-            .execute(qmp::query_jobs {})
-            .await
-            .map_err(|e| agent("query-jobs", e))?;
-        let Some(info) = jobs.into_iter().find(|j| j.id == job) else {
+        let Some(info) = job_info(qmp, job).await? else {
             return Err(agent("snapshot copy", "the copy job vanished"));
         };
         if matches!(
@@ -396,6 +416,14 @@ async fn run_backup(qmp: &Qmp, id: &str, node: &str, job: &str) -> Result<(), Ho
         }
         tokio::time::sleep(POLL).await;
     }
+}
+
+async fn job_info(qmp: &Qmp, job: &str) -> Result<Option<qmp::JobInfo>, HostError> {
+    let jobs = qmp
+        .execute(qmp::query_jobs {})
+        .await
+        .map_err(|e| agent("query-jobs", e))?;
+    Ok(jobs.into_iter().find(|j| j.id == job))
 }
 
 /// Copies the file of a volume no VM uses into the raw file `target`.

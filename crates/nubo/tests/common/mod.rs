@@ -502,3 +502,42 @@ pub fn http_bytes(
         Ok((status, headers, text))
     })
 }
+
+/// Launches instances through the API; their ids.
+pub fn launch(r: &Region, c: &Creds, body: Value) -> Vec<String> {
+    let (status, v) = r.signed(c, "POST", "/v1/instances", Some(&body.to_string()));
+    assert_eq!(status, 202, "{v}");
+    v["instances"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["id"].as_str().unwrap().to_string())
+        .collect()
+}
+/// Waits for `done`, failing the test after `timeout`.
+pub fn wait_until(what: &str, timeout: Duration, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !done() {
+        assert!(
+            Instant::now() < deadline,
+            "{what} did not happen within {timeout:?}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+/// The console text of an instance, as its owner reads it.
+pub fn console(r: &Region, c: &Creds, id: &str) -> String {
+    let (status, v) = r.signed(c, "GET", &format!("/v1/instances/{id}/console"), None);
+    assert_eq!(status, 200, "{v}");
+    v["output"].as_str().unwrap_or_default().to_string()
+}
+/// Files of volumes the host agent holds.
+pub fn volume_files(r: &Region) -> Vec<String> {
+    std::fs::read_dir(r.dir.join("data/volumes"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| e.path().is_file())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect()
+}

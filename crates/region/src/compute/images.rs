@@ -460,7 +460,7 @@ async fn image_delete(
     let mut tx = state.store.begin().await?;
     if images::in_use(&mut tx, &image.id).await? {
         return Err(ApiError::invalid_state(format!(
-            "instances still boot from image {image_id}; terminate them first"
+            "instances or volumes still use image {image_id}; terminate and delete them first"
         )));
     }
     let spec = image.spec.clone();
