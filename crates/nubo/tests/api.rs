@@ -625,3 +625,275 @@ on_both_stores!(
         );
     }
 );
+
+/// Registers a private image with a 3 MiB raw disk; its id.
+fn image_with_disk(r: &Region, c: &common::Creds) -> String {
+    let body = json!({"name": "with-disk", "disk_format": "raw"}).to_string();
+    let (s, img) = r.signed(c, "POST", "/v1/images", Some(&body));
+    assert_eq!(s, 201, "{img}");
+    let id = img["id"].as_str().unwrap().to_string();
+    assert_eq!(upload(r, c, &id, "kernel", b"k").0, 200);
+    assert_eq!(upload(r, c, &id, "disk", &vec![0u8; 3 << 20]).0, 200);
+    let (s, v) = r.signed(c, "POST", &format!("/v1/images/{id}/complete"), None);
+    assert_eq!(s, 200, "{v}");
+    id
+}
+
+on_both_stores!(
+    volumes_follow_their_life_and_refuse_what_they_cannot_do,
+    |store: StoreKind| {
+        let r = Region::start(store);
+        let c = r.signup("volumes@example.com");
+        let post = |path: &str, body: Value| r.signed(&c, "POST", path, Some(&body.to_string()));
+        for (body, why) in [
+            (json!({}), "size_gib is required"),
+            (json!({"size_gib": 0}), "between 1 and"),
+            (json!({"size_gib": 20000}), "between 1 and"),
+            (json!({"size_gib": 1, "name": ""}), "name must be"),
+            (
+                json!({"size_gib": 1, "tags": {"": "x"}}),
+                "keys are 1 to 128",
+            ),
+        ] {
+            let (s, v) = post("/v1/volumes", body);
+            assert_eq!((s, code(&v)), (400, "InvalidParameter"), "{v}");
+            assert!(v["message"].as_str().unwrap().contains(why), "{v}");
+        }
+        let (s, v) = post(
+            "/v1/volumes",
+            json!({"snapshot_id": "snap-0000000000000000"}),
+        );
+        assert_eq!((s, code(&v)), (404, "NotFound"), "{v}");
+        let (s, v) = post("/v1/volumes", json!({"size_gib": 501}));
+        assert_eq!((s, code(&v)), (403, "QuotaExceeded"), "{v}");
+
+        let (s, v) = post(
+            "/v1/volumes",
+            json!({"size_gib": 2, "name": "data", "tags": {"team": "db"}}),
+        );
+        assert_eq!((s, v["state"].as_str()), (202, Some("creating")), "{v}");
+        let vol = v["id"].as_str().unwrap().to_string();
+        let path = format!("/v1/volumes/{vol}");
+        let v = r.wait_for(&c, &path, "available");
+        assert_eq!(v["tags"]["team"], "db");
+        let (_, quotas) = r.signed(&c, "GET", "/v1/quotas", None);
+        let used = quotas
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|q| q["resource"] == "volume_gib")
+            .unwrap()["used"]
+            .clone();
+        assert_eq!(used, 2, "{quotas}");
+
+        // Grown while detached; never shrunk.
+        let patch = |body: Value| r.signed(&c, "PATCH", &path, Some(&body.to_string()));
+        let (s, v) = patch(json!({"size_gib": 1}));
+        assert_eq!((s, code(&v)), (400, "InvalidParameter"), "{v}");
+        let (s, v) = patch(json!({"size_gib": 4, "tags": {"team": "web"}}));
+        assert_eq!((s, v["state"].as_str()), (200, Some("resizing")), "{v}");
+        let v = r.wait_for(&c, &path, "available");
+        assert_eq!(
+            (v["size_gib"].as_u64(), &v["tags"]["team"]),
+            (Some(4), &json!("web"))
+        );
+
+        // Attached, it cannot be deleted, grown or attached twice.
+        let (_, launched) = r.signed(&c, "POST", "/v1/instances", Some(&launch_body(2)));
+        let a = launched["instances"][0]["id"].as_str().unwrap().to_string();
+        let b = launched["instances"][1]["id"].as_str().unwrap().to_string();
+        r.wait_state(&c, &a, "running");
+        r.wait_state(&c, &b, "running");
+        let (s, v) = post(&format!("{path}/attach"), json!({"instance_id": a}));
+        assert_eq!((s, v["state"].as_str()), (202, Some("in-use")), "{v}");
+        assert_eq!(
+            v["attachment"]["device"],
+            format!("/dev/disk/by-id/virtio-{vol}")
+        );
+        let v = r.wait_for(&c, &path, "in-use");
+        assert_eq!(v["attachment"]["instance_id"], a.as_str(), "{v}");
+        wait_attach(&r, &c, &path, "attached");
+        let (s, v) = r.signed(&c, "DELETE", &path, None);
+        assert_eq!((s, code(&v)), (409, "InvalidState"), "{v}");
+        let (s, v) = patch(json!({"size_gib": 8}));
+        assert_eq!((s, code(&v)), (409, "InvalidState"), "{v}");
+        let (s, v) = post(&format!("{path}/attach"), json!({"instance_id": b}));
+        assert_eq!((s, code(&v)), (409, "InvalidState"), "{v}");
+
+        // A snapshot restores larger, not smaller.
+        let (s, snap) = post(
+            "/v1/snapshots",
+            json!({"volume_id": vol, "description": "one"}),
+        );
+        assert_eq!(
+            (s, snap["state"].as_str()),
+            (202, Some("pending")),
+            "{snap}"
+        );
+        let snap = snap["id"].as_str().unwrap().to_string();
+        let (s, v) = r.signed(&c, "DELETE", &format!("/v1/snapshots/{snap}"), None);
+        assert!(s == 409 || s == 202, "{v}");
+        r.wait_for(&c, &format!("/v1/snapshots/{snap}"), "completed");
+        let (s, v) = post("/v1/volumes", json!({"snapshot_id": snap, "size_gib": 3}));
+        assert_eq!((s, code(&v)), (400, "InvalidParameter"), "{v}");
+        let (s, v) = post("/v1/volumes", json!({"snapshot_id": snap}));
+        assert_eq!((s, v["size_gib"].as_u64()), (202, Some(4)), "{v}");
+        let copy = v["id"].as_str().unwrap().to_string();
+        r.wait_for(&c, &format!("/v1/volumes/{copy}"), "available");
+
+        // Detached, it moves to the other instance; the instance's termination
+        // detaches it, and then it goes.
+        let (s, v) = post(&format!("{path}/detach"), json!({}));
+        assert_eq!(
+            (s, v["attachment"]["state"].as_str()),
+            (202, Some("detaching")),
+            "{v}"
+        );
+        r.wait_for(&c, &path, "available");
+        post(&format!("{path}/attach"), json!({"instance_id": b}));
+        wait_attach(&r, &c, &path, "attached");
+        r.signed(&c, "DELETE", &format!("/v1/instances/{b}"), None);
+        r.wait_state(&c, &b, "terminated");
+        let v = r.wait_for(&c, &path, "available");
+        assert!(v["attachment"].is_null(), "{v}");
+        let (s, v) = r.signed(&c, "DELETE", &path, None);
+        assert_eq!((s, v["state"].as_str()), (202, Some("deleting")), "{v}");
+        wait_gone(&r, &c, &path);
+
+        // Root volumes: made for images with a disk, deleted with their
+        // instance unless kept, and then bootable again.
+        let image = image_with_disk(&r, &c);
+        let (s, v) = post(
+            "/v1/instances",
+            json!({"image": "nubo-micro", "instance_type": "n1.nano", "root_volume_size_gib": 2}),
+        );
+        assert_eq!(
+            (s, code(&v)),
+            (400, "InvalidParameter"),
+            "no disk, no root volume: {v}"
+        );
+        let (s, v) = post(
+            "/v1/instances",
+            json!({"image": image, "instance_type": "n1.nano", "count": 2}),
+        );
+        assert_eq!(s, 202, "{v}");
+        let gone = v["instances"][0]["id"].as_str().unwrap().to_string();
+        let kept_by = {
+            let (s, v) = post(
+                "/v1/instances",
+                json!({"image": image, "instance_type": "n1.nano", "root_volume_size_gib": 5,
+                       "keep_root_volume": true}),
+            );
+            assert_eq!(s, 202, "{v}");
+            v["instances"][0]["id"].as_str().unwrap().to_string()
+        };
+        r.wait_state(&c, &gone, "running");
+        r.wait_state(&c, &kept_by, "running");
+        let roots = |id: &str| -> Vec<Value> {
+            let (_, list) = r.signed(&c, "GET", "/v1/volumes", None);
+            list["items"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|v| v["attachment"]["instance_id"] == id)
+                .cloned()
+                .collect()
+        };
+        let root = roots(&gone).pop().expect("a root volume");
+        assert_eq!(
+            (
+                &root["size_gib"],
+                &root["attachment"]["device"],
+                &root["bootable"]
+            ),
+            (&json!(1), &json!("root"), &json!(true)),
+            "the disk's size, rounded up: {root}"
+        );
+        let kept = roots(&kept_by).pop().expect("a root volume");
+        assert_eq!(kept["size_gib"], 5, "{kept}");
+        let kept = kept["id"].as_str().unwrap().to_string();
+        let (s, v) = post(&format!("/v1/volumes/{kept}/detach"), json!({}));
+        assert_eq!(
+            (s, code(&v)),
+            (409, "InvalidState"),
+            "a root volume stays: {v}"
+        );
+        let root = root["id"].as_str().unwrap().to_string();
+        for id in [&gone, &kept_by] {
+            r.signed(&c, "DELETE", &format!("/v1/instances/{id}"), None);
+            r.wait_state(&c, id, "terminated");
+        }
+        wait_gone(&r, &c, &format!("/v1/volumes/{root}"));
+        let v = r.wait_for(&c, &format!("/v1/volumes/{kept}"), "available");
+        assert_eq!(v["bootable"], true, "{v}");
+        let (s, v) = post(
+            "/v1/instances",
+            json!({"image": "nubo-micro", "instance_type": "n1.nano", "root_volume": kept}),
+        );
+        assert_eq!(
+            (s, code(&v)),
+            (400, "InvalidParameter"),
+            "another image: {v}"
+        );
+        let (s, v) = post(
+            "/v1/instances",
+            json!({"image": image, "instance_type": "n1.nano", "root_volume": kept}),
+        );
+        assert_eq!(s, 202, "{v}");
+        let again = v["instances"][0]["id"].as_str().unwrap().to_string();
+        r.wait_state(&c, &again, "running");
+        assert_eq!(roots(&again)[0]["id"], kept.as_str());
+
+        // Closing the account deletes its volumes and snapshots.
+        let (s, v) = post(
+            "/v1/account/close",
+            json!({"confirm_account_id": c.account_id}),
+        );
+        assert_eq!(s, 200, "{v}");
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            let token = format!("Bearer {}", r.operator_token());
+            let (_, hosts) = r
+                .curl("GET", "/v1/admin/hosts", None, &[("authorization", &token)])
+                .unwrap();
+            let used: u64 = hosts
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|h| h["allocated"]["disk_gib"].as_u64().unwrap())
+                .sum();
+            if used == 0 {
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "disk still held: {hosts}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+);
+
+fn wait_attach(r: &Region, c: &common::Creds, path: &str, state: &str) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let (_, v) = r.signed(c, "GET", path, None);
+        if v["attachment"]["state"] == state {
+            return;
+        }
+        assert!(std::time::Instant::now() < deadline, "never {state}: {v}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn wait_gone(r: &Region, c: &common::Creds, path: &str) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let (s, v) = r.signed(c, "GET", path, None);
+        if s == 404 {
+            return;
+        }
+        assert!(std::time::Instant::now() < deadline, "never gone: {v}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}

@@ -165,6 +165,19 @@ pub async fn unsettled(c: &mut Conn, limit: i64) -> Result<Vec<SnapshotRow>> {
     .await
 }
 
+/// Every snapshot of an account that is not deleted.
+pub async fn live_of_account(c: &mut Conn, account_id: &str) -> Result<Vec<SnapshotRow>> {
+    crate::fetch_all(
+        c,
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {COLUMNS} FROM snapshots WHERE account_id = $1 AND state <> 'deleted' ORDER BY id"
+        )))
+        .bind(account_id),
+        from_row,
+    )
+    .await
+}
+
 /// Snapshots of a volume still being taken.
 pub async fn pending_of_volume(c: &mut Conn, volume_id: &str) -> Result<Vec<SnapshotRow>> {
     crate::fetch_all(

@@ -147,12 +147,14 @@ async fn account_close(
     accounts::close(&mut tx, &caller.account_id, at).await?;
     nubo_store::keys::disable_all(&mut tx, &caller.account_id, at).await?;
     lifecycle::terminate_all(&mut tx, &caller.account_id, at).await?;
+    crate::volumes::manage::delete_all(&mut tx, &caller.account_id, at).await?;
     let account = accounts::get(&mut tx, &caller.account_id)
         .await?
         .ok_or_else(|| ApiError::internal("the closed account vanished"))?;
     tx.commit().await?;
     state.keys.forget_account(&caller.account_id);
     state.reconcile.notify_one();
+    state.volumes.notify_one();
     tracing::info!(account_id = caller.account_id, "account closed");
     Ok(axum::Json(view(account)))
 }

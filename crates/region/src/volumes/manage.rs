@@ -291,6 +291,36 @@ async fn volume_delete(
     ))
 }
 
+/// Deletes every volume and snapshot of a closing account: volumes attached
+/// to its instances (which are terminating) go with them.
+pub async fn delete_all(
+    c: &mut nubo_store::Conn,
+    account_id: &str,
+    at: i64,
+) -> nubo_store::Result<()> {
+    for v in store::live_of_account(&mut *c, account_id).await? {
+        let mut next = v.clone();
+        if v.instance_id.is_some() {
+            next.delete_on_termination = true;
+        } else if v.state != store::DELETING {
+            next.state = store::DELETING.into();
+            next.state_changed_at = at;
+        }
+        store::update(&mut *c, &v, next).await?;
+    }
+    for s in snapshots::live_of_account(&mut *c, account_id).await? {
+        if s.state != snapshots::DELETING {
+            let next = snapshots::SnapshotRow {
+                state: snapshots::DELETING.into(),
+                state_changed_at: at,
+                ..s.clone()
+            };
+            snapshots::update(&mut *c, &s, next).await?;
+        }
+    }
+    Ok(())
+}
+
 /// Gives back what a deleted volume held: the account's quota and its host's disk.
 pub async fn release(c: &mut nubo_store::Conn, v: &VolumeRow) -> nubo_store::Result<()> {
     quotas::release(

@@ -209,11 +209,12 @@ pub async fn mark(state: &AppState, v: &VolumeRow, change: impl FnOnce(&mut Volu
     }
 }
 
-/// An instance terminated: its root volume goes unless it is to be kept; its
-/// other volumes are detached (its VM, and so their devices, are gone).
+/// An instance terminated: its volumes marked `delete_on_termination` (its
+/// root volume, unless kept) go; the others are detached (its VM, and so
+/// their devices, are gone).
 pub async fn on_terminated(c: &mut Conn, instance_id: &str, at: i64) -> nubo_store::Result<()> {
     for v in store::of_instance(&mut *c, instance_id).await? {
-        let delete = v.is_root && v.delete_on_termination;
+        let delete = v.delete_on_termination;
         let next = VolumeRow {
             state: if delete {
                 store::DELETING.into()
