@@ -1257,8 +1257,10 @@ fn ssh_reaches_a_debian_instance_that_cloud_init_configured() {
     let rule = json!({"protocol": "tcp", "from_port": 80, "cidr": "0.0.0.0/0"}).to_string();
     r.signed(&c, "POST", "/v1/security-groups/web/rules", Some(&rule));
 
+    // A root volume twice the image's disk, kept when the instance goes.
     let body = json!({"image": "debian-12", "instance_type": "n1.small", "key_name": "mykey",
-                      "security_groups": ["web"], "user_data": CLOUD_CONFIG});
+                      "security_groups": ["web"], "user_data": CLOUD_CONFIG,
+                      "root_volume_size_gib": 4, "keep_root_volume": true});
     let id = launch(&r, &c, body)[0].clone();
     r.wait_state_within(&c, &id, "running", Duration::from_secs(300));
     let ask = json!({"port": 22}).to_string();
@@ -1307,7 +1309,51 @@ fn ssh_reaches_a_debian_instance_that_cloud_init_configured() {
     );
     assert!(text.contains("written by cloud-init"), "{text}");
     assert!(text.contains("ran"), "{text}");
+    let out = ssh("df -B1M --output=size / | tail -1");
+    let root_mib: u64 = String::from_utf8_lossy(&out.stdout).trim().parse().unwrap();
+    assert!(
+        root_mib > 3500,
+        "the file system grew into the root volume: {root_mib} MiB"
+    );
     let _ = std::fs::remove_file(&key);
     r.signed(&c, "DELETE", &format!("/v1/instances/{id}"), None);
     r.wait_state_within(&c, &id, "terminated", Duration::from_secs(120));
+
+    // The kept root volume, attached to another instance, holds what
+    // cloud-init wrote.
+    let (_, volumes) = r.signed(&c, "GET", "/v1/volumes", None);
+    let kept = volumes["items"][0].clone();
+    assert_eq!(
+        (&kept["bootable"], &kept["size_gib"]),
+        (&json!(true), &json!(4)),
+        "{kept}"
+    );
+    let kept = kept["id"].as_str().unwrap().to_string();
+    r.wait_for(&c, &format!("/v1/volumes/{kept}"), "available");
+    let body = json!({"image": "nubo-micro", "instance_type": "n1.nano", "user_data": MOUNTER});
+    let reader = launch(&r, &c, body)[0].clone();
+    r.wait_state(&c, &reader, "running");
+    let attach = json!({"instance_id": reader}).to_string();
+    let (status, v) = r.signed(
+        &c,
+        "POST",
+        &format!("/v1/volumes/{kept}/attach"),
+        Some(&attach),
+    );
+    assert_eq!(status, 202, "{v}");
+    wait_until("the kept volume's file", Duration::from_secs(60), || {
+        console(&r, &c, &reader).contains(&format!("file {kept} written by cloud-init"))
+    });
 }
+
+/// Mounts the first disk that appears and prints what cloud-init wrote on it.
+const MOUNTER: &str = r#"#!/bin/sh
+while true; do
+  for b in /sys/block/vd*; do
+    [ -e "$b/serial" ] || continue
+    mkdir -p /mnt && mount -t ext4 "/dev/${b##*/}" /mnt \
+      && echo "file $(cat "$b/serial") $(cat /mnt/var/tmp/from-user-data)" && exit 0
+  done
+  usleep 200000
+done
+"#;
