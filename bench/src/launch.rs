@@ -18,6 +18,7 @@ use nubo_host::VmSpec;
 use nubo_host::qemu::QemuConfig;
 use nubo_host::qemu::accel::{self, Accel, AccelChoice};
 use nubo_host::qemu::command::{ImageSpec, Launch, VmFiles};
+use nubo_host::qemu::volumes::{Format, VolumeDir};
 
 use crate::region::Region;
 use crate::stats::{Samples, ms};
@@ -151,9 +152,10 @@ impl<'a> Bare<'a> {
             std::fs::write(vm.files.user_data(), text).map_err(|e| e.to_string())?;
         }
         // Its root disk is where nubo's driver finds a root volume named `root`.
+        let volumes = VolumeDir::open(dir.clone()).map_err(|e| e.to_string())?;
         let root = self.image.disk.as_ref().map(|_| "root");
         if let Some(disk) = &self.image.disk {
-            let target = nubo_host::qemu::volumes::file(&dir, "root");
+            let target = volumes.file("root", Format::Qcow2);
             let out = nubo_host::qemu::command::overlay(&disk.path, &disk.format, &target)
                 .output()
                 .map_err(|e| format!("qemu-img: {e}"))?;
@@ -185,7 +187,7 @@ impl<'a> Bare<'a> {
             spec: &spec,
             image: self.image,
             files: &vm.files,
-            disks: nubo_host::qemu::volumes::boot_args(&dir, root, &[]),
+            disks: volumes.boot_args(root, &[]).map_err(|e| e.to_string())?,
         };
         let mut qemu = launch.command();
         qemu.args(&self.extra);

@@ -5,14 +5,17 @@
 //!     nubo-bench launch --nubod PATH --images DIR
 //!     nubo-bench s3 --nubod PATH --peer S3S_FS_PATH
 //!     nubo-bench network --nubod PATH --images DIR
+//!     nubo-bench volumes --nubod PATH --images DIR
 
 mod api;
+mod io;
 mod launch;
 mod network;
 mod region;
 mod s3;
 mod ssh_ready;
 mod stats;
+mod volumes;
 
 use std::process::ExitCode;
 
@@ -23,13 +26,17 @@ fn main() -> ExitCode {
         Some("launch") => launch::run(&args[1..]),
         Some("s3") => s3::run(&args[1..]),
         Some("network") => network::run(&args[1..]),
+        Some("volumes") => volumes::run(&args[1..]),
+        // bench/volumes runs this inside its guest and on the host.
+        Some("io") => io::run(&args[1..]),
         // QEMU runs this for each metadata request of bench/network's bare VM.
         Some("imds-stdio") => ssh_ready::imds_stdio(&args[1..]),
         _ => Err(
             "usage: nubo-bench api --nubod PATH [--postgres-url URL]\n       \
                   nubo-bench launch --nubod PATH --images DIR\n       \
                   nubo-bench s3 --nubod PATH --peer S3S_FS_PATH\n       \
-                  nubo-bench network --nubod PATH --images DIR"
+                  nubo-bench network --nubod PATH --images DIR\n       \
+                  nubo-bench volumes --nubod PATH --images DIR"
                 .to_string(),
         ),
     };

@@ -11,8 +11,9 @@ pub fn run(name: &str) -> Result {
         "launch" => launch(),
         "s3" => s3(),
         "network" => network(),
+        "volumes" => volumes(),
         other => Err(Error::new(format!(
-            "no benchmark {other:?}; one of: api, launch, s3, network"
+            "no benchmark {other:?}; one of: api, launch, s3, network, volumes"
         ))),
     }
 }
@@ -56,6 +57,23 @@ fn network() -> Result {
     cmd::run(
         Command::new(bin.join("nubo-bench"))
             .arg("network")
+            .arg("--nubod")
+            .arg(bin.join("nubod"))
+            .arg("--images")
+            .arg(&images),
+    )
+}
+
+/// Volumes in a debian-12 guest beside the host: needs what a region's host
+/// needs, the built images, and SSH to reach the guest.
+fn volumes() -> Result {
+    packages::ensure(packages::REGION)?;
+    packages::ensure(&["openssh-client"])?;
+    let images = image::ensure_installed()?;
+    let bin = release_binaries()?;
+    cmd::run(
+        Command::new(bin.join("nubo-bench"))
+            .arg("volumes")
             .arg("--nubod")
             .arg(bin.join("nubod"))
             .arg("--images")

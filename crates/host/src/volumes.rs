@@ -8,11 +8,12 @@
 //! before writing it, so a corrupt chunk fails the restore instead of handing
 //! back wrong data.
 
-use std::io::{Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::FileExt;
 use std::path::Path;
 use std::sync::Arc;
 
 use bytes::Bytes;
+use futures::{StreamExt, TryStreamExt};
 use sha2::{Digest, Sha256};
 
 use crate::{BoxFuture, HostError};
@@ -86,38 +87,60 @@ async fn blocking<T: Send + 'static>(
         .map_err(|e| HostError::Agent(format!("volume I/O task: {e}")))?
 }
 
+/// Chunks read, hashed and sent at once: enough to keep the disk, a core
+/// and the store busy together.
+const IN_FLIGHT: usize = 4;
+
+/// The chunk at `position` of `file` (`size` bytes), with its hash, or `None`
+/// when it is all zeros. Ranges the file system holds no data for (holes of
+/// a sparse file) are not read at all.
+fn read_chunk(
+    file: &std::fs::File,
+    position: u64,
+    size: u64,
+) -> Result<Option<(String, Bytes)>, HostError> {
+    let offset = position * CHUNK_SIZE;
+    let len = CHUNK_SIZE.min(size - offset);
+    match rustix::fs::seek(file, rustix::fs::SeekFrom::Data(offset)) {
+        Ok(data) if data >= offset + len => return Ok(None),
+        Err(rustix::io::Errno::NXIO) => return Ok(None),
+        _ => {}
+    }
+    let mut buf = vec![0u8; len as usize];
+    file.read_exact_at(&mut buf, offset)
+        .map_err(agent("snapshot copy"))?;
+    if buf.iter().all(|b| *b == 0) {
+        return Ok(None);
+    }
+    Ok(Some((hash(&buf), Bytes::from(buf))))
+}
+
 /// Cuts the raw image at `path` into chunks and stores those the store lacks.
 pub async fn upload(path: &Path, store: &Arc<dyn ChunkStore>) -> Result<Manifest, HostError> {
-    let size_bytes = std::fs::metadata(path)
-        .map_err(agent("snapshot copy"))?
-        .len();
-    let mut file = std::fs::File::open(path).map_err(agent("snapshot copy"))?;
-    let mut chunks = Vec::new();
-    let mut position = 0;
-    while position * CHUNK_SIZE < size_bytes {
-        let len = CHUNK_SIZE.min(size_bytes - position * CHUNK_SIZE) as usize;
-        let (back, read) = blocking(move || {
-            let mut buf = vec![0u8; len];
-            file.read_exact(&mut buf).map_err(agent("snapshot copy"))?;
-            let zero = buf.iter().all(|b| *b == 0);
-            let digest = (!zero).then(|| hash(&buf));
-            Ok((file, digest.map(|d| (d, Bytes::from(buf)))))
-        })
-        .await?;
-        file = back;
-        if let Some((digest, data)) = read {
-            let known = store.contains(&digest).await.map_err(HostError::Agent)?;
-            if !known {
-                store.put(&digest, data).await.map_err(HostError::Agent)?;
-            }
-            chunks.push((position, digest));
-        }
-        position += 1;
-    }
+    let file = Arc::new(std::fs::File::open(path).map_err(agent("snapshot copy"))?);
+    let size_bytes = file.metadata().map_err(agent("snapshot copy"))?.len();
+    let chunks: Vec<Option<(u64, String)>> =
+        futures::stream::iter(0..size_bytes.div_ceil(CHUNK_SIZE))
+            .map(|position| {
+                let (file, store) = (file.clone(), store.clone());
+                async move {
+                    let read = blocking(move || read_chunk(&file, position, size_bytes)).await?;
+                    let Some((digest, data)) = read else {
+                        return Ok(None);
+                    };
+                    if !store.contains(&digest).await.map_err(HostError::Agent)? {
+                        store.put(&digest, data).await.map_err(HostError::Agent)?;
+                    }
+                    Ok::<_, HostError>(Some((position, digest)))
+                }
+            })
+            .buffered(IN_FLIGHT)
+            .try_collect()
+            .await?;
     Ok(Manifest {
         size_bytes,
         chunk_size: CHUNK_SIZE,
-        chunks,
+        chunks: chunks.into_iter().flatten().collect(),
     })
 }
 
@@ -128,35 +151,41 @@ pub async fn download(
     path: &Path,
     store: &Arc<dyn ChunkStore>,
 ) -> Result<(), HostError> {
-    let mut file = std::fs::File::create(path).map_err(agent("restore copy"))?;
+    let file = std::fs::File::create(path).map_err(agent("restore copy"))?;
     file.set_len(manifest.size_bytes)
         .map_err(agent("restore copy"))?;
-    for (position, expected) in &manifest.chunks {
-        let data = store.get(expected).await.map_err(|e| {
-            HostError::Agent(format!("chunk {expected} of the snapshot is missing: {e}"))
-        })?;
-        let offset = position * manifest.chunk_size;
-        let fits = offset + data.len() as u64 <= manifest.size_bytes;
-        let expected = expected.clone();
-        file = blocking(move || {
-            if hash(&data) != expected || !fits {
-                return Err(HostError::Corrupt(format!(
-                    "chunk {expected} of the snapshot does not match its checksum"
-                )));
+    let file = Arc::new(file);
+    futures::stream::iter(manifest.chunks.iter().cloned())
+        .map(|(position, expected)| {
+            let (file, store) = (file.clone(), store.clone());
+            let (size, chunk_size) = (manifest.size_bytes, manifest.chunk_size);
+            async move {
+                let data = store.get(&expected).await.map_err(|e| {
+                    HostError::Agent(format!("chunk {expected} of the snapshot is missing: {e}"))
+                })?;
+                blocking(move || {
+                    let offset = position * chunk_size;
+                    if hash(&data) != expected || offset + data.len() as u64 > size {
+                        return Err(HostError::Corrupt(format!(
+                            "chunk {expected} of the snapshot does not match its checksum"
+                        )));
+                    }
+                    file.write_all_at(&data, offset)
+                        .map_err(agent("restore copy"))
+                })
+                .await
             }
-            file.seek(SeekFrom::Start(offset))
-                .and_then(|_| file.write_all(&data))
-                .map_err(agent("restore copy"))?;
-            Ok(file)
         })
+        .buffer_unordered(IN_FLIGHT)
+        .try_collect::<()>()
         .await?;
-    }
     blocking(move || file.sync_all().map_err(agent("restore copy"))).await
 }
 
 #[cfg(test)]
 mod tests {
     use std::collections::HashMap;
+    use std::io::{Seek, SeekFrom, Write};
     use std::sync::Mutex;
 
     use super::*;

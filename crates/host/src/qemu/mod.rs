@@ -120,6 +120,8 @@ struct Inner {
     networks: tokio::sync::Mutex<()>,
     /// The version of the firewall applied in each network namespace here.
     network_versions: Mutex<HashMap<String, u64>>,
+    /// Where this host's volumes are.
+    volumes: volumes::VolumeDir,
     /// The metadata service of each network namespace here.
     metadata: Mutex<HashMap<String, AbortHandle>>,
     /// What the metadata services answer.
@@ -144,6 +146,8 @@ impl QemuHost {
         }
         std::fs::create_dir_all(&config.state_dir)
             .map_err(|e| HostError::Agent(format!("{}: {e}", config.state_dir.display())))?;
+        let volumes = volumes::VolumeDir::open(volumes_dir(&config.state_dir))
+            .map_err(|e| HostError::Agent(format!("volumes folder: {e}")))?;
         let (accel, why) = accel::choose(config.accel);
         tracing::info!(host = config.name, accel = accel.name(), "{why}");
         let cgroups = Cgroups::detect();
@@ -162,6 +166,7 @@ impl QemuHost {
                 tsc_khz: accel::tsc_khz(),
                 networks: tokio::sync::Mutex::new(()),
                 network_versions: Mutex::default(),
+                volumes,
                 metadata: Mutex::default(),
                 documents: metadata::Directory::default(),
                 published: Mutex::default(),
@@ -306,6 +311,20 @@ impl QemuHost {
             }
         }
     }
+}
+
+/// Where a host's volumes live: beside its VMs' folders (`vms` → `volumes`,
+/// `vms-1` → `volumes-1`).
+fn volumes_dir(state_dir: &Path) -> PathBuf {
+    let name = state_dir
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let name = match name.strip_prefix("vms") {
+        Some(rest) => format!("volumes{rest}"),
+        None => format!("{name}-volumes"),
+    };
+    state_dir.with_file_name(name)
 }
 
 /// Whether `binary` (a path, or a name looked up in PATH) can be run.
@@ -570,11 +589,9 @@ impl Inner {
             spec: &spec,
             image: &image,
             files: &files,
-            disks: volumes::boot_args(
-                &self.volumes_dir(),
-                spec.root_volume.as_deref(),
-                &spec.volumes,
-            ),
+            disks: self
+                .volumes
+                .boot_args(spec.root_volume.as_deref(), &spec.volumes)?,
         };
         let log = std::fs::File::create(files.log()).map_err(|e| agent("QEMU log", &e))?;
         let scan = image
@@ -755,22 +772,9 @@ impl Inner {
         let _ = std::fs::remove_dir_all(&files.dir);
     }
 
-    /// Where this host's volumes live: beside the VMs' folders (`vms` →
-    /// `volumes`, `vms-1` → `volumes-1`).
-    fn volumes_dir(&self) -> PathBuf {
-        let dir = &self.config.state_dir;
-        let name = dir.file_name().map(|n| n.to_string_lossy().into_owned());
-        let name = name.unwrap_or_default();
-        let name = match name.strip_prefix("vms") {
-            Some(rest) => format!("volumes{rest}"),
-            None => format!("{name}-volumes"),
-        };
-        dir.with_file_name(name)
-    }
-
     /// A scratch file for a volume's point-in-time copy.
     fn scratch(&self, name: &str) -> Result<PathBuf, HostError> {
-        let dir = self.volumes_dir().join("scratch");
+        let dir = self.volumes.path().join("scratch");
         std::fs::create_dir_all(&dir)
             .map_err(|e| HostError::Agent(format!("volume scratch folder: {e}")))?;
         Ok(dir.join(name))
@@ -1023,7 +1027,7 @@ impl HostAgent for QemuHost {
     }
 
     fn create_volume(&self, spec: VolumeSpec) -> BoxFuture<'_, Result<(), HostError>> {
-        Box::pin(async move { volumes::create(&self.inner.volumes_dir(), &spec).await })
+        Box::pin(async move { self.inner.volumes.create(&spec).await })
     }
 
     fn restore_volume(
@@ -1033,18 +1037,19 @@ impl HostAgent for QemuHost {
         chunks: Arc<dyn ChunkStore>,
     ) -> BoxFuture<'_, Result<(), HostError>> {
         Box::pin(async move {
-            let dir = self.inner.volumes_dir();
-            if volumes::file(&dir, &spec.id).exists() {
+            let dir = &self.inner.volumes;
+            if dir.find(&spec.id).is_some() {
                 return Ok(());
             }
-            let raw = self.inner.scratch(&format!("{}.raw", spec.id))?;
-            let result = async {
-                crate::volumes::download(&manifest, &raw, &chunks).await?;
-                volumes::create_from_raw(&dir, &spec, &raw).await
+            let copy = dir.restoring(&spec.id);
+            let result = crate::volumes::download(&manifest, &copy, &chunks).await;
+            match result {
+                Ok(()) => dir.restored(&spec),
+                Err(e) => {
+                    let _ = std::fs::remove_file(&copy);
+                    Err(e)
+                }
             }
-            .await;
-            let _ = std::fs::remove_file(&raw);
-            result
         })
     }
 
@@ -1053,13 +1058,11 @@ impl HostAgent for QemuHost {
         volume_id: &'a str,
         size_bytes: u64,
     ) -> BoxFuture<'a, Result<(), HostError>> {
-        Box::pin(
-            async move { volumes::resize(&self.inner.volumes_dir(), volume_id, size_bytes).await },
-        )
+        Box::pin(async move { self.inner.volumes.resize(volume_id, size_bytes).await })
     }
 
     fn delete_volume<'a>(&'a self, volume_id: &'a str) -> BoxFuture<'a, Result<(), HostError>> {
-        Box::pin(async move { volumes::delete(&self.inner.volumes_dir(), volume_id) })
+        Box::pin(async move { self.inner.volumes.delete(volume_id) })
     }
 
     fn attach_volume<'a>(
@@ -1072,13 +1075,10 @@ impl HostAgent for QemuHost {
                 .inner
                 .running_qmp(instance_id)
                 .ok_or_else(|| HostError::Agent(format!("{instance_id} does not run here")))?;
-            volumes::attach(
-                &qmp,
-                &self.inner.volumes_dir(),
-                &volume.volume_id,
-                volume.slot,
-            )
-            .await
+            self.inner
+                .volumes
+                .attach(&qmp, &volume.volume_id, volume.slot)
+                .await
         })
     }
 
@@ -1115,21 +1115,26 @@ impl HostAgent for QemuHost {
         chunks: Arc<dyn ChunkStore>,
     ) -> BoxFuture<'a, Result<Manifest, HostError>> {
         Box::pin(async move {
-            let dir = self.inner.volumes_dir();
-            let path = volumes::file(&dir, volume_id);
+            let dir = &self.inner.volumes;
+            let (path, _) = dir
+                .find(volume_id)
+                .ok_or_else(|| HostError::Agent(format!("no volume {volume_id} on this host")))?;
             let size = volumes::virtual_size(&path)
                 .map_err(|e| HostError::Agent(format!("volume {volume_id}: {e}")))?;
-            let copy = self.inner.scratch(&format!("{volume_id}.snapshot.raw"))?;
+            let scratch = self.inner.scratch(&format!("{volume_id}.snapshot.raw"))?;
             let qmp = instance_id.and_then(|i| self.inner.running_qmp(i));
             let result = async {
-                match qmp {
-                    Some(qmp) => volumes::backup(&qmp, volume_id, &copy, size).await?,
-                    None => volumes::copy_offline(&dir, volume_id, &copy).await?,
-                }
+                let copy = match qmp {
+                    Some(qmp) => {
+                        volumes::backup(&qmp, volume_id, &scratch, size).await?;
+                        scratch.clone()
+                    }
+                    None => dir.offline_copy(volume_id, &scratch).await?.0,
+                };
                 crate::volumes::upload(&copy, &chunks).await
             }
             .await;
-            let _ = std::fs::remove_file(&copy);
+            let _ = std::fs::remove_file(&scratch);
             result
         })
     }

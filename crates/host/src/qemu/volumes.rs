@@ -1,13 +1,18 @@
-//! Volumes on a QEMU host: qcow2 files in the host's volumes folder, plugged
-//! into VMs as virtio-blk-pci devices on PCIe root ports (see docs/volumes.md).
+//! Volumes on a QEMU host: files in the host's volumes folder, plugged into
+//! VMs as virtio-blk-pci devices on PCIe root ports (see docs/volumes.md).
+//!
+//! A volume's file is raw (`vol-X.raw`, sparse: blank volumes and restored
+//! snapshots), or qcow2 (`vol-X.qcow2`) when it is a copy-on-write copy of an
+//! image's disk (root volumes), which only qcow2 can be.
 //!
 //! In a VM, volume `vol-X` is three things, all named after it so that every
-//! step can tell whether it is done already: the qcow2 node `vol-X-qcow2`, a
+//! step can tell whether it is done already: the format node `vol-X-disk`, a
 //! raw node `vol-X` on top of it (the device's drive; its child can be
 //! swapped, which is how a forced detach cuts the file loose from a guest
 //! that does not let go), and the device `vol-X`, whose serial is the volume
 //! id.
 
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -17,7 +22,7 @@ use serde_json::json;
 use super::Qmp;
 use super::command::{VOLUME_SLOTS, slot_port};
 use crate::HostError;
-use crate::volumes::{Detach, Source, VolumeSpec};
+use crate::volumes::{Attached, Detach, Source, VolumeSpec};
 
 /// How long a detach waits for the guest before it reports `Pending` (or,
 /// forced, pulls the volume). Linux takes 5 s (pciehp's grace period) and a
@@ -25,8 +30,19 @@ use crate::volumes::{Detach, Source, VolumeSpec};
 const DETACH_GRACE: Duration = Duration::from_secs(10);
 const POLL: Duration = Duration::from_millis(100);
 
-pub fn file(dir: &Path, volume_id: &str) -> PathBuf {
-    dir.join(format!("{volume_id}.qcow2"))
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    Raw,
+    Qcow2,
+}
+
+impl Format {
+    pub fn name(self) -> &'static str {
+        match self {
+            Format::Raw => "raw",
+            Format::Qcow2 => "qcow2",
+        }
+    }
 }
 
 fn agent(what: &str, e: impl std::fmt::Display) -> HostError {
@@ -58,125 +74,258 @@ pub fn virtual_size(path: &Path) -> std::io::Result<u64> {
     Ok(len)
 }
 
-/// Makes the volume's file unless it is there: written beside it, then
-/// renamed, so that a crash never leaves a half-made volume under its name.
-pub async fn create(dir: &Path, spec: &VolumeSpec) -> Result<(), HostError> {
-    let target = file(dir, &spec.id);
-    if target.exists() {
-        return Ok(());
-    }
-    std::fs::create_dir_all(dir).map_err(|e| agent("volumes folder", e))?;
-    let partial = target.with_extension("partial");
-    let mut cmd = tokio::process::Command::new("qemu-img");
-    cmd.args(["create", "-q", "-f", "qcow2"]);
-    let mut size = spec.size_bytes;
-    if let Source::Image(image) = &spec.source {
-        let image = super::command::ImageSpec::parse(image)?;
-        let disk = image.disk.ok_or_else(|| {
-            HostError::BadImage("the image has no disk to make a root volume of".into())
-        })?;
-        size = size.max(virtual_size(&disk.path).map_err(|e| agent("image disk", e))?);
-        cmd.args(["-F", &disk.format, "-b"]).arg(&disk.path);
-    }
-    cmd.arg(&partial).arg(size.to_string());
-    run(&mut cmd, "making the volume").await?;
-    std::fs::rename(&partial, &target).map_err(|e| agent("making the volume", e))
+/// The folder of a host's volumes.
+#[derive(Debug, Clone)]
+pub struct VolumeDir {
+    path: PathBuf,
+    /// VMs reach the files with O_DIRECT and native AIO, past the host's page
+    /// cache (which would hold a second copy of what guests cache, and hide
+    /// the disk's real speed); only where the file system allows it.
+    direct: bool,
 }
 
-/// Turns a restored raw copy into the volume's file, grown to the volume's size.
-pub async fn create_from_raw(dir: &Path, spec: &VolumeSpec, raw: &Path) -> Result<(), HostError> {
-    let target = file(dir, &spec.id);
-    let partial = target.with_extension("partial");
-    run(
-        tokio::process::Command::new("qemu-img")
-            .args(["convert", "-q", "-f", "raw", "-O", "qcow2"])
-            .arg(raw)
-            .arg(&partial),
-        "converting the restored volume",
-    )
-    .await?;
-    grow(&partial, spec.size_bytes).await?;
-    std::fs::rename(&partial, &target).map_err(|e| agent("restoring the volume", e))
-}
-
-async fn grow(path: &Path, size_bytes: u64) -> Result<(), HostError> {
-    let now = virtual_size(path).map_err(|e| agent("volume size", e))?;
-    if size_bytes <= now {
-        return Ok(());
+impl VolumeDir {
+    /// Makes the folder and finds out whether its file system takes O_DIRECT.
+    pub fn open(path: PathBuf) -> std::io::Result<VolumeDir> {
+        std::fs::create_dir_all(&path)?;
+        let probe = path.join(".direct-probe");
+        let direct = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .custom_flags(rustix::fs::OFlags::DIRECT.bits() as i32)
+            .open(&probe)
+            .is_ok();
+        let _ = std::fs::remove_file(&probe);
+        if !direct {
+            tracing::warn!(dir = %path.display(), "volumes go through the page cache: no O_DIRECT here");
+        }
+        Ok(VolumeDir { path, direct })
     }
-    run(
-        tokio::process::Command::new("qemu-img")
-            .args(["resize", "-q", "-f", "qcow2"])
-            .arg(path)
-            .arg(size_bytes.to_string()),
-        "growing the volume",
-    )
-    .await
-}
 
-pub async fn resize(dir: &Path, volume_id: &str, size_bytes: u64) -> Result<(), HostError> {
-    let path = file(dir, volume_id);
-    if !path.exists() {
-        return Err(agent(
-            "growing the volume",
-            format!("no volume {volume_id} here"),
-        ));
+    pub fn path(&self) -> &Path {
+        &self.path
     }
-    grow(&path, size_bytes).await
-}
 
-pub fn delete(dir: &Path, volume_id: &str) -> Result<(), HostError> {
-    let path = file(dir, volume_id);
-    for p in [path.with_extension("partial"), path] {
-        match std::fs::remove_file(&p) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-                return Err(agent("deleting the volume", e));
+    /// Where a volume's file of `format` is.
+    pub fn file(&self, id: &str, format: Format) -> PathBuf {
+        self.path.join(format!("{id}.{}", format.name()))
+    }
+
+    /// The volume's file, if it exists, and its format.
+    pub fn find(&self, id: &str) -> Option<(PathBuf, Format)> {
+        [Format::Raw, Format::Qcow2]
+            .into_iter()
+            .map(|f| (self.file(id, f), f))
+            .find(|(p, _)| p.exists())
+    }
+
+    fn found(&self, id: &str) -> Result<(PathBuf, Format), HostError> {
+        self.find(id)
+            .ok_or_else(|| HostError::Agent(format!("no volume {id} on this host")))
+    }
+
+    /// Makes the volume's file unless it is there: written beside it, then
+    /// renamed, so that a crash never leaves a half-made volume under its name.
+    pub async fn create(&self, spec: &VolumeSpec) -> Result<(), HostError> {
+        if self.find(&spec.id).is_some() {
+            return Ok(());
+        }
+        match &spec.source {
+            Source::Blank => {
+                let target = self.file(&spec.id, Format::Raw);
+                let partial = target.with_extension("partial");
+                std::fs::File::create(&partial)
+                    .and_then(|f| f.set_len(spec.size_bytes))
+                    .and_then(|()| std::fs::rename(&partial, &target))
+                    .map_err(|e| agent("making the volume", e))
             }
-            _ => {}
+            Source::Image(image) => {
+                let image = super::command::ImageSpec::parse(image)?;
+                let disk = image.disk.ok_or_else(|| {
+                    HostError::BadImage("the image has no disk to make a root volume of".into())
+                })?;
+                let base = virtual_size(&disk.path).map_err(|e| agent("image disk", e))?;
+                let target = self.file(&spec.id, Format::Qcow2);
+                let partial = target.with_extension("partial");
+                let mut cmd = tokio::process::Command::from(super::command::overlay(
+                    &disk.path,
+                    &disk.format,
+                    &partial,
+                ));
+                cmd.arg(spec.size_bytes.max(base).to_string());
+                run(&mut cmd, "making the volume").await?;
+                std::fs::rename(&partial, &target).map_err(|e| agent("making the volume", e))
+            }
         }
     }
-    Ok(())
-}
 
-/// The `-blockdev`/`-device` arguments that plug volumes in at boot: the root
-/// volume on virtio-mmio (the disk the image's kernel boots from), the others
-/// on their slots.
-pub fn boot_args(
-    dir: &Path,
-    root: Option<&str>,
-    attached: &[crate::volumes::Attached],
-) -> Vec<String> {
-    let mut args = Vec::new();
-    let nodes = |id: &str| {
-        let path = file(dir, id).display().to_string().replace(',', ",,");
-        [
-            "-blockdev".to_string(),
-            format!(
-                "driver=qcow2,node-name={id}-qcow2,discard=unmap,file.driver=file,file.filename={path}"
-            ),
-            "-blockdev".to_string(),
-            format!("driver=raw,node-name={id},file={id}-qcow2"),
-        ]
-    };
-    if let Some(id) = root {
-        args.extend(nodes(id));
-        args.extend([
-            "-device".to_string(),
-            format!("virtio-blk-device,drive={id}"),
-        ]);
+    /// Where a restore writes the snapshot's bytes before they become the volume.
+    pub fn restoring(&self, id: &str) -> PathBuf {
+        self.file(id, Format::Raw).with_extension("restoring")
     }
-    for a in attached {
-        args.extend(nodes(&a.volume_id));
-        args.extend([
-            "-device".to_string(),
-            format!(
-                "virtio-blk-pci,bus={},addr=0,drive={id},id={id},serial={id}",
-                slot_port(a.slot),
-                id = a.volume_id
-            ),
-        ]);
+
+    /// Makes the restored copy (`restoring`) the volume's file, grown to its size.
+    pub fn restored(&self, spec: &VolumeSpec) -> Result<(), HostError> {
+        let copy = self.restoring(&spec.id);
+        let file = std::fs::OpenOptions::new()
+            .write(true)
+            .open(&copy)
+            .map_err(|e| agent("restoring the volume", e))?;
+        if file.metadata().map(|m| m.len()).unwrap_or(0) < spec.size_bytes {
+            file.set_len(spec.size_bytes)
+                .map_err(|e| agent("restoring the volume", e))?;
+        }
+        file.sync_all()
+            .and_then(|()| std::fs::rename(&copy, self.file(&spec.id, Format::Raw)))
+            .map_err(|e| agent("restoring the volume", e))
     }
-    args
+
+    /// Grows a volume no VM uses; a larger one stays.
+    pub async fn resize(&self, id: &str, size_bytes: u64) -> Result<(), HostError> {
+        let (path, format) = self.found(id)?;
+        let now = virtual_size(&path).map_err(|e| agent("volume size", e))?;
+        if size_bytes <= now {
+            return Ok(());
+        }
+        match format {
+            Format::Raw => std::fs::OpenOptions::new()
+                .write(true)
+                .open(&path)
+                .and_then(|f| f.set_len(size_bytes))
+                .map_err(|e| agent("growing the volume", e)),
+            Format::Qcow2 => {
+                run(
+                    tokio::process::Command::new("qemu-img")
+                        .args(["resize", "-q", "-f", "qcow2"])
+                        .arg(&path)
+                        .arg(size_bytes.to_string()),
+                    "growing the volume",
+                )
+                .await
+            }
+        }
+    }
+
+    pub fn delete(&self, id: &str) -> Result<(), HostError> {
+        for format in [Format::Raw, Format::Qcow2] {
+            let path = self.file(id, format);
+            for p in [
+                path.with_extension("partial"),
+                path.with_extension("restoring"),
+                path,
+            ] {
+                match std::fs::remove_file(&p) {
+                    Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                        return Err(agent("deleting the volume", e));
+                    }
+                    _ => {}
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The format node of a volume, for `-blockdev` or QMP's blockdev-add.
+    fn disk_node(&self, id: &str, path: &Path, format: Format) -> serde_json::Value {
+        let mut file = json!({"driver": "file", "filename": path});
+        if self.direct {
+            file["aio"] = json!("native");
+        }
+        json!({
+            "driver": format.name(),
+            "node-name": format!("{id}-disk"),
+            "discard": "unmap",
+            "cache": {"direct": self.direct},
+            "file": file,
+        })
+    }
+
+    /// The `-blockdev`/`-device` arguments that plug volumes in at boot: the
+    /// root volume on virtio-mmio (the disk the image's kernel boots from),
+    /// the others on their slots.
+    pub fn boot_args(
+        &self,
+        root: Option<&str>,
+        attached: &[Attached],
+    ) -> Result<Vec<String>, HostError> {
+        let mut args = Vec::new();
+        let mut nodes = |id: &str| -> Result<(), HostError> {
+            let (path, format) = self.found(id)?;
+            args.push("-blockdev".to_string());
+            args.push(self.disk_node(id, &path, format).to_string());
+            args.push("-blockdev".to_string());
+            args.push(
+                json!({"driver": "raw", "node-name": id, "file": format!("{id}-disk")}).to_string(),
+            );
+            Ok(())
+        };
+        for id in root
+            .into_iter()
+            .chain(attached.iter().map(|a| a.volume_id.as_str()))
+        {
+            nodes(id)?;
+        }
+        if let Some(id) = root {
+            args.extend([
+                "-device".to_string(),
+                format!("virtio-blk-device,drive={id}"),
+            ]);
+        }
+        for a in attached {
+            args.extend([
+                "-device".to_string(),
+                format!(
+                    "virtio-blk-pci,bus={},addr=0,drive={id},id={id},serial={id}",
+                    slot_port(a.slot),
+                    id = a.volume_id
+                ),
+            ]);
+        }
+        Ok(args)
+    }
+
+    /// Plugs volume `id` into slot `slot` of a running VM; each step is
+    /// skipped when it is done already.
+    pub async fn attach(&self, qmp: &Qmp, id: &str, slot: u32) -> Result<(), HostError> {
+        let (path, format) = self.found(id)?;
+        let nodes = node_names(qmp).await?;
+        let disk = format!("{id}-disk");
+        if !nodes.contains(&disk) {
+            blockdev_add(qmp, self.disk_node(id, &path, format)).await?;
+        }
+        if !nodes.iter().any(|n| n == id) {
+            blockdev_add(qmp, json!({"driver": "raw", "node-name": id, "file": disk})).await?;
+        }
+        if devices(qmp).await?.iter().any(|d| d == id) {
+            return Ok(());
+        }
+        plug(qmp, id, slot).await
+    }
+
+    /// A raw point-in-time copy of a volume no VM uses: the raw file itself
+    /// (the caller keeps VMs off it meanwhile), or a copy of a qcow2 one in
+    /// `scratch`. Whether the returned file is that copy.
+    pub async fn offline_copy(
+        &self,
+        id: &str,
+        scratch: &Path,
+    ) -> Result<(PathBuf, bool), HostError> {
+        match self.found(id)? {
+            (path, Format::Raw) => Ok((path, false)),
+            (path, Format::Qcow2) => {
+                run(
+                    tokio::process::Command::new("qemu-img")
+                        .args(["convert", "-q", "-f", "qcow2", "-O", "raw"])
+                        .arg(&path)
+                        .arg(scratch),
+                    "snapshot copy",
+                )
+                .await?;
+                Ok((scratch.to_path_buf(), true))
+            }
+        }
+    }
 }
 
 async fn node_names(qmp: &Qmp) -> Result<Vec<String>, HostError> {
@@ -230,37 +379,8 @@ async fn blockdev_del(qmp: &Qmp, node: &str) -> Result<(), HostError> {
     .map_err(|e| agent("blockdev-del", e))
 }
 
-/// Plugs volume `id` into slot `slot` of a running VM; each step is skipped
-/// when it is done already.
-pub async fn attach(qmp: &Qmp, dir: &Path, id: &str, slot: u32) -> Result<(), HostError> {
-    let path = file(dir, id);
-    if !path.exists() {
-        return Err(agent("attaching", format!("no volume {id} on this host")));
-    }
-    let nodes = node_names(qmp).await?;
-    let qcow2 = format!("{id}-qcow2");
-    if !nodes.contains(&qcow2) {
-        blockdev_add(
-            qmp,
-            json!({
-                "driver": "qcow2",
-                "node-name": qcow2,
-                "discard": "unmap",
-                "file": {"driver": "file", "filename": path},
-            }),
-        )
-        .await?;
-    }
-    if !nodes.iter().any(|n| n == id) {
-        blockdev_add(
-            qmp,
-            json!({"driver": "raw", "node-name": id, "file": qcow2}),
-        )
-        .await?;
-    }
-    if devices(qmp).await?.iter().any(|d| d == id) {
-        return Ok(());
-    }
+/// Adds volume `id`'s device on port `slot`.
+async fn plug(qmp: &Qmp, id: &str, slot: u32) -> Result<(), HostError> {
     // A port may still hold the dead device of a forced detach, whose guest
     // never let go: then the volume takes the next free one.
     let ports = std::iter::once(slot).chain((0..VOLUME_SLOTS).filter(|s| *s != slot));
@@ -307,7 +427,7 @@ pub async fn detach(qmp: &Qmp, id: &str, force: bool) -> Result<Detach, HostErro
         }
     }
     let nodes = node_names(qmp).await?;
-    for node in [id.to_string(), format!("{id}-qcow2"), format!("{id}-gone")] {
+    for node in [id.to_string(), format!("{id}-disk"), format!("{id}-gone")] {
         if nodes.contains(&node) {
             blockdev_del(qmp, &node).await?;
         }
@@ -319,9 +439,9 @@ pub async fn detach(qmp: &Qmp, id: &str, force: bool) -> Result<Detach, HostErro
 /// file, for a guest that does not let go.
 async fn cut_loose(qmp: &Qmp, id: &str) -> Result<(), HostError> {
     let nodes = node_names(qmp).await?;
-    let qcow2 = format!("{id}-qcow2");
+    let disk = format!("{id}-disk");
     let gone = format!("{id}-gone");
-    if !nodes.contains(&qcow2) {
+    if !nodes.contains(&disk) {
         return Ok(());
     }
     if !nodes.contains(&gone) {
@@ -344,7 +464,7 @@ async fn cut_loose(qmp: &Qmp, id: &str) -> Result<(), HostError> {
     qmp.execute(reopen)
         .await
         .map_err(|e| agent("blockdev-reopen", e))?;
-    blockdev_del(qmp, &qcow2).await
+    blockdev_del(qmp, &disk).await
 }
 
 /// Copies volume `id` of a running VM, as it is now, into the raw file
@@ -424,16 +544,4 @@ async fn job_info(qmp: &Qmp, job: &str) -> Result<Option<qmp::JobInfo>, HostErro
         .await
         .map_err(|e| agent("query-jobs", e))?;
     Ok(jobs.into_iter().find(|j| j.id == job))
-}
-
-/// Copies the file of a volume no VM uses into the raw file `target`.
-pub async fn copy_offline(dir: &Path, id: &str, target: &Path) -> Result<(), HostError> {
-    run(
-        tokio::process::Command::new("qemu-img")
-            .args(["convert", "-q", "-f", "qcow2", "-O", "raw"])
-            .arg(file(dir, id))
-            .arg(target),
-        "snapshot copy",
-    )
-    .await
 }

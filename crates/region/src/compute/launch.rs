@@ -90,6 +90,7 @@ async fn boot_volume(
             v.id, v.state
         )));
     }
+    crate::volumes::manage::not_being_copied(c, &v).await?;
     match &v.image_id {
         Some(started_as) if *started_as == image.id => Ok(v),
         Some(started_as) => Err(ApiError::invalid(format!(

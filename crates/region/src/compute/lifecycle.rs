@@ -82,7 +82,11 @@ pub async fn request_start(
     };
     let mut next = with_state(row, InstanceState::Pending, at);
     release_host(c, &mut next).await?;
-    // An instance with volumes starts where they are.
+    // An instance with volumes starts where they are, once no snapshot is
+    // copying them.
+    for v in nubo_store::volumes::of_instance(c, &row.id).await? {
+        crate::volumes::manage::not_being_copied(c, &v).await?;
+    }
     let home = crate::volumes::roots::home(c, &row.id).await?;
     let what = format!("starting {}", row.id);
     let host = scheduler::place(c, config, 1, shape, home.as_deref(), &what).await?;

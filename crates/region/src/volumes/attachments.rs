@@ -79,6 +79,7 @@ async fn volume_attach(
             instance.id, instance.state
         )));
     }
+    super::manage::not_being_copied(&mut tx, &v).await?;
     let attached = store::of_instance(&mut tx, &instance.id).await?;
     // Volumes of one instance share a host: its own when it holds one, else
     // that of its other volumes.

@@ -36,6 +36,18 @@ pub async fn find(c: &mut nubo_store::Conn, caller: &Caller, id: &str) -> ApiRes
         .ok_or_else(|| ApiError::not_found("volume", id))
 }
 
+/// Refuses to let a VM open a volume whose snapshot is being taken while no
+/// VM has it: the host copies its file as it stands.
+pub async fn not_being_copied(c: &mut nubo_store::Conn, v: &VolumeRow) -> ApiResult<()> {
+    match snapshots::pending_of_volume(c, &v.id).await?.first() {
+        Some(s) => Err(ApiError::invalid_state(format!(
+            "snapshot {} of volume {} is being taken; try again when it completes",
+            s.id, v.id
+        ))),
+        None => Ok(()),
+    }
+}
+
 /// Lists the account's volumes.
 #[utoipa::path(get, path = "/v1/volumes", tag = "volumes", operation_id = "volume_list",
     params(PageParams),
