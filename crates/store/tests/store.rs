@@ -539,3 +539,133 @@ async fn network_addresses_are_the_lowest_free_and_come_back_when_released() {
         );
     }
 }
+
+fn volume(account_id: &str, n: i64) -> nubo_store::volumes::VolumeRow {
+    nubo_store::volumes::VolumeRow {
+        id: ids::new("vol"),
+        account_id: account_id.into(),
+        name: Some(format!("v{n}")),
+        size_gib: n,
+        host_id: Some("host-a".into()),
+        state: nubo_store::volumes::AVAILABLE.into(),
+        state_reason: None,
+        image_id: None,
+        snapshot_id: None,
+        instance_id: None,
+        attach_state: None,
+        slot: None,
+        is_root: false,
+        delete_on_termination: false,
+        force_detach: false,
+        tags: "{}".into(),
+        created_at: n,
+        state_changed_at: n,
+        version: 0,
+    }
+}
+
+#[tokio::test]
+async fn volumes_update_optimistically_and_log_every_state_change() {
+    use nubo_store::volumes;
+    for store in stores().await {
+        let a = account(&store, "vols@example.com").await;
+        let b = account(&store, "other@example.com").await;
+        let mut tx = store.begin().await.unwrap();
+        let v = volume(&a, 2);
+        volumes::insert(&mut tx, &v).await.unwrap();
+        tx.commit().await.unwrap();
+        let mut c = store.conn().await.unwrap();
+        assert!(volumes::get(&mut c, &b, &v.id).await.unwrap().is_none());
+        let attached = volumes::VolumeRow {
+            state: volumes::IN_USE.into(),
+            instance_id: Some("i-1".into()),
+            attach_state: Some(volumes::ATTACHING.into()),
+            slot: Some(0),
+            state_changed_at: 10,
+            ..v.clone()
+        };
+        let stored = volumes::update(&mut c, &v, attached.clone())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(stored.version, 1);
+        assert!(
+            volumes::update(&mut c, &v, attached)
+                .await
+                .unwrap()
+                .is_none(),
+            "a stale row does not overwrite"
+        );
+        let renamed = volumes::VolumeRow {
+            name: Some("renamed".into()),
+            ..stored.clone()
+        };
+        volumes::update(&mut c, &stored, renamed)
+            .await
+            .unwrap()
+            .unwrap();
+        let actions: Vec<String> = events::for_resource(&mut c, &v.id)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|e| e.action)
+            .collect();
+        assert_eq!(
+            actions,
+            ["state.available", "state.in-use"],
+            "a rename is no state change"
+        );
+        assert_eq!(volumes::unsettled(&mut c, 10).await.unwrap().len(), 1);
+        assert_eq!(volumes::of_instance(&mut c, "i-1").await.unwrap().len(), 1);
+    }
+}
+
+#[tokio::test]
+async fn a_deleted_snapshot_frees_only_the_chunks_no_other_uses() {
+    use nubo_store::snapshots::{self, SnapshotRow};
+    for store in stores().await {
+        let a = account(&store, "snaps@example.com").await;
+        let snapshot = |n: i64| SnapshotRow {
+            id: ids::new("snap"),
+            account_id: a.clone(),
+            volume_id: "vol-1".into(),
+            volume_size_gib: 1,
+            description: String::new(),
+            state: snapshots::PENDING.into(),
+            state_reason: None,
+            chunk_size: 4 << 20,
+            stored_bytes: 0,
+            tags: "{}".into(),
+            created_at: n,
+            state_changed_at: n,
+            version: 0,
+        };
+        let (first, second) = (snapshot(1), snapshot(2));
+        let mut tx = store.begin().await.unwrap();
+        snapshots::insert(&mut tx, &first).await.unwrap();
+        snapshots::insert(&mut tx, &second).await.unwrap();
+        let many: Vec<(i64, String)> = (0..700).map(|p| (p, format!("{p:064x}"))).collect();
+        snapshots::set_chunks(&mut tx, &first.id, &many)
+            .await
+            .unwrap();
+        let shared = vec![(0, format!("{:064x}", 0)), (1, "f".repeat(64))];
+        snapshots::set_chunks(&mut tx, &second.id, &shared)
+            .await
+            .unwrap();
+        tx.commit().await.unwrap();
+        let mut c = store.conn().await.unwrap();
+        assert_eq!(snapshots::chunks(&mut c, &first.id).await.unwrap(), many);
+        let mut freed = snapshots::release_chunks(&mut c, &first.id).await.unwrap();
+        freed.sort();
+        assert_eq!(freed.len(), 699, "all but the one the second shares");
+        assert!(!freed.contains(&format!("{:064x}", 0)));
+        let left = snapshots::all_hashes(&mut c).await.unwrap();
+        assert_eq!(left.len(), 2);
+        assert!(
+            snapshots::chunks(&mut c, &first.id)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+    }
+}
