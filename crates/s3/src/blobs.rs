@@ -258,29 +258,37 @@ impl Blobs {
 
     /// Removes every file not in `referenced`, and every temporary file.
     pub async fn sweep(&self, referenced: &HashSet<String>) -> io::Result<usize> {
-        let (data, tmp) = (self.data.clone(), self.tmp.clone());
-        let referenced = referenced.clone();
-        tokio::task::spawn_blocking(move || {
-            let mut removed = 0;
-            for entry in std::fs::read_dir(&tmp)? {
-                std::fs::remove_file(entry?.path())?;
-                removed += 1;
-            }
-            for dir in std::fs::read_dir(&data)? {
-                for entry in std::fs::read_dir(dir?.path())? {
-                    let entry = entry?;
-                    let name = entry.file_name().to_string_lossy().into_owned();
-                    if !referenced.contains(&name) {
-                        std::fs::remove_file(entry.path())?;
-                        removed += 1;
-                    }
+        remove_unreferenced(self.data.clone(), self.tmp.clone(), referenced.clone()).await
+    }
+}
+
+/// Removes every file of `tmp`, and every file in the folders of `data` whose
+/// name is not in `referenced`; how many went.
+pub(crate) async fn remove_unreferenced(
+    data: PathBuf,
+    tmp: PathBuf,
+    referenced: HashSet<String>,
+) -> io::Result<usize> {
+    tokio::task::spawn_blocking(move || {
+        let mut removed = 0;
+        for entry in std::fs::read_dir(&tmp)? {
+            std::fs::remove_file(entry?.path())?;
+            removed += 1;
+        }
+        for dir in std::fs::read_dir(&data)? {
+            for entry in std::fs::read_dir(dir?.path())? {
+                let entry = entry?;
+                let name = entry.file_name().to_string_lossy().into_owned();
+                if !referenced.contains(&name) {
+                    std::fs::remove_file(entry.path())?;
+                    removed += 1;
                 }
             }
-            Ok(removed)
-        })
-        .await
-        .map_err(io::Error::other)?
-    }
+        }
+        Ok(removed)
+    })
+    .await
+    .map_err(io::Error::other)?
 }
 
 /// Makes the fully written temporary file `f` at `tmp` durable as `target`:

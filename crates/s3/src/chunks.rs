@@ -90,26 +90,6 @@ impl Chunks {
     /// Only while no snapshot is being taken: its chunks are not referenced
     /// until it completes.
     pub async fn sweep(&self, referenced: HashSet<String>) -> io::Result<usize> {
-        let (dir, tmp) = (self.dir.clone(), self.tmp.clone());
-        tokio::task::spawn_blocking(move || {
-            let mut removed = 0;
-            for entry in std::fs::read_dir(&tmp)? {
-                std::fs::remove_file(entry?.path())?;
-                removed += 1;
-            }
-            for sub in std::fs::read_dir(&dir)? {
-                for entry in std::fs::read_dir(sub?.path())? {
-                    let entry = entry?;
-                    let name = entry.file_name().to_string_lossy().into_owned();
-                    if !referenced.contains(&name) {
-                        std::fs::remove_file(entry.path())?;
-                        removed += 1;
-                    }
-                }
-            }
-            Ok(removed)
-        })
-        .await
-        .map_err(io::Error::other)?
+        crate::blobs::remove_unreferenced(self.dir.clone(), self.tmp.clone(), referenced).await
     }
 }

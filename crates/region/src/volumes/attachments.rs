@@ -4,7 +4,7 @@
 use axum::extract::State;
 use axum::http::StatusCode;
 use nubo_api::compute::InstanceState;
-use nubo_api::error::{ErrorBody, ErrorCode};
+use nubo_api::error::ErrorBody;
 use nubo_api::volumes::{AttachVolumeRequest, DetachVolumeRequest, Volume};
 use nubo_host::qemu::command::VOLUME_SLOTS;
 use nubo_store::instances;
@@ -12,7 +12,7 @@ use nubo_store::volumes::{self as store, VolumeRow};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::manage::find;
+use super::manage::{commit, find};
 use super::view;
 use crate::api::auth::Caller;
 use crate::api::error::{ApiError, ApiResult};
@@ -118,15 +118,8 @@ async fn volume_attach(
         state_changed_at: state.clock.now_micros(),
         ..v.clone()
     };
-    let next = store::update(&mut tx, &v, next)
-        .await?
-        .ok_or_else(|| ApiError::new(ErrorCode::Unavailable, "the volume changed; retry"))?;
-    tx.commit().await?;
-    state.volumes.notify_one();
-    Ok((
-        StatusCode::ACCEPTED,
-        axum::Json(view(next, &state.config.region)),
-    ))
+    let volume = commit(&state, tx, &v, next).await?;
+    Ok((StatusCode::ACCEPTED, axum::Json(volume)))
 }
 
 /// Detaches a volume. The guest is asked to let go (Linux does within about
@@ -175,13 +168,6 @@ async fn volume_detach(
         state_changed_at: state.clock.now_micros(),
         ..v.clone()
     };
-    let next = store::update(&mut tx, &v, next)
-        .await?
-        .ok_or_else(|| ApiError::new(ErrorCode::Unavailable, "the volume changed; retry"))?;
-    tx.commit().await?;
-    state.volumes.notify_one();
-    Ok((
-        StatusCode::ACCEPTED,
-        axum::Json(view(next, &state.config.region)),
-    ))
+    let volume = commit(&state, tx, &v, next).await?;
+    Ok((StatusCode::ACCEPTED, axum::Json(volume)))
 }

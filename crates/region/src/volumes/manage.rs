@@ -11,7 +11,7 @@ use nubo_store::{hosts, ids, quotas, snapshots};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::{tags_json, validate_name, validate_size, validate_tags, view};
+use super::{tags_json, validate_labels, validate_size, view};
 use crate::api::auth::Caller;
 use crate::api::error::{ApiError, ApiResult};
 use crate::api::extract::{Json, Path, Query};
@@ -34,6 +34,22 @@ pub async fn find(c: &mut nubo_store::Conn, caller: &Caller, id: &str) -> ApiRes
     store::get(c, &caller.account_id, id)
         .await?
         .ok_or_else(|| ApiError::not_found("volume", id))
+}
+
+/// Writes a volume's change in `tx`, commits, and wakes the reconciler; the
+/// volume as its owner now sees it.
+pub async fn commit(
+    state: &AppState,
+    mut tx: nubo_store::Tx,
+    prev: &VolumeRow,
+    next: VolumeRow,
+) -> ApiResult<Volume> {
+    let next = store::update(&mut tx, prev, next)
+        .await?
+        .ok_or_else(|| ApiError::new(ErrorCode::Unavailable, "the volume changed; retry"))?;
+    tx.commit().await?;
+    state.volumes.notify_one();
+    Ok(view(next, &state.config.region))
 }
 
 /// Refuses to let a VM open a volume whose snapshot is being taken while no
@@ -78,11 +94,8 @@ async fn volume_create(
     caller: Caller,
     Json(req): Json<CreateVolumeRequest>,
 ) -> ApiResult<(StatusCode, axum::Json<Volume>)> {
-    if let Some(name) = &req.name {
-        validate_name(name)?;
-    }
+    validate_labels(req.name.as_ref(), req.tags.as_ref())?;
     let tags = req.tags.clone().unwrap_or_default();
-    validate_tags(&tags)?;
     let mut tx = state.store.begin().await?;
     let snapshot = match &req.snapshot_id {
         Some(id) => Some(super::snapshots::find(&mut tx, &caller, id).await?),
@@ -184,12 +197,7 @@ async fn volume_update(
     Path(volume_id): Path<String>,
     Json(req): Json<UpdateVolumeRequest>,
 ) -> ApiResult<axum::Json<Volume>> {
-    if let Some(name) = &req.name {
-        validate_name(name)?;
-    }
-    if let Some(tags) = &req.tags {
-        validate_tags(tags)?;
-    }
+    validate_labels(req.name.as_ref(), req.tags.as_ref())?;
     let mut tx = state.store.begin().await?;
     let v = find(&mut tx, &caller, &volume_id).await?;
     let mut next = v.clone();
@@ -239,12 +247,7 @@ async fn volume_update(
         next.state = store::RESIZING.into();
         next.state_changed_at = state.clock.now_micros();
     }
-    let next = store::update(&mut tx, &v, next)
-        .await?
-        .ok_or_else(|| ApiError::new(ErrorCode::Unavailable, "the volume changed; retry"))?;
-    tx.commit().await?;
-    state.volumes.notify_one();
-    Ok(axum::Json(view(next, &state.config.region)))
+    Ok(axum::Json(commit(&state, tx, &v, next).await?))
 }
 
 /// Deletes a volume; refused while it is attached or a snapshot of it is
@@ -292,15 +295,8 @@ async fn volume_delete(
         state_changed_at: state.clock.now_micros(),
         ..v.clone()
     };
-    let next = store::update(&mut tx, &v, next)
-        .await?
-        .ok_or_else(|| ApiError::new(ErrorCode::Unavailable, "the volume changed; retry"))?;
-    tx.commit().await?;
-    state.volumes.notify_one();
-    Ok((
-        StatusCode::ACCEPTED,
-        axum::Json(view(next, &state.config.region)),
-    ))
+    let volume = commit(&state, tx, &v, next).await?;
+    Ok((StatusCode::ACCEPTED, axum::Json(volume)))
 }
 
 /// Deletes every volume and snapshot of a closing account: volumes attached

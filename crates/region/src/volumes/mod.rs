@@ -80,6 +80,20 @@ pub fn validate_name(name: &str) -> ApiResult<()> {
     Ok(())
 }
 
+/// Checks an optional name and optional tags of a request.
+pub fn validate_labels(
+    name: Option<&String>,
+    tags: Option<&BTreeMap<String, String>>,
+) -> ApiResult<()> {
+    if let Some(name) = name {
+        validate_name(name)?;
+    }
+    match tags {
+        Some(tags) => validate_tags(tags),
+        None => Ok(()),
+    }
+}
+
 pub fn validate_size(size_gib: u64) -> ApiResult<()> {
     if !(1..=MAX_SIZE_GIB).contains(&size_gib) {
         return Err(ApiError::invalid(format!(
