@@ -388,6 +388,36 @@ fn a_private_image_with_a_root_disk_boots_copy_on_write() {
                 && out.contains(&format!("disk says: written-by-{id}"))
         });
     }
+    // A root volume's snapshot holds what its guest wrote, taken while the
+    // guest runs and again while it is stopped.
+    let volumes = r.json(&["volume", "list"]);
+    let root = volumes
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v["attachment"]["instance_id"] == ids[0].as_str())
+        .map(|v| v["id"].as_str().unwrap().to_string())
+        .expect("a root volume");
+    for phase in ["running", "stopped"] {
+        if phase == "stopped" {
+            r.ok(&["instance", "stop", &ids[0], "--wait"]);
+        }
+        let snap = r.json(&["snapshot", "create", &root, "--wait"]);
+        let snap = snap["id"].as_str().unwrap().to_string();
+        let copy = r.json(&["volume", "create", "--from-snapshot", &snap, "--wait"]);
+        let copy = copy["id"].as_str().unwrap().to_string();
+        let file = std::fs::File::open(r.dir.join(format!("data/volumes/{copy}.raw"))).unwrap();
+        let mut head = [0u8; 1024];
+        std::os::unix::fs::FileExt::read_exact_at(&file, &mut head, 0).unwrap();
+        let text = String::from_utf8_lossy(&head);
+        assert!(text.starts_with("nubo-disk-base"), "{phase}: {text:?}");
+        assert!(
+            text[512..].starts_with(&format!("written-by-{}", ids[0])),
+            "{phase}: {text:?}"
+        );
+        r.ok(&["volume", "delete", &copy, "--wait"]);
+        r.ok(&["snapshot", "delete", &snap]);
+    }
     let busy = r.nubo(&["images", "delete", &image]);
     assert!(String::from_utf8_lossy(&busy.stderr).contains("InvalidState"));
     for id in &ids {

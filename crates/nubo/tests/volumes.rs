@@ -418,3 +418,56 @@ fn a_guest_that_holds_on_keeps_its_volume_until_the_detach_is_forced() {
         "the forced detach lost nothing written"
     );
 }
+
+/// For the first disk that appears: says its checksum, then powers its slot
+/// off, as a guest that unplugs a disk itself does.
+const UNPLUGGER: &str = r#"#!/bin/sh
+while true; do
+  for b in /sys/block/vd*; do
+    [ -e "$b/serial" ] || continue
+    s=$(cat "$b/serial")
+    echo "sum $s $(head -c 16777216 "/dev/${b##*/}" | sha256sum | cut -d' ' -f1)"
+    function=$(basename "$(dirname "$(readlink -f "$b/device")")")
+    for slot in /sys/bus/pci/slots/*; do
+      [ "$(cat "$slot/address")" = "${function%.*}" ] && echo 0 > "$slot/power" && echo "unplugged $s ${slot##*/}"
+    done
+    exit 0
+  done
+  usleep 200000
+done
+"#;
+
+#[test]
+fn a_volume_the_guest_unplugs_itself_is_recorded_detached() {
+    let r = Region::start_qemu(StoreKind::Sqlite, &[]);
+    r.ok(&["signup", "--email", "unplug@example.com"]);
+    let keeper = launch_with(&r, KEEPER, "keeper");
+    let unplugger = launch_with(&r, UNPLUGGER, "unplugger");
+    let data = id_of(&r.json(&["volume", "create", "--size", "1", "--wait"]));
+    r.ok(&["volume", "attach", &data, "--instance", &keeper, "--wait"]);
+    let sum = said(&r, &keeper, "sum", &data);
+    r.ok(&["volume", "detach", &data, "--wait"]);
+    r.ok(&[
+        "volume",
+        "attach",
+        &data,
+        "--instance",
+        &unplugger,
+        "--wait",
+    ]);
+    assert_eq!(said(&r, &unplugger, "sum", &data), sum);
+    said(&r, &unplugger, "unplugged", &data);
+    wait_until("the unplug to be recorded", Duration::from_secs(60), || {
+        volume_state(&r, &data)["state"] == "available"
+    });
+    let v = volume_state(&r, &data);
+    let reason = v["state_reason"].as_str().unwrap_or_default();
+    assert!(reason.contains("unplugged"), "{v}");
+    let other = launch_with(&r, KEEPER, "other");
+    r.ok(&["volume", "attach", &data, "--instance", &other, "--wait"]);
+    assert_eq!(
+        said(&r, &other, "sum", &data),
+        sum,
+        "its file was let go whole"
+    );
+}
