@@ -28,12 +28,17 @@ const SSH_TIMEOUT: Duration = Duration::from_secs(300);
 const TYPE: &str = "n1.small";
 const MEMORY_MIB: u32 = 1024;
 
-/// `nubo-bench imds-stdio INSTANCE_ID`: answers one metadata request read
-/// from standard input, enough of the EC2 tree for cloud-init.
+/// `nubo-bench imds-stdio INSTANCE_ID [PUBLIC_KEY_FILE]`: answers one
+/// metadata request read from standard input, enough of the EC2 tree for
+/// cloud-init (and the key it installs for the default user).
 pub fn imds_stdio(args: &[String]) -> Result<(), String> {
     let id = args
         .first()
-        .ok_or("usage: nubo-bench imds-stdio INSTANCE_ID")?;
+        .ok_or("usage: nubo-bench imds-stdio INSTANCE_ID [PUBLIC_KEY_FILE]")?;
+    let key = match args.get(1) {
+        Some(path) => Some(std::fs::read_to_string(path).map_err(|e| format!("{path}: {e}"))?),
+        None => None,
+    };
     let mut input = std::io::BufReader::new(std::io::stdin().lock());
     let mut request = String::new();
     input.read_line(&mut request).map_err(|e| e.to_string())?;
@@ -51,7 +56,13 @@ pub fn imds_stdio(args: &[String]) -> Result<(), String> {
         .split_once('/')
         .map_or("", |(_, rest)| rest);
     let body = match below.trim_end_matches('/') {
+        "meta-data" if key.is_some() => {
+            Some("hostname\ninstance-id\nlocal-hostname\nlocal-ipv4\npublic-keys/".to_string())
+        }
         "meta-data" => Some("hostname\ninstance-id\nlocal-hostname\nlocal-ipv4".to_string()),
+        "meta-data/public-keys" => key.as_ref().map(|_| "0=bench".to_string()),
+        "meta-data/public-keys/0" => key.as_ref().map(|_| "openssh-key".to_string()),
+        "meta-data/public-keys/0/openssh-key" => key.clone(),
         "meta-data/instance-id" | "meta-data/hostname" | "meta-data/local-hostname" => {
             Some(id.clone())
         }

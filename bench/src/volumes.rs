@@ -1,9 +1,10 @@
 //! bench/volumes: block I/O inside a guest on a nubo volume, beside the same
 //! test (`nubo-bench io`, this very binary) on the host against a file in the
-//! folder where the host keeps its volumes, in the same run; then snapshot and
-//! restore throughput of the data the guest wrote.
+//! folder where the host keeps its volumes, and in a bare QEMU guest booted by
+//! hand on nubo's command line with a volume file of its own, in the same run;
+//! then snapshot and restore throughput of the data the guest wrote.
 //!
-//! The guest is debian-12 (its glibc runs this binary, copied in over SSH).
+//! The guests are debian-12 (its glibc runs this binary, copied in over SSH).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -19,8 +20,12 @@ use nubo_api::volumes::{
 };
 use nubo_cli::Client;
 
+use nubo_host::qemu::accel::{self, AccelChoice};
+use nubo_host::qemu::volumes::VolumeDir;
+use nubo_host::volumes::{Attached, Source, VolumeSpec};
+
 use crate::io::Figures;
-use crate::launch::wait_state;
+use crate::launch::{Bare, BareVm, image_spec, wait_state};
 use crate::region::Region;
 
 /// What each side writes sequentially, then reads.
@@ -124,8 +129,100 @@ fn volume_ready(v: &Volume) -> Result<bool, String> {
     }
 }
 
-/// A debian-12 instance with the key, reachable by SSH.
-async fn guest(client: &Client, dir: &Path) -> Result<(Instance, Guest), String> {
+/// Waits until the guest answers SSH.
+async fn reachable(guest: &Guest, what: &str) -> Result<(), String> {
+    let started = Instant::now();
+    while guest.run("true").is_err() {
+        if started.elapsed() > WAIT {
+            return Err(format!("{what} never accepted SSH"));
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    Ok(())
+}
+
+/// Runs the I/O test in the guest on `device`.
+async fn measure_in(guest: &Guest, device: &str) -> Result<Figures, String> {
+    let me = std::env::current_exe().map_err(e)?;
+    guest.copy_in(&me, "/tmp/nubo-bench")?;
+    let started = Instant::now();
+    while guest.run(&format!("test -e {device}")).is_err() {
+        if started.elapsed() > Duration::from_secs(60) {
+            return Err(format!("{device} never appeared in the guest"));
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let out = guest.run(&format!(
+        "sudo /tmp/nubo-bench io --path {device} --size-mib {SIZE_MIB} --seconds {RANDOM_SECONDS}"
+    ))?;
+    Figures::from_json(&out)
+}
+
+/// The same test in debian-12 booted by hand on nubo's command line, with a
+/// volume file made and plugged in as nubo's driver does, reached through
+/// QEMU's user-mode network (cloud-init gets the key from this binary, which
+/// answers its metadata requests).
+async fn in_bare(
+    images: &Path,
+    dir: &Path,
+    key: &Path,
+    public_key: &str,
+) -> Result<Figures, String> {
+    let image = image_spec(&images.join("debian-12"))?;
+    let volumes = VolumeDir::open(dir.join("bare-volumes")).map_err(e)?;
+    let volume = "vol-0000000000000000";
+    volumes
+        .create(&VolumeSpec {
+            id: volume.into(),
+            size_bytes: VOLUME_GIB << 30,
+            source: Source::Blank,
+        })
+        .await
+        .map_err(e)?;
+    let plugged = Attached {
+        volume_id: volume.into(),
+        slot: 0,
+    };
+    let key_file = dir.join("bare-key.pub");
+    std::fs::write(&key_file, public_key).map_err(e)?;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map_err(e)?
+        .port();
+    let id = BareVm::next_id();
+    let me = std::env::current_exe().map_err(e)?;
+    // A comma in a QEMU option value is doubled.
+    let serve =
+        format!("{} imds-stdio {id} {}", me.display(), key_file.display()).replace(',', ",,");
+    let mut extra = vec![
+        "-netdev".to_string(),
+        format!(
+            "user,id=nic0,restrict=on,net=169.254.0.0/16,host=169.254.0.2,dhcpstart=169.254.0.15,\
+             guestfwd=tcp:169.254.169.254:80-cmd:{serve},hostfwd=tcp:127.0.0.1:{port}-:22"
+        ),
+        "-device".into(),
+        "virtio-net-device,netdev=nic0".into(),
+    ];
+    extra.extend(volumes.boot_args(None, &[plugged]).map_err(e)?);
+    let (accel, _) = accel::choose(AccelChoice::Auto);
+    let _vm = Bare {
+        memory_mib: 1024,
+        extra,
+        ..Bare::new(&image, accel)
+    }
+    .start(&id)?;
+    let guest = Guest {
+        key: key.to_path_buf(),
+        port: port.to_string(),
+    };
+    reachable(&guest, "the bare VM").await?;
+    let figures = measure_in(&guest, &format!("/dev/disk/by-id/virtio-{volume}")).await;
+    let _ = volumes.delete(volume);
+    figures
+}
+
+/// A debian-12 instance with the key, reachable by SSH; and the key's public half.
+async fn guest(client: &Client, dir: &Path) -> Result<(Instance, Guest, String), String> {
     let pair: CreatedKeyPair = client
         .post(
             "/v1/key-pairs",
@@ -138,6 +235,7 @@ async fn guest(client: &Client, dir: &Path) -> Result<(Instance, Guest), String>
         .map_err(e)?;
     let key = dir.join("bench-key");
     std::fs::write(&key, pair.private_key.unwrap_or_default()).map_err(e)?;
+    let public_key = pair.key_pair.public_key;
     std::fs::set_permissions(&key, std::os::unix::fs::PermissionsExt::from_mode(0o600))
         .map_err(e)?;
     let request = LaunchRequest {
@@ -160,14 +258,8 @@ async fn guest(client: &Client, dir: &Path) -> Result<(Instance, Guest), String>
         .map(|(_, p)| p.to_string())
         .ok_or("no port")?;
     let guest = Guest { key, port };
-    let started = Instant::now();
-    while guest.run("true").is_err() {
-        if started.elapsed() > WAIT {
-            return Err(format!("{id} never accepted SSH"));
-        }
-        tokio::time::sleep(Duration::from_secs(1)).await;
-    }
-    Ok((instance, guest))
+    reachable(&guest, &id).await?;
+    Ok((instance, guest, public_key))
 }
 
 struct Copies {
@@ -221,8 +313,10 @@ async fn copies(client: &Client, volume: &str) -> Result<Copies, String> {
     })
 }
 
-async fn in_guest(client: &Client, dir: &Path) -> Result<(Figures, Copies), String> {
-    let (instance, guest) = guest(client, dir).await?;
+/// The I/O test on a nubo volume, and its snapshot and restore; and the
+/// guest's public key.
+async fn in_guest(client: &Client, dir: &Path) -> Result<(Figures, Copies, String), String> {
+    let (instance, guest, public_key) = guest(client, dir).await?;
     eprintln!("debian-12 guest up");
     let v: Volume = client
         .post(
@@ -249,24 +343,11 @@ async fn in_guest(client: &Client, dir: &Path) -> Result<(Figures, Copies), Stri
         Ok(v.attachment.as_ref().map(|a| a.state) == Some(AttachState::Attached))
     })
     .await?;
-    let me = std::env::current_exe().map_err(e)?;
-    guest.copy_in(&me, "/tmp/nubo-bench")?;
-    let device = format!("/dev/disk/by-id/virtio-{}", v.id);
-    let started = Instant::now();
-    while guest.run(&format!("test -e {device}")).is_err() {
-        if started.elapsed() > Duration::from_secs(60) {
-            return Err(format!("{device} never appeared in the guest"));
-        }
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
-    let out = guest.run(&format!(
-        "sudo /tmp/nubo-bench io --path {device} --size-mib {SIZE_MIB} --seconds {RANDOM_SECONDS}"
-    ))?;
-    let figures = Figures::from_json(&out)?;
+    let figures = measure_in(&guest, &format!("/dev/disk/by-id/virtio-{}", v.id)).await?;
     eprintln!("guest measured");
     let copies = copies(client, &v.id).await?;
     eprintln!("snapshot and restore measured");
-    Ok((figures, copies))
+    Ok((figures, copies, public_key))
 }
 
 fn on_host(volumes_dir: &Path) -> Result<Figures, String> {
@@ -287,7 +368,11 @@ pub fn run(args: &[String]) -> Result<(), String> {
     let host_before = on_host(&volumes_dir)?;
     eprintln!("host measured");
     let client = runtime.block_on(region.signed_up("volumes-bench@example.com"))?;
-    let (guest, copies) = runtime.block_on(in_guest(&client, &region.dir))?;
+    let (guest, copies, public_key) = runtime.block_on(in_guest(&client, &region.dir))?;
+    let images = Path::new(images);
+    let key = region.dir.join("bench-key");
+    let bare = runtime.block_on(in_bare(images, &region.dir, &key, &public_key))?;
+    eprintln!("bare QEMU guest measured");
     let host_after = on_host(&volumes_dir)?;
     eprintln!("host measured again");
     let mean = |f: fn(&Figures) -> f64| (f(&host_before) + f(&host_after)) / 2.0;
@@ -300,36 +385,31 @@ pub fn run(args: &[String]) -> Result<(), String> {
 
     println!();
     println!(
-        "bench/volumes: O_DIRECT I/O on a {VOLUME_GIB} GiB volume in a debian-12 guest (guests under \
-         the host's accelerator) beside the host on a file in its volumes folder (mean of a run \
-         before and after)"
+        "bench/volumes: O_DIRECT I/O on a {VOLUME_GIB} GiB volume in a debian-12 guest (n1.small, \
+         under the host's accelerator), beside a bare QEMU guest on nubo's command line and the \
+         host on a file in its volumes folder (mean of a run before and after)"
     );
     println!();
-    println!("{:<28} {:>12} {:>12} {:>10}", "", "guest", "host", "ratio");
-    let rows = [
-        (
-            "seq write 1 MiB, MiB/s",
-            guest.seq_write_mib_s,
-            host.seq_write_mib_s,
-        ),
-        (
-            "seq read 1 MiB, MiB/s",
-            guest.seq_read_mib_s,
-            host.seq_read_mib_s,
-        ),
-        (
-            "rand write 4 KiB, IOPS",
-            guest.rand_write_iops,
-            host.rand_write_iops,
-        ),
-        (
-            "rand read 4 KiB, IOPS",
-            guest.rand_read_iops,
-            host.rand_read_iops,
-        ),
+    println!(
+        "{:<26} {:>10} {:>10} {:>10} {:>11} {:>11}",
+        "", "nubo", "bare QEMU", "host", "nubo/host", "nubo/bare"
+    );
+    let pick: [(&str, fn(&Figures) -> f64); 4] = [
+        ("seq write 1 MiB, MiB/s", |f| f.seq_write_mib_s),
+        ("seq read 1 MiB, MiB/s", |f| f.seq_read_mib_s),
+        ("rand write 4 KiB, IOPS", |f| f.rand_write_iops),
+        ("rand read 4 KiB, IOPS", |f| f.rand_read_iops),
     ];
-    for (name, g, h) in rows {
-        println!("{name:<28} {g:>12.1} {h:>12.1} {:>10.3}", g / h.max(1e-9));
+    let rows: Vec<(&str, f64, f64, f64)> = pick
+        .iter()
+        .map(|(name, f)| (*name, f(&guest), f(&bare), f(&host)))
+        .collect();
+    for (name, g, b, h) in &rows {
+        println!(
+            "{name:<26} {g:>10.1} {b:>10.1} {h:>10.1} {:>11.3} {:>11.3}",
+            g / h.max(1e-9),
+            g / b.max(1e-9)
+        );
     }
     println!();
     println!(
@@ -339,11 +419,12 @@ pub fn run(args: &[String]) -> Result<(), String> {
     );
     println!();
     println!("against the target (ratio > 1 meets it):");
-    for (name, g, h) in &rows[..2] {
+    for (name, g, b, h) in &rows[..2] {
         let ratio = g / h.max(1e-9);
         println!(
-            "  {name}: {ratio:.3} of the host vs >= {SEQ_TARGET}: {:.2}x",
-            ratio / SEQ_TARGET
+            "  {name}: {ratio:.3} of the host vs >= {SEQ_TARGET}: {:.2}x (the bare QEMU guest: {:.3})",
+            ratio / SEQ_TARGET,
+            b / h.max(1e-9)
         );
     }
     Ok(())
