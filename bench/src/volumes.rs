@@ -262,6 +262,9 @@ async fn guest(client: &Client, dir: &Path) -> Result<(Instance, Guest, String),
     Ok((instance, guest, public_key))
 }
 
+/// One figure of a side's I/O test.
+type Measure = fn(&Figures) -> f64;
+
 struct Copies {
     snapshot_mib_s: f64,
     restore_mib_s: f64,
@@ -394,7 +397,7 @@ pub fn run(args: &[String]) -> Result<(), String> {
         "{:<26} {:>10} {:>10} {:>10} {:>11} {:>11}",
         "", "nubo", "bare QEMU", "host", "nubo/host", "nubo/bare"
     );
-    let pick: [(&str, fn(&Figures) -> f64); 4] = [
+    let pick: [(&str, Measure); 4] = [
         ("seq write 1 MiB, MiB/s", |f| f.seq_write_mib_s),
         ("seq read 1 MiB, MiB/s", |f| f.seq_read_mib_s),
         ("rand write 4 KiB, IOPS", |f| f.rand_write_iops),
