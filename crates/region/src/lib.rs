@@ -8,6 +8,7 @@
 
 pub mod accounts;
 pub mod api;
+pub mod billing;
 pub mod clock;
 pub mod compute;
 pub mod config;
