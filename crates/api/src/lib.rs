@@ -5,6 +5,7 @@
 //! the checked-in document (`openapi/nubo.json`) must be regenerated with it.
 
 pub mod account;
+pub mod billing;
 pub mod buckets;
 pub mod compute;
 pub mod error;

@@ -96,6 +96,9 @@ pub enum Command {
     /// Snapshots of volumes, kept in object storage.
     #[command(subcommand)]
     Snapshot(SnapshotCommand),
+    /// Usage, metered per second.
+    #[command(subcommand)]
+    Billing(BillingCommand),
     /// Buckets of object storage (for objects, use any S3 client).
     #[command(subcommand)]
     Bucket(BucketCommand),
@@ -337,6 +340,20 @@ pub enum VolumeCommand {
         volume_id: String,
         #[command(flatten)]
         wait: Wait,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BillingCommand {
+    /// What the account's resources used, per resource: instances by the
+    /// second while running (at least 60 s per start), storage by the GiB-second.
+    Usage {
+        /// RFC 3339 or YYYY-MM-DD (UTC); default: the start of this month.
+        #[arg(long)]
+        since: Option<String>,
+        /// RFC 3339 or YYYY-MM-DD (UTC); default: now.
+        #[arg(long)]
+        until: Option<String>,
     },
 }
 

@@ -895,3 +895,72 @@ fn wait_gone(r: &Region, c: &common::Creds, path: &str) {
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+on_both_stores!(
+    usage_accrues_per_second_from_the_event_log,
+    |store: StoreKind| {
+        let r = Region::start(store);
+        let c = r.signup("usage@example.com");
+        let usage = |query: &str| r.signed(&c, "GET", &format!("/v1/billing/usage{query}"), None);
+        for bad in [
+            "?since=yesterday",
+            "?since=2030-01-01",
+            "?until=1970-01-01",
+            "?by=tag",
+        ] {
+            let (s, v) = usage(bad);
+            assert_eq!((s, code(&v)), (400, "InvalidParameter"), "{bad}: {v}");
+        }
+        let (s, v) = usage("");
+        assert_eq!(
+            (s, v["lines"].as_array().map(Vec::len)),
+            (200, Some(0)),
+            "{v}"
+        );
+
+        let (_, launched) = r.signed(&c, "POST", "/v1/instances", Some(&launch_body(1)));
+        let id = launched["instances"][0]["id"].as_str().unwrap().to_string();
+        r.wait_state(&c, &id, "running");
+        let body = json!({"size_gib": 2}).to_string();
+        let (_, vol) = r.signed(&c, "POST", "/v1/volumes", Some(&body));
+        let vol = vol["id"].as_str().unwrap().to_string();
+        std::thread::sleep(Duration::from_millis(1500));
+        let (_, v) = usage("?since=2020-01-01");
+        let lines = v["lines"].as_array().unwrap();
+        let of = |rid: &str| lines.iter().find(|l| l["resource_id"] == rid).cloned();
+        let running = of(&id).expect("the instance is metered");
+        assert_eq!(running["meter"], "instance:n1.nano", "{v}");
+        let seconds = running["quantity"].as_f64().unwrap();
+        assert!((1.0..60.0).contains(&seconds), "running so far: {v}");
+        let storage = of(&vol).expect("the volume is metered");
+        assert_eq!(
+            (&storage["meter"], &storage["unit"]),
+            (&json!("volume-storage"), &json!("GiB-second"))
+        );
+        assert!(storage["quantity"].as_f64().unwrap() >= 2.0, "{v}");
+
+        // Terminated within a minute, the run costs the minute.
+        r.signed(&c, "DELETE", &format!("/v1/instances/{id}"), None);
+        r.wait_state(&c, &id, "terminated");
+        let (_, v) = usage("?since=2020-01-01");
+        let run = v["lines"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|l| l["resource_id"] == id.as_str())
+            .cloned()
+            .unwrap();
+        assert_eq!(run["quantity"].as_f64().unwrap(), 60.0, "{v}");
+        let (_, other) = r.signed(
+            &r.signup("other-usage@example.com"),
+            "GET",
+            "/v1/billing/usage",
+            None,
+        );
+        assert_eq!(
+            other["lines"].as_array().map(Vec::len),
+            Some(0),
+            "accounts see only their own"
+        );
+    }
+);

@@ -92,6 +92,33 @@ fn from_row(r: AnyRow) -> Result<Event> {
 
 const COLUMNS: &str = "id, at, account_id, resource_type, resource_id, action, data";
 
+/// The events of an account's resources of `types` before `before`, in the
+/// order they happened.
+pub async fn of_account(
+    c: &mut Conn,
+    account_id: &str,
+    types: &[&str],
+    before: i64,
+) -> Result<Vec<Event>> {
+    let mut out = Vec::new();
+    for kind in types {
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {COLUMNS} FROM events \
+             WHERE account_id = $1 AND resource_type = $2 AND at < $3 ORDER BY id"
+        )))
+        .bind(account_id)
+        .bind(*kind)
+        .bind(before)
+        .fetch_all(&mut *c)
+        .await?;
+        for r in rows {
+            out.push(from_row(r)?);
+        }
+    }
+    out.sort_by(|a, b| a.id.cmp(&b.id));
+    Ok(out)
+}
+
 /// A resource's events in the order they happened.
 pub async fn for_resource(c: &mut Conn, resource_id: &str) -> Result<Vec<Event>> {
     sqlx::query(sqlx::AssertSqlSafe(format!(

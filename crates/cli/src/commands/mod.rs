@@ -2,6 +2,7 @@
 
 mod account;
 mod admin;
+mod billing;
 mod compute;
 mod key_pairs;
 mod keys;
@@ -136,6 +137,7 @@ pub async fn run(cli: Cli) -> Result<(), ClientError> {
         Command::SecurityGroup(cmd) => security_groups::run(&ctx, cmd).await,
         Command::Volume(cmd) => volumes::run(&ctx, cmd).await,
         Command::Snapshot(cmd) => volumes::snapshots(&ctx, cmd).await,
+        Command::Billing(cmd) => billing::run(&ctx, cmd).await,
         Command::Bucket(cmd) => storage::run(&ctx, cmd).await,
         Command::Admin(cmd) => admin::run(&ctx, cmd).await,
         Command::Completions { shell } => {

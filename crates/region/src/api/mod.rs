@@ -42,6 +42,7 @@ use crate::state::AppState;
         (name = "compute", description = "Instance types, images and instances"),
         (name = "networks", description = "Private networks of instances"),
         (name = "volumes", description = "Block volumes and their snapshots"),
+        (name = "billing", description = "Usage, metered per second"),
         (name = "storage", description = "Buckets of object storage (S3 clients use the S3 endpoint)"),
         (name = "admin", description = "Operator endpoints"),
         (name = "operations", description = "Health and metrics"),
@@ -91,6 +92,7 @@ fn api_router() -> OpenApiRouter<AppState> {
         .merge(crate::compute::routes())
         .merge(crate::networks::routes())
         .merge(crate::volumes::routes())
+        .merge(crate::billing::routes())
         .merge(crate::hosts::routes())
         .merge(crate::storage::routes())
         .routes(routes!(healthz))

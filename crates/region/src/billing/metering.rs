@@ -80,12 +80,17 @@ fn state(e: &Event) -> Option<&str> {
 }
 
 /// Running time by instance type: each run from `state.running` to the next
-/// state, extended to the minimum, then cut to the window.
+/// state, cut to the window.
 fn instance(events: &[&Event], from: i64, to: i64) -> Vec<(Meter, u128)> {
     let mut by_type: BTreeMap<String, u128> = BTreeMap::new();
-    let mut bill = |start: i64, end: i64, instance_type: &str| {
-        let end = end.max(start + MINIMUM_RUN_MICROS);
-        *by_type.entry(instance_type.to_string()).or_default() += overlap(start, end, from, to);
+    // A run shorter than the minimum owes the rest when it ends, in the
+    // window its end falls in: so it is billed once, whichever windows it spans.
+    let mut bill = |start: i64, end: i64, ended: bool, instance_type: &str| {
+        let mut q = overlap(start, end, from, to);
+        if ended && (from..to).contains(&end) {
+            q += (MINIMUM_RUN_MICROS - (end - start)).max(0) as u128;
+        }
+        *by_type.entry(instance_type.to_string()).or_default() += q;
     };
     let mut running: Option<(i64, String)> = None;
     for e in events {
@@ -96,14 +101,14 @@ fn instance(events: &[&Event], from: i64, to: i64) -> Vec<(Meter, u128)> {
             }
             (Some("running"), Some(_)) | (None, _) => {}
             (Some(_), Some((start, instance_type))) => {
-                bill(*start, e.at, instance_type);
+                bill(*start, e.at, true, instance_type);
                 running = None;
             }
             (Some(_), None) => {}
         }
     }
     if let Some((start, instance_type)) = running {
-        bill(start, to, &instance_type);
+        bill(start, to, false, &instance_type);
     }
     by_type
         .into_iter()
@@ -219,10 +224,28 @@ mod tests {
     fn a_running_instance_is_billed_up_to_the_end_of_the_window() {
         let events = [vm(0, "pending"), vm(10, "running")];
         assert_eq!(seconds(&meter(&events, 0, 3610 * S)), 3600.0);
+        assert_eq!(
+            seconds(&meter(&events, 0, 20 * S)),
+            10.0,
+            "so far, as it rises"
+        );
         // Windows split a run without losing or doubling a second.
         let halves =
             seconds(&meter(&events, 0, 1000 * S)) + seconds(&meter(&events, 1000 * S, 3610 * S));
         assert_eq!(halves, 3600.0);
+    }
+
+    #[test]
+    fn a_short_run_split_by_windows_still_costs_one_minute() {
+        let events = [vm(0, "pending"), vm(90, "running"), vm(105, "stopping")];
+        let first = seconds(&meter(&events, 0, 100 * S));
+        let second = seconds(&meter(&events, 100 * S, 1000 * S));
+        assert_eq!((first, first + second), (10.0, 60.0));
+        assert_eq!(
+            seconds(&meter(&events, 0, 106 * S)),
+            60.0,
+            "owed once it ends"
+        );
     }
 
     #[test]

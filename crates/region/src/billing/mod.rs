@@ -2,3 +2,12 @@
 //! list, per second.
 
 pub mod metering;
+pub mod usage;
+
+use utoipa_axum::router::OpenApiRouter;
+
+use crate::state::AppState;
+
+pub fn routes() -> OpenApiRouter<AppState> {
+    usage::routes()
+}
