@@ -35,3 +35,28 @@ pub struct UsageReport {
     pub until: String,
     pub lines: Vec<UsageLine>,
 }
+
+/// The prices in effect from a moment on. Amounts are in billionths of the
+/// region's currency unit; a later list replaces an earlier one from its
+/// `effective_from`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct PriceList {
+    /// RFC 3339.
+    pub effective_from: String,
+    /// e.g. `USD`.
+    pub currency: String,
+    /// Per running second, by instance type.
+    pub instance_second_nanos: std::collections::BTreeMap<String, u64>,
+    /// Per GiB of volume provisioned for a month (30 days), by the second.
+    pub volume_gib_month_nanos: u64,
+    /// Per GiB stored in snapshots for a month, by the second.
+    pub snapshot_gib_month_nanos: u64,
+    /// Per GiB stored in object storage for a month, by the second.
+    pub object_gib_month_nanos: u64,
+    /// Per 1,000 object storage requests.
+    pub requests_per_1000_nanos: u64,
+    /// Per GiB sent out of the region.
+    pub egress_gib_nanos: u64,
+    /// Per hour of a load balancer, by the second.
+    pub load_balancer_hour_nanos: u64,
+}

@@ -99,6 +99,9 @@ pub enum Command {
     /// Usage, metered per second.
     #[command(subcommand)]
     Billing(BillingCommand),
+    /// The public price list.
+    #[command(subcommand)]
+    Pricing(ListOnly),
     /// Buckets of object storage (for objects, use any S3 client).
     #[command(subcommand)]
     Bucket(BucketCommand),

@@ -507,3 +507,22 @@ on_both_stores!(security_groups_and_their_rules, |store: StoreKind| {
     r.ok(&["security-group", "delete", &web_id]);
     r.ok(&["instance", "terminate", &id, "--wait"]);
 });
+
+#[test]
+fn the_price_list_is_public_and_prices_the_instance_types() {
+    let r = Region::start(StoreKind::Sqlite);
+    let lists = r.json(&["pricing", "list"]);
+    let now = &lists[0];
+    assert_eq!(now["currency"], "USD", "{lists}");
+    let types = r.json(&["instance-types", "list"]);
+    for t in types.as_array().unwrap() {
+        let name = t["name"].as_str().unwrap();
+        assert_eq!(
+            now["instance_second_nanos"][name], t["price_per_second_nanos"],
+            "{name}"
+        );
+    }
+    assert!(now["volume_gib_month_nanos"].as_u64().unwrap() > 0);
+    let table = r.ok(&["pricing", "list"]);
+    assert!(table.contains("volume storage") && table.contains("USD per GiB-month"), "{table}");
+}

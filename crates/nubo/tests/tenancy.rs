@@ -21,6 +21,7 @@ const PUBLIC: &[&str] = &[
     "region_list",
     "region_capacity",
     "instance_type_list",
+    "pricing_list",
     "account_signup",
 ];
 

@@ -102,6 +102,11 @@ struct FileConfig {
     quota_ceilings: BTreeMap<String, u64>,
     #[serde(default)]
     regions: Vec<PeerRegion>,
+    /// The currency prices are in.
+    currency: Option<String>,
+    /// Changes of the price list, each from its time.
+    #[serde(default)]
+    prices: Vec<crate::billing::prices::PriceChange>,
 }
 
 /// Capacity of each simulated host.
@@ -206,6 +211,8 @@ pub struct Config {
     pub log: String,
     pub quotas: BTreeMap<QuotaResource, QuotaRule>,
     pub peers: Vec<PeerRegion>,
+    /// The public price list, every version.
+    pub prices: crate::billing::prices::Prices,
 }
 
 impl Config {
@@ -253,6 +260,8 @@ impl Config {
             .or(file.public_s3_endpoint)
             .unwrap_or_else(|| format!("http://{s3_listen}"));
         let quotas = quota_rules(&file.quota_defaults, &file.quota_ceilings)?;
+        let currency = file.currency.clone().unwrap_or_else(|| "USD".into());
+        let prices = crate::billing::prices::Prices::new(&currency, &file.prices)?;
         let images_dir = args
             .images_dir
             .or(file.images_dir)
@@ -286,6 +295,7 @@ impl Config {
             log: args.log.or(file.log).unwrap_or_else(|| "info".into()),
             quotas,
             peers: file.regions,
+            prices,
         })
     }
 

@@ -1,6 +1,6 @@
 //! nubo billing …
 
-use nubo_api::billing::UsageReport;
+use nubo_api::billing::{PriceList, UsageReport};
 
 use crate::args::BillingCommand;
 use crate::client::ClientError;
@@ -41,4 +41,48 @@ pub async fn run(ctx: &Context, cmd: BillingCommand) -> Result<(), ClientError> 
             )
         }
     }
+}
+
+/// Every version of the price list, a row per price, in currency units.
+pub async fn pricing(ctx: &Context) -> Result<(), ClientError> {
+    let lists: Vec<PriceList> = ctx.public().await?.get("/v1/pricing").await?;
+    let units = |nanos: u64| format!("{:.9}", nanos as f64 / 1e9);
+    let mut rows = Vec::new();
+    for l in &lists {
+        let mut row = |item: String, unit: &str, nanos: u64| {
+            rows.push(vec![
+                l.effective_from.clone(),
+                item,
+                units(nanos),
+                format!("{} per {unit}", l.currency),
+            ])
+        };
+        for (t, nanos) in &l.instance_second_nanos {
+            row(format!("instance {t}"), "second", *nanos);
+        }
+        row(
+            "volume storage".into(),
+            "GiB-month",
+            l.volume_gib_month_nanos,
+        );
+        row(
+            "snapshot storage".into(),
+            "GiB-month",
+            l.snapshot_gib_month_nanos,
+        );
+        row(
+            "object storage".into(),
+            "GiB-month",
+            l.object_gib_month_nanos,
+        );
+        row("object requests".into(), "1,000", l.requests_per_1000_nanos);
+        row("data out".into(), "GiB", l.egress_gib_nanos);
+        row("load balancer".into(), "hour", l.load_balancer_hour_nanos);
+    }
+    print(
+        ctx.output(),
+        &lists,
+        &["effective_from", "item", "price", "unit"],
+        rows,
+    )
 }

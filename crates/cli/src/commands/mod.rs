@@ -138,6 +138,7 @@ pub async fn run(cli: Cli) -> Result<(), ClientError> {
         Command::Volume(cmd) => volumes::run(&ctx, cmd).await,
         Command::Snapshot(cmd) => volumes::snapshots(&ctx, cmd).await,
         Command::Billing(cmd) => billing::run(&ctx, cmd).await,
+        Command::Pricing(_) => billing::pricing(&ctx).await,
         Command::Bucket(cmd) => storage::run(&ctx, cmd).await,
         Command::Admin(cmd) => admin::run(&ctx, cmd).await,
         Command::Completions { shell } => {

@@ -2,6 +2,7 @@
 //! list, per second.
 
 pub mod metering;
+pub mod prices;
 pub mod usage;
 
 use utoipa_axum::router::OpenApiRouter;
@@ -9,5 +10,5 @@ use utoipa_axum::router::OpenApiRouter;
 use crate::state::AppState;
 
 pub fn routes() -> OpenApiRouter<AppState> {
-    usage::routes()
+    usage::routes().merge(prices::routes())
 }

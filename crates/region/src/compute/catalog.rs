@@ -1,13 +1,15 @@
 //! Instance types: fixed shapes of vCPU and memory with a price per second.
 //! There is no resize; another shape means another instance.
 
+use axum::extract::State;
 use nubo_api::compute::InstanceType;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::state::AppState;
 
-/// (name, vCPUs, memory MiB, price per running second in billionths of a unit).
+/// (name, vCPUs, memory MiB, built-in price per running second in billionths
+/// of a unit; the operator's price list may change it).
 const TYPES: &[(&str, u32, u32, u64)] = &[
     ("n1.nano", 1, 64, 1_111),
     ("n1.micro", 1, 256, 2_222),
@@ -39,10 +41,23 @@ pub fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new().routes(routes!(instance_type_list))
 }
 
-/// Lists the instance types and their prices. Public, like a price list.
+/// Lists the instance types and their prices now (see `/v1/pricing` for
+/// every version of the price list). Public, like a price list.
 #[utoipa::path(get, path = "/v1/instance-types", tag = "compute",
     operation_id = "instance_type_list",
     responses((status = 200, body = Vec<InstanceType>)))]
-async fn instance_type_list() -> axum::Json<Vec<InstanceType>> {
-    axum::Json(all())
+async fn instance_type_list(State(state): State<AppState>) -> axum::Json<Vec<InstanceType>> {
+    let prices = state.config.prices.at(state.clock.now_micros());
+    let priced = all()
+        .into_iter()
+        .map(|t| InstanceType {
+            price_per_second_nanos: prices
+                .instance_second_nanos
+                .get(&t.name)
+                .copied()
+                .unwrap_or(t.price_per_second_nanos),
+            ..t
+        })
+        .collect();
+    axum::Json(priced)
 }
