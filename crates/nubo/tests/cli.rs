@@ -524,5 +524,8 @@ fn the_price_list_is_public_and_prices_the_instance_types() {
     }
     assert!(now["volume_gib_month_nanos"].as_u64().unwrap() > 0);
     let table = r.ok(&["pricing", "list"]);
-    assert!(table.contains("volume storage") && table.contains("USD per GiB-month"), "{table}");
+    assert!(
+        table.contains("volume storage") && table.contains("USD per GiB-month"),
+        "{table}"
+    );
 }
