@@ -117,7 +117,11 @@ pub async fn serve(listener: std::net::TcpListener, ns: String, directory: Direc
             async move { Ok::<_, Infallible>(answer) }
         });
         tokio::spawn(async move {
+            // Clients such as busybox's nc shut their side once the request
+            // is sent; without half-close support, hyper may see that end
+            // of input first and hang up instead of answering.
             let _ = hyper::server::conn::http1::Builder::new()
+                .half_close(true)
                 .serve_connection(TokioIo::new(socket), service)
                 .await;
         });
