@@ -154,6 +154,27 @@ fn volume_state(r: &Region, id: &str) -> serde_json::Value {
     r.json(&["volume", "show", id])
 }
 
+/// A region with a keeper instance and an instance running `script`, and a
+/// 1 GiB volume the keeper filled, then moved to the other instance, which
+/// read the same checksum: (region, the other instance, volume, checksum).
+fn moved_to(name: &str, script: &str) -> (Region, String, String, String) {
+    let r = Region::start_qemu(StoreKind::Sqlite, &[]);
+    r.ok(&["signup", "--email", &format!("{name}@example.com")]);
+    let keeper = launch_with(&r, KEEPER, "keeper");
+    let other = launch_with(&r, script, name);
+    let data = id_of(&r.json(&["volume", "create", "--size", "1", "--wait"]));
+    r.ok(&["volume", "attach", &data, "--instance", &keeper, "--wait"]);
+    let sum = said(&r, &keeper, "sum", &data);
+    r.ok(&["volume", "detach", &data, "--wait"]);
+    r.ok(&["volume", "attach", &data, "--instance", &other, "--wait"]);
+    assert_eq!(
+        said(&r, &other, "sum", &data),
+        sum,
+        "the data moved with the volume"
+    );
+    (r, other, data, sum)
+}
+
 #[test]
 fn volumes_carry_data_between_instances_and_snapshots_restore_it() {
     let r = Region::start_qemu(StoreKind::Sqlite, &[]);
@@ -368,16 +389,7 @@ done
 
 #[test]
 fn a_guest_that_holds_on_keeps_its_volume_until_the_detach_is_forced() {
-    let r = Region::start_qemu(StoreKind::Sqlite, &[]);
-    r.ok(&["signup", "--email", "holdout@example.com"]);
-    let keeper = launch_with(&r, KEEPER, "keeper");
-    let holdout = launch_with(&r, HOLDOUT, "holdout");
-    let data = id_of(&r.json(&["volume", "create", "--size", "1", "--wait"]));
-    r.ok(&["volume", "attach", &data, "--instance", &keeper, "--wait"]);
-    let sum = said(&r, &keeper, "sum", &data);
-    r.ok(&["volume", "detach", &data, "--wait"]);
-    r.ok(&["volume", "attach", &data, "--instance", &holdout, "--wait"]);
-    assert_eq!(said(&r, &holdout, "sum", &data), sum);
+    let (r, holdout, data, sum) = moved_to("holdout", HOLDOUT);
     said(&r, &holdout, "holding", &data);
 
     // Asked nicely, the guest does not let go: the volume stays with it.
@@ -439,23 +451,7 @@ done
 
 #[test]
 fn a_volume_the_guest_unplugs_itself_is_recorded_detached() {
-    let r = Region::start_qemu(StoreKind::Sqlite, &[]);
-    r.ok(&["signup", "--email", "unplug@example.com"]);
-    let keeper = launch_with(&r, KEEPER, "keeper");
-    let unplugger = launch_with(&r, UNPLUGGER, "unplugger");
-    let data = id_of(&r.json(&["volume", "create", "--size", "1", "--wait"]));
-    r.ok(&["volume", "attach", &data, "--instance", &keeper, "--wait"]);
-    let sum = said(&r, &keeper, "sum", &data);
-    r.ok(&["volume", "detach", &data, "--wait"]);
-    r.ok(&[
-        "volume",
-        "attach",
-        &data,
-        "--instance",
-        &unplugger,
-        "--wait",
-    ]);
-    assert_eq!(said(&r, &unplugger, "sum", &data), sum);
+    let (r, unplugger, data, sum) = moved_to("unplugger", UNPLUGGER);
     said(&r, &unplugger, "unplugged", &data);
     wait_until("the unplug to be recorded", Duration::from_secs(60), || {
         volume_state(&r, &data)["state"] == "available"

@@ -328,12 +328,18 @@ impl VolumeDir {
     }
 }
 
-async fn node_names(qmp: &Qmp) -> Result<Vec<String>, HostError> {
-    let nodes = qmp
-        .execute(qmp::query_named_block_nodes { flat: Some(true) })
+async fn nodes(qmp: &Qmp) -> Result<Vec<qmp::BlockDeviceInfo>, HostError> {
+    qmp.execute(qmp::query_named_block_nodes { flat: Some(true) })
         .await
-        .map_err(|e| agent("query-named-block-nodes", e))?;
-    Ok(nodes.into_iter().filter_map(|n| n.node_name).collect())
+        .map_err(|e| agent("query-named-block-nodes", e))
+}
+
+async fn node_names(qmp: &Qmp) -> Result<Vec<String>, HostError> {
+    Ok(nodes(qmp)
+        .await?
+        .into_iter()
+        .filter_map(|n| n.node_name)
+        .collect())
 }
 
 /// The ids of the devices the VM was given by id (volumes' among them).
@@ -438,20 +444,15 @@ pub async fn detach(qmp: &Qmp, id: &str, force: bool) -> Result<Detach, HostErro
 /// Points the device of volume `id` at a null node and closes the volume's
 /// file, for a guest that does not let go.
 async fn cut_loose(qmp: &Qmp, id: &str) -> Result<(), HostError> {
-    let nodes = node_names(qmp).await?;
+    let nodes = nodes(qmp).await?;
+    let node = |name: &str| nodes.iter().find(|n| n.node_name.as_deref() == Some(name));
     let disk = format!("{id}-disk");
     let gone = format!("{id}-gone");
-    if !nodes.contains(&disk) {
+    if node(&disk).is_none() {
         return Ok(());
     }
-    if !nodes.contains(&gone) {
-        let size = qmp
-            .execute(qmp::query_named_block_nodes { flat: Some(true) })
-            .await
-            .map_err(|e| agent("query-named-block-nodes", e))?
-            .into_iter()
-            .find(|n| n.node_name.as_deref() == Some(id))
-            .map_or(0, |n| n.image.base.virtual_size);
+    if node(&gone).is_none() {
+        let size = node(id).map_or(0, |n| n.image.base.virtual_size);
         blockdev_add(
             qmp,
             json!({"driver": "null-co", "node-name": gone, "size": size, "read-zeroes": true}),
