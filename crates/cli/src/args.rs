@@ -39,6 +39,8 @@ pub struct Global {
 pub enum Output {
     Table,
     Json,
+    /// The table's rows as CSV (an invoice: its CSV export).
+    Csv,
 }
 
 #[derive(Debug, Subcommand)]
@@ -348,16 +350,99 @@ pub enum VolumeCommand {
 
 #[derive(Debug, Subcommand)]
 pub enum BillingCommand {
-    /// What the account's resources used, per resource: instances by the
-    /// second while running (at least 60 s per start), storage by the GiB-second.
+    /// What the account's resources used: instances by the second while
+    /// running (at least 60 s per start), storage by the GiB-second.
     Usage {
-        /// RFC 3339 or YYYY-MM-DD (UTC); default: the start of this month.
-        #[arg(long)]
-        since: Option<String>,
-        /// RFC 3339 or YYYY-MM-DD (UTC); default: now.
-        #[arg(long)]
-        until: Option<String>,
+        #[command(flatten)]
+        window: BillingWindow,
     },
+    /// What the usage costs so far at the prices in effect, commitments
+    /// applied, and a forecast to the month's end.
+    Cost {
+        #[command(flatten)]
+        window: BillingWindow,
+    },
+    /// A month's invoice: final once the month is closed, the month so far
+    /// before (`-o json` or `-o csv` to export it).
+    Invoice {
+        /// YYYY-MM; default: this month.
+        #[arg(long)]
+        month: Option<String>,
+    },
+    /// The account's invoices, newest first.
+    Invoices,
+    /// Commitments: a spend per hour on compute for a term, at a discount.
+    #[command(subcommand)]
+    Commitment(CommitmentCommand),
+    /// Monthly budgets that raise alerts as costs cross their thresholds.
+    #[command(subcommand)]
+    Budget(BudgetCommand),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct BillingWindow {
+    /// RFC 3339 or YYYY-MM-DD (UTC); default: the start of this month.
+    #[arg(long)]
+    pub since: Option<String>,
+    /// RFC 3339 or YYYY-MM-DD (UTC); default: now.
+    #[arg(long)]
+    pub until: Option<String>,
+    /// resource, service, tag (the whole tag set) or tag:<key>.
+    #[arg(long)]
+    pub by: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CommitmentCommand {
+    /// Commit to a spend per hour on compute for a term, from now. It is
+    /// owed every hour of the term, used or not, and cannot be cancelled.
+    Create {
+        /// In the region's currency, e.g. 0.50.
+        #[arg(long)]
+        per_hour: f64,
+        /// 1y or 3y.
+        #[arg(long)]
+        term: String,
+    },
+    List,
+    Show {
+        commitment_id: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BudgetCommand {
+    /// Create a monthly budget.
+    Create {
+        #[arg(long, default_value = "monthly")]
+        name: String,
+        /// In the region's currency.
+        #[arg(long)]
+        monthly: f64,
+        /// Percentages of the monthly amount to alert at, e.g. 80% (repeat
+        /// or separate with commas; default 80% and 100%).
+        #[arg(long, value_delimiter = ',', value_parser = parse_percent)]
+        alert_at: Vec<u32>,
+        /// An http:// URL each alert is POSTed to as JSON.
+        #[arg(long)]
+        webhook: Option<String>,
+    },
+    List,
+    Show {
+        budget_id: String,
+    },
+    Delete {
+        budget_id: String,
+    },
+    /// The alerts budgets raised, newest first.
+    Alerts,
+}
+
+fn parse_percent(s: &str) -> Result<u32, String> {
+    s.trim()
+        .trim_end_matches('%')
+        .parse()
+        .map_err(|_| format!("{s:?}: a percentage such as 80%"))
 }
 
 #[derive(Debug, Subcommand)]
@@ -558,6 +643,24 @@ pub struct Wait {
 pub enum AdminCommand {
     #[command(subcommand)]
     Hosts(AdminHostsCommand),
+    /// Billing: close a month's invoices.
+    #[command(subcommand)]
+    Billing(AdminBillingCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AdminBillingCommand {
+    /// Close a month that has ended, for every account (months also close
+    /// by themselves); closing again reports whether each invoice came out
+    /// the same.
+    Close {
+        /// YYYY-MM.
+        #[arg(long)]
+        month: String,
+        /// The region's operator token (from its data dir).
+        #[arg(long, env = "NUBO_OPERATOR_TOKEN", hide_env_values = true)]
+        operator_token: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]

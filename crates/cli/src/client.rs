@@ -89,6 +89,13 @@ impl Client {
         self.call(Method::GET, path, None::<&()>).await
     }
 
+    /// A `GET` whose answer is text, such as a CSV export.
+    pub async fn get_text(&self, path: &str) -> Result<String, ClientError> {
+        let bytes = self.send(Method::GET, path, None).await?;
+        String::from_utf8(bytes)
+            .map_err(|e| ClientError::Other(format!("unexpected answer from {path}: {e}")))
+    }
+
     pub async fn post<B: Serialize, T: DeserializeOwned>(
         &self,
         path: &str,

@@ -1,4 +1,4 @@
-//! Printing results: aligned tables for people, JSON for programs.
+//! Printing results: aligned tables for people, JSON or CSV for programs.
 
 use serde::Serialize;
 
@@ -19,8 +19,25 @@ pub fn print<T: Serialize>(
             println!("{text}");
         }
         Output::Table => print!("{}", table(headers, &rows)),
+        Output::Csv => print!("{}", csv(headers, &rows)?),
     }
     Ok(())
+}
+
+/// The table's rows as CSV under its headers.
+pub fn csv(headers: &[&str], rows: &[Vec<String>]) -> Result<String, ClientError> {
+    let mut w = csv::Writer::from_writer(Vec::new());
+    let failed = |e: csv::Error| ClientError::Other(e.to_string());
+    if !headers.is_empty() {
+        w.write_record(headers).map_err(failed)?;
+    }
+    for row in rows {
+        w.write_record(row).map_err(failed)?;
+    }
+    let bytes = w
+        .into_inner()
+        .map_err(|e| ClientError::Other(e.to_string()))?;
+    Ok(String::from_utf8_lossy(&bytes).into_owned())
 }
 
 /// Prints one record as `key: value` lines, or as JSON.
@@ -34,7 +51,7 @@ pub fn print_record<T: Serialize>(
         .map(|(k, v)| vec![format!("{k}:"), v])
         .collect();
     match format {
-        Output::Json => print(format, value, &[], rows),
+        Output::Json | Output::Csv => print(format, value, &[], rows),
         Output::Table => {
             print!("{}", table(&[], &rows));
             Ok(())

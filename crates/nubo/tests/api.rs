@@ -906,7 +906,8 @@ on_both_stores!(
             "?since=yesterday",
             "?since=2030-01-01",
             "?until=1970-01-01",
-            "?by=tag",
+            "?by=colour",
+            "?by=tag:",
         ] {
             let (s, v) = usage(bad);
             assert_eq!((s, code(&v)), (400, "InvalidParameter"), "{bad}: {v}");
@@ -927,7 +928,7 @@ on_both_stores!(
         std::thread::sleep(Duration::from_millis(1500));
         let (_, v) = usage("?since=2020-01-01");
         let lines = v["lines"].as_array().unwrap();
-        let of = |rid: &str| lines.iter().find(|l| l["resource_id"] == rid).cloned();
+        let of = |rid: &str| lines.iter().find(|l| l["group"] == rid).cloned();
         let running = of(&id).expect("the instance is metered");
         assert_eq!(running["meter"], "instance:n1.nano", "{v}");
         let seconds = running["quantity"].as_f64().unwrap();
@@ -947,7 +948,7 @@ on_both_stores!(
             .as_array()
             .unwrap()
             .iter()
-            .find(|l| l["resource_id"] == id.as_str())
+            .find(|l| l["group"] == id.as_str())
             .cloned()
             .unwrap();
         assert_eq!(run["quantity"].as_f64().unwrap(), 60.0, "{v}");

@@ -79,6 +79,9 @@ fn body_for(op: &str, victim: &Creds, params: &BTreeMap<&str, String>) -> Option
         "volume_attach" => json!({"instance_id": param("instance_id")}),
         "volume_detach" => json!({"force": true}),
         "snapshot_create" => json!({"volume_id": param("volume_id")}),
+        "commitment_create" => json!({"per_hour": 0.01, "term": "1y"}),
+        "budget_create" => json!({"name": "walker-budget", "monthly": 5}),
+        "admin_billing_close" => json!({"month": "2020-01"}),
         _ => return None,
     };
     Some(body.to_string())
@@ -193,7 +196,29 @@ fn victim(r: &Region) -> Victim {
         "rule_id",
         with_rule["rules"][0]["id"].as_str().unwrap().to_string(),
     );
+    let (status, commitment) = r.signed(
+        &creds,
+        "POST",
+        "/v1/billing/commitments",
+        Some(&json!({"per_hour": 0.02, "term": "3y"}).to_string()),
+    );
+    assert_eq!(status, 201, "{commitment}");
+    let commitment = commitment["id"].as_str().unwrap().to_string();
+    params.insert("commitment_id", commitment.clone());
+    let (status, budget) = r.signed(
+        &creds,
+        "POST",
+        "/v1/billing/budgets",
+        Some(&json!({"name": "victim-budget", "monthly": 7}).to_string()),
+    );
+    assert_eq!(status, 201, "{budget}");
+    let budget = budget["id"].as_str().unwrap().to_string();
+    params.insert("budget_id", budget.clone());
+    params.insert("month", "2020-01".to_string());
     let secrets = vec![
+        commitment,
+        budget,
+        "victim-budget".to_string(),
         volume,
         snapshot,
         "victim-volume".to_string(),
@@ -246,9 +271,17 @@ fn state_of(r: &Region, v: &Victim) -> Value {
     let (_, groups) = r.signed(&v.creds, "GET", "/v1/security-groups", None);
     let (_, volumes) = r.signed(&v.creds, "GET", "/v1/volumes", None);
     let (_, snapshots) = r.signed(&v.creds, "GET", "/v1/snapshots", None);
+    let (_, commitments) = r.signed(&v.creds, "GET", "/v1/billing/commitments", None);
+    let (_, mut budgets) = r.signed(&v.creds, "GET", "/v1/billing/budgets", None);
+    // The month's cost so far grows as the victim's instance runs.
+    for b in budgets.as_array_mut().into_iter().flatten() {
+        b["month_to_date"] = Value::Null;
+        b["month_to_date_nanos"] = Value::Null;
+    }
     json!({"keys": keys, "instances": instances, "quotas": quotas, "images": images,
            "key_pairs": pairs, "buckets": buckets, "networks": networks,
-           "security_groups": groups, "volumes": volumes, "snapshots": snapshots})
+           "security_groups": groups, "volumes": volumes, "snapshots": snapshots,
+           "commitments": commitments, "budgets": budgets})
 }
 
 fn walk(store: StoreKind) {
@@ -270,6 +303,9 @@ fn walk(store: StoreKind) {
             ("rule_id", "sgr-0000000000000000"),
             ("volume_id", "vol-0000000000000000"),
             ("snapshot_id", "snap-0000000000000000"),
+            ("commitment_id", "cm-0000000000000000"),
+            ("budget_id", "bud-0000000000000000"),
+            ("month", "2020-01"),
         ]
         .into_iter()
         .map(|(k, v)| (k, v.to_string()))
@@ -329,6 +365,8 @@ fn walk(store: StoreKind) {
                         | "group"
                         | "volume_id"
                         | "snapshot_id"
+                        | "commitment_id"
+                        | "budget_id"
                 )
             }) || matches!(op.id.as_str(), "volume_create" | "snapshot_create");
         if op.operator {

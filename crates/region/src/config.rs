@@ -73,6 +73,10 @@ pub struct Args {
     /// Log filter, e.g. `info` or `nubo_region=debug,info`.
     #[arg(long, env = "NUBO_LOG")]
     pub log: Option<String>,
+    /// Read the time from this file (RFC 3339) instead of the system's clock:
+    /// for tests of billing over days and months.
+    #[arg(long, env = "NUBO_CLOCK_FILE", hide = true)]
+    pub clock_file: Option<PathBuf>,
 }
 
 /// The config file: the flags' settings, plus what only a file can say.
@@ -107,6 +111,30 @@ struct FileConfig {
     /// Changes of the price list, each from its time.
     #[serde(default)]
     prices: Vec<crate::billing::prices::PriceChange>,
+    billing: Option<BillingConfig>,
+}
+
+/// How billing runs.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BillingConfig {
+    /// Seconds between checks of budgets and of months to close.
+    pub check_seconds: u64,
+    /// Seconds after a month ends before its invoices are closed, so that
+    /// what happened in its last moments is in the store.
+    pub close_after_seconds: u64,
+    /// The discount of a commitment, by term (`1y`, `3y`), as a fraction.
+    pub commitment_discounts: BTreeMap<String, f64>,
+}
+
+impl Default for BillingConfig {
+    fn default() -> Self {
+        BillingConfig {
+            check_seconds: 60,
+            close_after_seconds: 3600,
+            commitment_discounts: [("1y".to_string(), 0.25), ("3y".to_string(), 0.45)].into(),
+        }
+    }
 }
 
 /// Capacity of each simulated host.
@@ -213,6 +241,9 @@ pub struct Config {
     pub peers: Vec<PeerRegion>,
     /// The public price list, every version.
     pub prices: crate::billing::prices::Prices,
+    pub billing: BillingConfig,
+    /// The file the clock reads, if not the system's clock.
+    pub clock_file: Option<PathBuf>,
 }
 
 impl Config {
@@ -262,6 +293,17 @@ impl Config {
         let quotas = quota_rules(&file.quota_defaults, &file.quota_ceilings)?;
         let currency = file.currency.clone().unwrap_or_else(|| "USD".into());
         let prices = crate::billing::prices::Prices::new(&currency, &file.prices)?;
+        let billing = file.billing.clone().unwrap_or_default();
+        for (term, discount) in &billing.commitment_discounts {
+            if crate::billing::commitments::term_months(term).is_none()
+                || !(0.0..1.0).contains(discount)
+            {
+                return Err(format!(
+                    "billing.commitment_discounts: {term:?} = {discount}: terms are like 1y or 3y, \
+                     discounts from 0 to below 1"
+                ));
+            }
+        }
         let images_dir = args
             .images_dir
             .or(file.images_dir)
@@ -296,6 +338,8 @@ impl Config {
             quotas,
             peers: file.regions,
             prices,
+            billing,
+            clock_file: args.clock_file,
         })
     }
 

@@ -38,7 +38,10 @@ pub async fn run(config: Config) -> Result<(), String> {
     let store = Store::open(&config.database_url)
         .await
         .map_err(|e| format!("store: {e}"))?;
-    let clock = Clock;
+    let clock = match &config.clock_file {
+        Some(path) => Clock::from_file(path.clone())?,
+        None => Clock::system(),
+    };
     compute::images::register_public(&config, &store, &clock)
         .await
         .map_err(|e| format!("images: {e}"))?;
@@ -82,6 +85,7 @@ pub async fn run(config: Config) -> Result<(), String> {
     let (stop_tx, stop_rx) = watch::channel(false);
     let reconciler = compute::reconciler::spawn(state.clone(), stop_rx.clone());
     let volumes = crate::volumes::reconciler::spawn(state.clone(), stop_rx.clone());
+    let billing = crate::billing::cycle::spawn(state.clone(), stop_rx.clone());
     let mut s3_stop = stop_rx;
     let s3 = tokio::spawn(nubo_s3::serve(storage, s3_listener, async move {
         let _ = s3_stop.changed().await;
@@ -107,6 +111,7 @@ pub async fn run(config: Config) -> Result<(), String> {
     let _ = stop_tx.send(true);
     let _ = reconciler.await;
     let _ = volumes.await;
+    let _ = billing.await;
     let _ = s3.await;
     store.close().await;
     Ok(())

@@ -110,3 +110,16 @@ pub async fn count_active(c: &mut Conn) -> Result<i64> {
             .await?,
     )
 }
+
+/// The accounts open at some moment of `[from, to)`: the ones a month's
+/// invoices are for.
+pub async fn open_between(c: &mut Conn, from: i64, to: i64) -> Result<Vec<String>> {
+    Ok(sqlx::query_scalar(
+        "SELECT id FROM accounts WHERE created_at < $1 \
+         AND (closed_at IS NULL OR closed_at >= $2) ORDER BY id",
+    )
+    .bind(to)
+    .bind(from)
+    .fetch_all(c)
+    .await?)
+}

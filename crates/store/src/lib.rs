@@ -11,12 +11,15 @@
 
 pub mod accounts;
 pub mod buckets;
+pub mod budgets;
+pub mod commitments;
 mod error;
 pub mod events;
 pub mod hosts;
 pub mod ids;
 pub mod images;
 pub mod instances;
+pub mod invoices;
 pub mod key_pairs;
 pub mod keys;
 pub mod migrations;
@@ -26,6 +29,7 @@ pub mod objects;
 pub mod quotas;
 pub mod security_groups;
 pub mod snapshots;
+pub mod tags;
 pub mod volumes;
 
 use std::str::FromStr;

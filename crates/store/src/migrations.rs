@@ -59,6 +59,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "volumes",
         include_str!("../migrations/0010_volumes.sql"),
     ),
+    (
+        11,
+        "billing",
+        include_str!("../migrations/0011_billing.sql"),
+    ),
 ];
 
 /// How many migrations this build carries.

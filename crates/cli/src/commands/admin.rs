@@ -1,14 +1,35 @@
 //! nubo admin … (operator token)
 
+use nubo_api::billing::{CloseReport, CloseRequest};
 use nubo_api::hosts::Host;
 
-use crate::args::{AdminCommand, AdminHostsCommand};
+use crate::args::{AdminBillingCommand, AdminCommand, AdminHostsCommand};
 use crate::client::{Client, ClientError, Credentials};
 use crate::commands::Context;
-use crate::output::print;
+use crate::output::{print, print_record};
 
 pub async fn run(ctx: &Context, cmd: AdminCommand) -> Result<(), ClientError> {
     match cmd {
+        AdminCommand::Billing(AdminBillingCommand::Close {
+            month,
+            operator_token,
+        }) => {
+            let (endpoint, region) = ctx.region().await?;
+            let client = Client::new(&endpoint, &region, Credentials::Operator(operator_token));
+            let report: CloseReport = client
+                .post("/v1/admin/billing/close", &CloseRequest { month })
+                .await?;
+            print_record(
+                ctx.output(),
+                &report,
+                vec![
+                    ("month", report.month.clone()),
+                    ("closed", report.closed.to_string()),
+                    ("identical", report.identical.to_string()),
+                    ("different", report.different.to_string()),
+                ],
+            )
+        }
         AdminCommand::Hosts(AdminHostsCommand::List { operator_token }) => {
             let (endpoint, region) = ctx.region().await?;
             let client = Client::new(&endpoint, &region, Credentials::Operator(operator_token));

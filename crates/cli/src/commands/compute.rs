@@ -194,7 +194,9 @@ pub async fn instances(ctx: &Context, cmd: InstanceCommand) -> Result<(), Client
                 crate::args::Output::Json => {
                     print(ctx.output(), &LaunchResponse { instances }, HEADERS, vec![])
                 }
-                crate::args::Output::Table => print_instances(ctx, &instances),
+                crate::args::Output::Table | crate::args::Output::Csv => {
+                    print_instances(ctx, &instances)
+                }
             }
         }
         InstanceCommand::List { state } => {
@@ -224,7 +226,7 @@ pub async fn instances(ctx: &Context, cmd: InstanceCommand) -> Result<(), Client
                 .await?;
             match ctx.output() {
                 crate::args::Output::Json => print(ctx.output(), &published, &[], vec![]),
-                crate::args::Output::Table => {
+                crate::args::Output::Table | crate::args::Output::Csv => {
                     println!("{}", published.address);
                     Ok(())
                 }
@@ -268,7 +270,7 @@ pub async fn instances(ctx: &Context, cmd: InstanceCommand) -> Result<(), Client
                 .await?;
             match ctx.output() {
                 crate::args::Output::Json => print(ctx.output(), &console, &[], vec![]),
-                crate::args::Output::Table => {
+                crate::args::Output::Table | crate::args::Output::Csv => {
                     print!("{}", console.output);
                     Ok(())
                 }

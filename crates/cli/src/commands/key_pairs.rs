@@ -28,7 +28,7 @@ pub async fn run(ctx: &Context, cmd: KeyPairsCommand) -> Result<(), ClientError>
             let k: CreatedKeyPair = client.post("/v1/key-pairs", &create(name, None)).await?;
             match out {
                 Output::Json => print(out, &k, &[], vec![]),
-                Output::Table => {
+                Output::Table | Output::Csv => {
                     // The private key alone on stdout, so that `> key.pem` saves it.
                     print!("{}", k.private_key.as_deref().unwrap_or_default());
                     eprintln!(

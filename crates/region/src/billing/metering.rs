@@ -8,6 +8,9 @@
 //! - A volume is metered from its creation until it is deleted, by its size
 //!   (attached or not; a stopped instance costs only its volumes).
 //! - A snapshot is metered while it is completed, by the bytes it stores.
+//! - A bucket is metered by the bytes its objects and uploaded parts hold,
+//!   from the moment each is stored until it is removed, and by the requests
+//!   and bytes out that object storage counts and records every few seconds.
 
 use std::collections::BTreeMap;
 
@@ -25,6 +28,47 @@ pub enum Meter {
     VolumeStorage,
     /// Stored snapshot bytes, in byte-microseconds.
     SnapshotStorage,
+    /// Bytes held in a bucket, in byte-microseconds.
+    ObjectStorage,
+    /// Object storage requests, a count.
+    Requests,
+    /// Bytes sent out by object storage.
+    DataOut,
+}
+
+/// A stretch of time in which one resource used one meter at a steady rate.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Segment {
+    pub resource_type: String,
+    pub resource_id: String,
+    pub meter: Meter,
+    pub start: i64,
+    pub end: i64,
+    /// Units per microsecond: 1 for running time, bytes for storage.
+    pub rate: u128,
+    /// Units owed at `end` on top of the rate: the rest of a short run's minute.
+    pub extra: u128,
+}
+
+impl Segment {
+    pub fn quantity(&self) -> u128 {
+        self.rate * (self.end - self.start) as u128 + self.extra
+    }
+
+    /// This segment cut at `at` (strictly inside it): the part before and
+    /// the part after, which keeps what is owed at the end.
+    pub fn split(&self, at: i64) -> (Segment, Segment) {
+        let before = Segment {
+            end: at,
+            extra: 0,
+            ..self.clone()
+        };
+        let after = Segment {
+            start: at,
+            ..self.clone()
+        };
+        (before, after)
+    }
 }
 
 /// The usage of one resource on one meter in the window.
@@ -37,43 +81,90 @@ pub struct Usage {
     pub quantity: u128,
 }
 
-/// The part of `[start, end)` inside `[from, to)`, in microseconds.
-fn overlap(start: i64, end: i64, from: i64, to: i64) -> u128 {
-    (end.min(to) - start.max(from)).max(0) as u128
+/// The usage in `[from, to)` of the resources whose events these are, per
+/// resource and meter.
+pub fn meter(events: &[Event], from: i64, to: i64) -> Vec<Usage> {
+    let mut usage: Vec<Usage> = Vec::new();
+    for s in segments(events, from, to) {
+        match usage.last_mut() {
+            Some(u) if u.resource_id == s.resource_id && u.meter == s.meter => {
+                u.quantity += s.quantity()
+            }
+            _ => usage.push(Usage {
+                quantity: s.quantity(),
+                resource_type: s.resource_type,
+                resource_id: s.resource_id,
+                meter: s.meter,
+            }),
+        }
+    }
+    usage.retain(|u| u.quantity > 0);
+    usage
 }
 
-/// The usage in `[from, to)` of the resources whose events these are (every
-/// event of each resource up to `to`, in the order they happened).
-pub fn meter(events: &[Event], from: i64, to: i64) -> Vec<Usage> {
+/// What the resources whose events these are (every event of each resource
+/// up to `to`, in the order they happened) used in `[from, to)`, as segments
+/// grouped by resource and meter, in time order within each. What is held
+/// when the events end is taken to go on until `to`: with `to` in the future,
+/// this is a forecast at today's rate.
+pub fn segments(events: &[Event], from: i64, to: i64) -> Vec<Segment> {
     let mut by_resource: BTreeMap<(&str, &str), Vec<&Event>> = BTreeMap::new();
     for e in events.iter().filter(|e| e.at < to) {
+        // Objects and parts are recorded under their bucket's id.
+        let kind = match e.resource_type.as_str() {
+            "object" | "part" => "bucket",
+            other => other,
+        };
         by_resource
-            .entry((e.resource_type.as_str(), e.resource_id.as_str()))
+            .entry((kind, e.resource_id.as_str()))
             .or_default()
             .push(e);
     }
-    let mut usage = Vec::new();
+    let mut out = Vec::new();
     for ((kind, id), events) in by_resource {
-        let measured = match kind {
-            "instance" => instance(&events, from, to),
-            "volume" => stored(&events, from, to, volume_bytes, Meter::VolumeStorage),
-            "snapshot" => stored(&events, from, to, snapshot_bytes, Meter::SnapshotStorage),
-            _ => Vec::new(),
-        };
-        usage.extend(
-            measured
+        let mut found = Vec::new();
+        match kind {
+            "instance" => instance(&events, from, to, &mut found),
+            "volume" => stored(
+                &events,
+                from,
+                to,
+                volume_bytes,
+                Meter::VolumeStorage,
+                &mut found,
+            ),
+            "snapshot" => stored(
+                &events,
+                from,
+                to,
+                snapshot_bytes,
+                Meter::SnapshotStorage,
+                &mut found,
+            ),
+            "bucket" => bucket(&events, from, to, &mut found),
+            _ => {}
+        }
+        // Runs of different types stay grouped by type.
+        found.sort_by(|a, b| a.0.cmp(&b.0).then(a.1.cmp(&b.1)));
+        out.extend(
+            found
                 .into_iter()
-                .filter(|(_, q)| *q > 0)
-                .map(|(meter, quantity)| Usage {
+                .map(|(meter, start, end, rate, extra)| Segment {
                     resource_type: kind.to_string(),
                     resource_id: id.to_string(),
                     meter,
-                    quantity,
+                    start,
+                    end,
+                    rate,
+                    extra,
                 }),
         );
     }
-    usage
+    out
 }
+
+/// Meter, start, end, rate and extra of a segment of one resource.
+type Found = (Meter, i64, i64, u128, u128);
 
 fn state(e: &Event) -> Option<&str> {
     e.action.strip_prefix("state.")
@@ -81,16 +172,25 @@ fn state(e: &Event) -> Option<&str> {
 
 /// Running time by instance type: each run from `state.running` to the next
 /// state, cut to the window.
-fn instance(events: &[&Event], from: i64, to: i64) -> Vec<(Meter, u128)> {
-    let mut by_type: BTreeMap<String, u128> = BTreeMap::new();
+fn instance(events: &[&Event], from: i64, to: i64, out: &mut Vec<Found>) {
     // A run shorter than the minimum owes the rest when it ends, in the
     // window its end falls in: so it is billed once, whichever windows it spans.
     let mut bill = |start: i64, end: i64, ended: bool, instance_type: &str| {
-        let mut q = overlap(start, end, from, to);
-        if ended && (from..to).contains(&end) {
-            q += (MINIMUM_RUN_MICROS - (end - start)).max(0) as u128;
+        let (a, b) = (start.max(from), end.min(to));
+        let extra = if ended && (from..to).contains(&end) {
+            (MINIMUM_RUN_MICROS - (end - start)).max(0) as u128
+        } else {
+            0
+        };
+        if a < b || extra > 0 {
+            out.push((
+                Meter::Instance(instance_type.to_string()),
+                a,
+                b.max(a),
+                1,
+                extra,
+            ));
         }
-        *by_type.entry(instance_type.to_string()).or_default() += q;
     };
     let mut running: Option<(i64, String)> = None;
     for e in events {
@@ -110,10 +210,6 @@ fn instance(events: &[&Event], from: i64, to: i64) -> Vec<(Meter, u128)> {
     if let Some((start, instance_type)) = running {
         bill(start, to, false, &instance_type);
     }
-    by_type
-        .into_iter()
-        .map(|(t, q)| (Meter::Instance(t), q))
-        .collect()
 }
 
 fn volume_bytes(e: &Event) -> Option<u128> {
@@ -132,23 +228,67 @@ fn snapshot_bytes(e: &Event) -> Option<u128> {
     }
 }
 
+/// A bucket's stored bytes, from its objects' and parts' events, and the
+/// requests and bytes out of its usage events.
+fn bucket(events: &[&Event], from: i64, to: i64, out: &mut Vec<Found>) {
+    let first = out.len();
+    let mut held: i64 = 0;
+    for (i, e) in events.iter().enumerate() {
+        let size = e.data["size"].as_i64().unwrap_or(0);
+        match (e.resource_type.as_str(), e.action.as_str()) {
+            ("object" | "part", "stored") => held += size,
+            ("object" | "part", "removed") => held -= size,
+            ("bucket", "usage") if (from..to).contains(&e.at) => {
+                for (meter, field) in [(Meter::Requests, "requests"), (Meter::DataOut, "bytes_out")]
+                {
+                    let n = e.data[field].as_u64().unwrap_or(0);
+                    if n > 0 {
+                        out.push((meter, e.at, e.at, 0, u128::from(n)));
+                    }
+                }
+            }
+            _ => {}
+        }
+        let end = events.get(i + 1).map_or(to, |next| next.at);
+        let (a, b) = (e.at.max(from), end.min(to));
+        if held > 0 && a < b {
+            let rate = held as u128;
+            let steady = out[first..]
+                .iter_mut()
+                .rev()
+                .find(|f| f.0 == Meter::ObjectStorage)
+                .filter(|f| f.3 == rate && f.2 == a);
+            match steady {
+                Some(last) => last.2 = b,
+                None => out.push((Meter::ObjectStorage, a, b, rate, 0)),
+            }
+        }
+    }
+}
+
 /// Bytes held between each event and the next, as `bytes` reads them from
-/// the event that starts the interval (`None`: nothing held).
+/// the event that starts the interval (`None`: nothing held); steady
+/// stretches are one segment.
 fn stored(
     events: &[&Event],
     from: i64,
     to: i64,
     bytes: fn(&Event) -> Option<u128>,
     meter: Meter,
-) -> Vec<(Meter, u128)> {
-    let mut total = 0u128;
+    out: &mut Vec<Found>,
+) {
+    let first = out.len();
     for (i, e) in events.iter().enumerate() {
         let end = events.get(i + 1).map_or(to, |next| next.at);
-        if let Some(held) = bytes(e) {
-            total += held * overlap(e.at, end, from, to);
+        let (a, b) = (e.at.max(from), end.min(to));
+        match bytes(e) {
+            Some(held) if held > 0 && a < b => match out[first..].last_mut() {
+                Some(last) if last.3 == held && last.2 == a => last.2 = b,
+                _ => out.push((meter.clone(), a, b, held, 0)),
+            },
+            _ => {}
         }
     }
-    vec![(meter, total)]
 }
 
 #[cfg(test)]
@@ -305,5 +445,49 @@ mod tests {
         };
         assert_eq!(gib_s(Meter::VolumeStorage), 2.0 * 11.0 + 4.0 * 11.0);
         assert_eq!(gib_s(Meter::SnapshotStorage), 11.0 / 1024.0);
+    }
+
+    #[test]
+    fn buckets_cost_what_they_hold_and_the_requests_and_bytes_they_serve() {
+        let ev = |kind: &str, at: i64, action: &str, data: serde_json::Value| Event {
+            id: format!("ev-{at:016x}-{kind}-{action}"),
+            at: at * S,
+            account_id: Some("acc-1".into()),
+            resource_type: kind.into(),
+            resource_id: "bkt-1".into(),
+            action: action.into(),
+            data,
+        };
+        let events = [
+            ev("bucket", 0, "created", json!({})),
+            ev("object", 10, "stored", json!({"size": 1000})),
+            ev("part", 20, "stored", json!({"size": 500})),
+            ev(
+                "bucket",
+                25,
+                "usage",
+                json!({"requests": 7, "bytes_out": 3000}),
+            ),
+            ev("part", 30, "removed", json!({"size": 500})),
+            ev("object", 30, "stored", json!({"size": 500})),
+            ev("object", 40, "removed", json!({"size": 1000})),
+            ev(
+                "bucket",
+                150,
+                "usage",
+                json!({"requests": 2, "bytes_out": 0}),
+            ),
+        ];
+        let usage = meter(&events, 0, 100 * S);
+        let of = |m: Meter| usage.iter().find(|u| u.meter == m).map(|u| u.quantity);
+        let byte_s = 1000 * 10 + 1500 * 10 + 1500 * 10 + 500 * 60;
+        assert_eq!(of(Meter::ObjectStorage), Some(byte_s * S as u128));
+        assert_eq!(
+            of(Meter::Requests),
+            Some(7),
+            "the later count is another window's"
+        );
+        assert_eq!(of(Meter::DataOut), Some(3000));
+        assert!(usage.iter().all(|u| u.resource_type == "bucket"));
     }
 }

@@ -1,8 +1,17 @@
 //! Billing: usage metered from the event log, priced from the public price
-//! list, per second.
+//! list per second, with commitments, budgets and monthly invoices.
 
+pub mod budgets;
+pub mod commitments;
+pub mod cost;
+pub mod cycle;
+pub mod grouping;
+pub mod invoices;
+pub mod ledger;
 pub mod metering;
+pub mod period;
 pub mod prices;
+pub mod rating;
 pub mod usage;
 
 use utoipa_axum::router::OpenApiRouter;
@@ -10,5 +19,10 @@ use utoipa_axum::router::OpenApiRouter;
 use crate::state::AppState;
 
 pub fn routes() -> OpenApiRouter<AppState> {
-    usage::routes().merge(prices::routes())
+    usage::routes()
+        .merge(cost::routes())
+        .merge(prices::routes())
+        .merge(invoices::routes())
+        .merge(commitments::routes())
+        .merge(budgets::routes())
 }

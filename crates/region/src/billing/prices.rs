@@ -149,6 +149,12 @@ impl Prices {
         &self.versions[i.saturating_sub(1)].1
     }
 
+    /// When the list next changes after `micros`, if it does.
+    pub fn next_change(&self, micros: i64) -> Option<i64> {
+        let i = self.versions.partition_point(|(from, _)| *from <= micros);
+        self.versions.get(i).map(|(from, _)| *from)
+    }
+
     pub fn all(&self) -> Vec<PriceList> {
         self.versions.iter().map(|(_, l)| l.clone()).collect()
     }
