@@ -6,8 +6,10 @@
 //!     nubo-bench s3 --nubod PATH --peer S3S_FS_PATH
 //!     nubo-bench network --nubod PATH --images DIR
 //!     nubo-bench volumes --nubod PATH --images DIR
+//!     nubo-bench billing --nubod PATH
 
 mod api;
+mod billing;
 mod io;
 mod launch;
 mod network;
@@ -27,6 +29,7 @@ fn main() -> ExitCode {
         Some("s3") => s3::run(&args[1..]),
         Some("network") => network::run(&args[1..]),
         Some("volumes") => volumes::run(&args[1..]),
+        Some("billing") => billing::run(&args[1..]),
         // bench/volumes runs this inside its guest and on the host.
         Some("io") => io::run(&args[1..]),
         // QEMU runs this for each metadata request of bench/network's bare VM.
@@ -36,7 +39,8 @@ fn main() -> ExitCode {
                   nubo-bench launch --nubod PATH --images DIR\n       \
                   nubo-bench s3 --nubod PATH --peer S3S_FS_PATH\n       \
                   nubo-bench network --nubod PATH --images DIR\n       \
-                  nubo-bench volumes --nubod PATH --images DIR"
+                  nubo-bench volumes --nubod PATH --images DIR\n       \
+                  nubo-bench billing --nubod PATH"
                 .to_string(),
         ),
     };

@@ -10,6 +10,9 @@ use nubo_cli::{Client, Credentials};
 
 pub struct Region {
     child: Child,
+    /// nubod and its arguments, to start it again.
+    command: (String, Vec<String>),
+    port: u16,
     pub endpoint: String,
     pub s3_endpoint: String,
     pub dir: PathBuf,
@@ -33,38 +36,66 @@ impl Region {
         let dir = std::env::temp_dir().join(format!("nubo-bench-{}-{port}", std::process::id()));
         std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
         std::fs::write(dir.join("nubod.toml"), config).map_err(|e| e.to_string())?;
-        let mut cmd = Command::new(nubod);
-        cmd.arg("--data-dir")
-            .arg(dir.join("data"))
-            .arg("--config")
-            .arg(dir.join("nubod.toml"))
-            .arg("--listen")
-            .arg(format!("127.0.0.1:{port}"))
-            .arg("--s3-listen")
-            .arg(format!("127.0.0.1:{s3_port}"))
-            .args(extra)
-            .env("NUBO_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit());
+        let mut args: Vec<String> = vec![
+            "--data-dir".into(),
+            dir.join("data").display().to_string(),
+            "--config".into(),
+            dir.join("nubod.toml").display().to_string(),
+            "--listen".into(),
+            format!("127.0.0.1:{port}"),
+            "--s3-listen".into(),
+            format!("127.0.0.1:{s3_port}"),
+        ];
+        args.extend(extra.iter().map(|a| a.to_string()));
         if let Some(url) = database_url {
-            cmd.arg("--database-url").arg(url);
+            args.extend(["--database-url".to_string(), url.to_string()]);
         }
-        let child = cmd.spawn().map_err(|e| format!("{nubod}: {e}"))?;
-        let region = Region {
-            child,
+        let command = (nubod.to_string(), args);
+        let mut region = Region {
+            child: spawn(&command)?,
+            command,
+            port,
             endpoint: format!("http://127.0.0.1:{port}"),
             s3_endpoint: format!("http://127.0.0.1:{s3_port}"),
             dir,
         };
+        region.wait_listening()?;
+        Ok(region)
+    }
+
+    fn wait_listening(&mut self) -> Result<(), String> {
         let deadline = Instant::now() + Duration::from_secs(30);
         while Instant::now() < deadline {
-            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                return Ok(region);
+            if std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
+                return Ok(());
             }
             std::thread::sleep(Duration::from_millis(50));
         }
         Err("nubod did not start listening within 30 s".into())
     }
+
+    /// Stops nubod (SIGKILL), keeping its data dir.
+    pub fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Starts nubod again on its data dir.
+    pub fn restart(&mut self) -> Result<(), String> {
+        self.stop();
+        self.child = spawn(&self.command)?;
+        self.wait_listening()
+    }
+}
+
+fn spawn((nubod, args): &(String, Vec<String>)) -> Result<Child, String> {
+    Command::new(nubod)
+        .args(args)
+        .env("NUBO_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .map_err(|e| format!("{nubod}: {e}"))
 }
 
 impl Region {

@@ -12,10 +12,22 @@ pub fn run(name: &str) -> Result {
         "s3" => s3(),
         "network" => network(),
         "volumes" => volumes(),
+        "billing" => billing(),
         other => Err(Error::new(format!(
-            "no benchmark {other:?}; one of: api, launch, s3, network, volumes"
+            "no benchmark {other:?}; one of: api, launch, s3, network, volumes, billing"
         ))),
     }
+}
+
+/// Closing an invoice of 1,000,000 events on SQLite: needs nothing else.
+fn billing() -> Result {
+    let bin = release_binaries()?;
+    cmd::run(
+        Command::new(bin.join("nubo-bench"))
+            .arg("billing")
+            .arg("--nubod")
+            .arg(bin.join("nubod")),
+    )
 }
 
 /// The control plane on both stores: needs PostgreSQL, and `psql` to make its database.

@@ -22,7 +22,7 @@ tasks:
   up [-- nubod args]   build and run a local region on http://127.0.0.1:8080
   test [-- filter]     the whole suite as CI runs it: rustfmt, clippy, tests
   image [--into DIR]   build the guest images (cached) and install them in DIR
-  bench <name>         run a benchmark (api, launch, s3, network) against its targets
+  bench <name>         run a benchmark (api, launch, s3, network, volumes, billing) against its targets
   openapi              regenerate the checked-in OpenAPI document
   pg-url               start the test PostgreSQL if needed and print its URL
   pg-stop              stop the test PostgreSQL";
