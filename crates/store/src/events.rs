@@ -93,29 +93,37 @@ fn from_row(r: AnyRow) -> Result<Event> {
 const COLUMNS: &str = "id, at, account_id, resource_type, resource_id, action, data";
 
 /// The events of an account's resources of `types` before `before`, in the
-/// order they happened.
+/// order they happened. Rows are decoded as they stream in, beside the
+/// database's own work.
 pub async fn of_account(
     c: &mut Conn,
     account_id: &str,
     types: &[&str],
     before: i64,
 ) -> Result<Vec<Event>> {
-    let mut out = Vec::new();
-    for kind in types {
-        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "SELECT {COLUMNS} FROM events \
-             WHERE account_id = $1 AND resource_type = $2 AND at < $3 ORDER BY id"
-        )))
-        .bind(account_id)
-        .bind(*kind)
-        .bind(before)
-        .fetch_all(&mut *c)
-        .await?;
-        for r in rows {
-            out.push(from_row(r)?);
-        }
+    use futures::TryStreamExt;
+    if types.is_empty() {
+        return Ok(Vec::new());
     }
-    out.sort_by(|a, b| a.id.cmp(&b.id));
+    let placeholders: Vec<String> = (0..types.len()).map(|i| format!("${}", i + 3)).collect();
+    let sql = format!(
+        "SELECT {COLUMNS} FROM events WHERE account_id = $1 AND id < $2 \
+         AND resource_type IN ({}) ORDER BY id",
+        placeholders.join(", ")
+    );
+    // Ids begin with `ev-` and the time in 16 hex digits: this bound is `at < before`.
+    let bound = format!("ev-{:016x}", before.max(0));
+    let mut q = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(account_id)
+        .bind(bound);
+    for kind in types {
+        q = q.bind(*kind);
+    }
+    let mut rows = q.fetch(c);
+    let mut out = Vec::new();
+    while let Some(r) = rows.try_next().await? {
+        out.push(from_row(r)?);
+    }
     Ok(out)
 }
 

@@ -64,6 +64,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "billing",
         include_str!("../migrations/0011_billing.sql"),
     ),
+    (
+        12,
+        "events by account",
+        include_str!("../migrations/0012_events_by_account.sql"),
+    ),
 ];
 
 /// How many migrations this build carries.
