@@ -10,6 +10,16 @@ use crate::client::{Client, ClientError};
 use crate::commands::Context;
 use crate::output::{print, print_record};
 
+/// A quantity with the digits that matter: storage for a few seconds is a
+/// tiny fraction of a GiB-month.
+fn quantity(q: f64) -> String {
+    match q.abs() {
+        a if a >= 100.0 || a == 0.0 => format!("{q:.1}"),
+        a if a >= 1.0 => format!("{q:.3}"),
+        _ => format!("{q:.3e}"),
+    }
+}
+
 /// `path` with the window's query.
 fn windowed(path: &str, w: BillingWindow) -> String {
     let query: Vec<String> = [("since", w.since), ("until", w.until), ("by", w.by)]
@@ -35,7 +45,7 @@ pub async fn run(ctx: &Context, cmd: BillingCommand) -> Result<(), ClientError> 
                     vec![
                         l.group.clone(),
                         l.meter.clone(),
-                        format!("{:.3}", l.quantity),
+                        quantity(l.quantity),
                         l.unit.clone(),
                     ]
                 })
@@ -56,7 +66,7 @@ pub async fn run(ctx: &Context, cmd: BillingCommand) -> Result<(), ClientError> 
                     vec![
                         l.group.clone(),
                         l.meter.clone(),
-                        format!("{:.3}", l.quantity),
+                        quantity(l.quantity),
                         l.unit.clone(),
                         l.amount.clone(),
                     ]
@@ -134,7 +144,7 @@ async fn invoice(ctx: &Context, client: &Client, month: Option<String>) -> Resul
             vec![
                 l.resource_id.clone(),
                 l.meter.clone(),
-                format!("{:.3}", l.quantity),
+                quantity(l.quantity),
                 l.unit.clone(),
                 l.unit_price.clone(),
                 l.amount.clone(),

@@ -238,6 +238,13 @@ fn csv(invoice: &Invoice) -> ApiResult<String> {
     String::from_utf8(bytes).map_err(ApiError::internal)
 }
 
+/// When the account was opened.
+async fn opened(state: &AppState, account_id: &str) -> ApiResult<i64> {
+    let mut c = state.store.conn().await?;
+    let account = accounts::get(&mut c, account_id).await?;
+    Ok(account.map_or(i64::MAX, |a| a.created_at))
+}
+
 /// A month's invoice: closed and final once the month has been closed,
 /// open (the month so far) for the running month. `?format=csv` for CSV.
 #[utoipa::path(get, path = "/v1/billing/invoices/{month}", tag = "billing",
@@ -268,7 +275,9 @@ async fn invoice_show(
         None if (start..end).contains(&now) => {
             compute(&state, &caller.account_id, start, end, now).await?
         }
-        None if start > now => return Err(ApiError::not_found("invoice", &month)),
+        None if start > now || end <= opened(&state, &caller.account_id).await? => {
+            return Err(ApiError::not_found("invoice", &month));
+        }
         // Ended, not closed yet: what it will be, marked open.
         None => {
             let mut invoice = compute(&state, &caller.account_id, start, end, end).await?;
