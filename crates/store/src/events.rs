@@ -101,21 +101,34 @@ pub async fn of_account(
     types: &[&str],
     before: i64,
 ) -> Result<Vec<Event>> {
+    of_account_between(c, account_id, types, 0, before).await
+}
+
+/// The same, from `from` on.
+pub async fn of_account_between(
+    c: &mut Conn,
+    account_id: &str,
+    types: &[&str],
+    from: i64,
+    before: i64,
+) -> Result<Vec<Event>> {
     use futures::TryStreamExt;
     if types.is_empty() {
         return Ok(Vec::new());
     }
-    let placeholders: Vec<String> = (0..types.len()).map(|i| format!("${}", i + 3)).collect();
+    let placeholders: Vec<String> = (0..types.len()).map(|i| format!("${}", i + 4)).collect();
     let sql = format!(
-        "SELECT {COLUMNS} FROM events WHERE account_id = $1 AND id < $2 \
+        "SELECT {COLUMNS} FROM events WHERE account_id = $1 AND id >= $2 AND id < $3 \
          AND resource_type IN ({}) ORDER BY id",
         placeholders.join(", ")
     );
-    // Ids begin with `ev-` and the time in 16 hex digits: this bound is `at < before`.
-    let bound = format!("ev-{:016x}", before.max(0));
+    // Ids begin with `ev-` and the time in 16 hex digits: these bounds are
+    // `from <= at < before`.
+    let bound = |at: i64| format!("ev-{:016x}", at.max(0));
     let mut q = sqlx::query(sqlx::AssertSqlSafe(sql))
         .bind(account_id)
-        .bind(bound);
+        .bind(bound(from))
+        .bind(bound(before));
     for kind in types {
         q = q.bind(*kind);
     }

@@ -27,6 +27,7 @@ pub mod multipart;
 pub mod networks;
 pub mod objects;
 pub mod quotas;
+pub mod rollups;
 pub mod security_groups;
 pub mod snapshots;
 pub mod tags;

@@ -69,6 +69,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "events by account",
         include_str!("../migrations/0012_events_by_account.sql"),
     ),
+    (
+        13,
+        "usage roll-ups",
+        include_str!("../migrations/0013_usage_rollups.sql"),
+    ),
 ];
 
 /// How many migrations this build carries.

@@ -39,7 +39,7 @@ pub async fn month_to_date(
 ) -> nubo_store::Result<i64> {
     let ledger = {
         let mut c = state.store.conn().await?;
-        Ledger::load(&mut c, account_id, now).await?
+        Ledger::load(&mut c, account_id, &[period::month_start(now)], now).await?
     };
     let lines = ledger.lines(&state.config.prices, period::month_start(now), now);
     Ok(rating::total(&lines))

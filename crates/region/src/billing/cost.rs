@@ -72,7 +72,13 @@ async fn billing_cost(
     let tags = tags_for(&state, &by, &caller.account_id).await?;
     let ledger = {
         let mut c = state.store.conn().await?;
-        Ledger::load(&mut c, &caller.account_id, until).await?
+        Ledger::load(
+            &mut c,
+            &caller.account_id,
+            &[since, period::month_start(now)],
+            until,
+        )
+        .await?
     };
     let prices = &state.config.prices;
     let lines = ledger.lines(prices, since, until);

@@ -1,19 +1,21 @@
-//! The billing cycle, a background task: it closes each month's invoices a
-//! while after the month ends, raises budget alerts as costs cross their
-//! thresholds, and delivers alerts to webhooks. Each step is idempotent and
-//! keyed in the store, so a crash or a restart repeats nothing.
+//! The billing cycle, a background task: it rolls usage up by the day,
+//! closes each month's invoices a while after the month ends, raises budget
+//! alerts as costs cross their thresholds, and delivers alerts to webhooks.
+//! Each step is idempotent and keyed in the store, so a crash or a restart
+//! repeats nothing.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
 use nubo_api::billing::money;
+use nubo_store::accounts;
 use nubo_store::budgets::{self, AlertRow};
 use serde_json::json;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use super::budgets::{WEBHOOK_ATTEMPTS, month_to_date};
-use super::{invoices, period};
+use super::{invoices, period, rollups};
 use crate::clock::rfc3339;
 use crate::state::AppState;
 
@@ -43,9 +45,24 @@ pub fn spawn(state: AppState, mut stop: watch::Receiver<bool>) -> JoinHandle<()>
 
 async fn cycle(state: &AppState, webhooks: &reqwest::Client) -> crate::api::error::ApiResult<()> {
     let now = state.clock.now_micros();
+    roll_up(state, now).await?;
     close_ended_months(state, now).await?;
     check_budgets(state, now).await?;
     deliver(state, webhooks).await
+}
+
+/// Rolls each open account's usage up to the last day that ended a grace
+/// period ago, so that bills read days instead of events.
+async fn roll_up(state: &AppState, now: i64) -> crate::api::error::ApiResult<()> {
+    let grace = state.config.billing.close_after_seconds as i64 * 1_000_000;
+    let open = {
+        let mut c = state.store.conn().await?;
+        accounts::open_between(&mut c, now, now + 1).await?
+    };
+    for account_id in open {
+        rollups::advance(state, &account_id, now - grace).await?;
+    }
+    Ok(())
 }
 
 async fn close_ended_months(state: &AppState, now: i64) -> crate::api::error::ApiResult<()> {

@@ -57,7 +57,7 @@ async fn compute(
 ) -> nubo_store::Result<Invoice> {
     let ledger = {
         let mut c = state.store.conn().await?;
-        Ledger::load(&mut c, account_id, until).await?
+        Ledger::load(&mut c, account_id, &[start], until).await?
     };
     let prices = &state.config.prices;
     let lines = ledger.lines(prices, start, until);
@@ -88,6 +88,7 @@ pub enum Closed {
 /// Closes the account's month starting at `start`, which must have ended.
 pub async fn close(state: &AppState, account_id: &str, start: i64) -> nubo_store::Result<Closed> {
     let end = period::next_month(start);
+    super::rollups::advance(state, account_id, end).await?;
     let invoice = compute(state, account_id, start, end, end).await?;
     let body = serde_json::to_string(&invoice).map_err(|e| StoreError::Corrupt(e.to_string()))?;
     let row = InvoiceRow {

@@ -12,6 +12,7 @@ pub mod metering;
 pub mod period;
 pub mod prices;
 pub mod rating;
+pub mod rollups;
 pub mod usage;
 
 use utoipa_axum::router::OpenApiRouter;

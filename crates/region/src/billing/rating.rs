@@ -92,48 +92,120 @@ pub fn rate(
     from: i64,
     to: i64,
 ) -> Vec<Line> {
-    // (resource, meter, price) → (quantity, amount × denominator).
-    let mut priced: BTreeMap<(&str, &str, &Meter, u64), (u128, u128)> = BTreeMap::new();
-    // Hour → pay-as-you-go compute, in nanos × 10⁶.
-    let mut compute: BTreeMap<i64, u128> = BTreeMap::new();
-    for s in segments {
-        for piece in cut(s.clone(), |at| prices.next_change(at)) {
+    let mut rater = Rater::default();
+    rater.add(segments, prices);
+    rater.lines(prices, commitments, from, to)
+}
+
+/// The start of the span of `length` (an hour, a day) that holds `at`.
+pub fn floor(at: i64, length: i64) -> i64 {
+    at - at.rem_euclid(length)
+}
+
+/// A piece of a segment (between price changes) split at every `length`
+/// boundary: the span each part falls in and its quantity. What is owed at
+/// the end falls in the span of the end, as a window would count it.
+pub fn by_span(piece: Segment, length: i64) -> Vec<(i64, u128)> {
+    let mut out = Vec::new();
+    let extra = piece.extra;
+    let end = piece.end;
+    for part in cut(Segment { extra: 0, ..piece }, |at| {
+        Some(floor(at, length) + length)
+    }) {
+        let q = part.quantity();
+        if q > 0 {
+            out.push((floor(part.start, length), q));
+        }
+    }
+    if extra > 0 {
+        out.push((floor(end, length), extra));
+    }
+    out
+}
+
+/// A segment cut at every price change, each piece with its unit price.
+pub fn priced_pieces(s: &Segment, prices: &Prices) -> Vec<(Segment, u64)> {
+    cut(s.clone(), |at| prices.next_change(at))
+        .into_iter()
+        .map(|piece| {
             let (unit_price, _) = price(&s.meter, prices.at(piece.start));
-            let q = piece.quantity();
-            let entry = priced
-                .entry((&s.resource_type, &s.resource_id, &s.meter, unit_price))
-                .or_default();
-            entry.0 += q;
-            entry.1 += q * unit_price as u128;
-            if matches!(s.meter, Meter::Instance(_)) && !commitments.is_empty() {
-                for hour in cut(piece, |at| {
-                    Some(at - at.rem_euclid(HOUR_MICROS) + HOUR_MICROS)
-                }) {
-                    let h = hour.start - hour.start.rem_euclid(HOUR_MICROS);
-                    *compute.entry(h).or_default() += hour.quantity() * unit_price as u128;
+            (piece, unit_price)
+        })
+        .collect()
+}
+
+/// Usage priced line by line as it is added, from segments or from what a
+/// roll-up kept of them; the sums are the same either way.
+#[derive(Default)]
+pub struct Rater {
+    /// (resource type, resource, meter, unit price) → quantity.
+    priced: BTreeMap<(String, String, Meter, u64), u128>,
+    /// Hour → pay-as-you-go compute, in nanos × 10⁶.
+    compute: BTreeMap<i64, u128>,
+}
+
+impl Rater {
+    pub fn add(&mut self, segments: &[Segment], prices: &Prices) {
+        for s in segments {
+            for (piece, unit_price) in priced_pieces(s, prices) {
+                if matches!(s.meter, Meter::Instance(_)) {
+                    for (hour, q) in by_span(piece.clone(), HOUR_MICROS) {
+                        self.add_compute(hour, q * unit_price as u128);
+                    }
                 }
+                self.add_quantity(
+                    &s.resource_type,
+                    &s.resource_id,
+                    &s.meter,
+                    unit_price,
+                    piece.quantity(),
+                );
             }
         }
     }
-    let mut lines: Vec<Line> = priced
-        .into_iter()
-        .map(|((kind, id, meter, unit_price), (q, numerator))| {
-            let (service, name, unit) = describe(meter);
-            let (_, denominator) = price(meter, prices.at(from));
-            Line {
-                service,
-                resource_type: kind.to_string(),
-                resource_id: id.to_string(),
-                meter: name,
-                quantity: q as f64 / denominator as f64,
-                unit,
-                unit_price_nanos: unit_price,
-                amount_nanos: rounded(numerator, denominator) as i64,
-            }
-        })
-        .collect();
-    lines.extend(commit(&compute, commitments, from, to));
-    lines
+
+    pub fn add_quantity(&mut self, kind: &str, id: &str, meter: &Meter, unit_price: u64, q: u128) {
+        *self
+            .priced
+            .entry((kind.to_string(), id.to_string(), meter.clone(), unit_price))
+            .or_default() += q;
+    }
+
+    /// Pay-as-you-go compute of an hour, in nanos × 10⁶.
+    pub fn add_compute(&mut self, hour: i64, numerator: u128) {
+        *self.compute.entry(hour).or_default() += numerator;
+    }
+
+    /// The lines of `[from, to)`, commitments applied.
+    pub fn lines(
+        self,
+        prices: &Prices,
+        commitments: &[Commitment],
+        from: i64,
+        to: i64,
+    ) -> Vec<Line> {
+        let mut lines: Vec<Line> = self
+            .priced
+            .into_iter()
+            .filter(|(_, q)| *q > 0)
+            .map(|((kind, id, meter, unit_price), q)| {
+                let (service, name, unit) = describe(&meter);
+                let (_, denominator) = price(&meter, prices.at(from));
+                Line {
+                    service,
+                    resource_type: kind,
+                    resource_id: id,
+                    meter: name,
+                    quantity: q as f64 / denominator as f64,
+                    unit,
+                    unit_price_nanos: unit_price,
+                    amount_nanos: rounded(q * unit_price as u128, denominator) as i64,
+                }
+            })
+            .collect();
+        lines.extend(commit(&self.compute, commitments, from, to));
+        lines
+    }
 }
 
 /// `s` cut wherever `next(at)` (the first boundary after `at`) falls inside it.
