@@ -101,7 +101,7 @@ impl ObjectStorage {
             blobs,
             chunks,
             bucket_cache: Default::default(),
-            usage: usage::Usage::default(),
+            usage: usage::Usage::open(config.root.join("usage"))?,
             committer: commit::Committer::start(store.clone()),
             config,
             store,

@@ -152,3 +152,17 @@ pub async fn for_resource(c: &mut Conn, resource_id: &str) -> Result<Vec<Event>>
     .map(from_row)
     .collect()
 }
+
+/// Claims a batch of counts to record as events in this transaction; false
+/// if it was recorded before.
+pub async fn claim_batch(c: &mut Conn, name: &str, at: i64) -> Result<bool> {
+    let claimed = sqlx::query(
+        "INSERT INTO usage_batches (name, recorded_at) VALUES ($1, $2) \
+         ON CONFLICT (name) DO NOTHING",
+    )
+    .bind(name)
+    .bind(at)
+    .execute(c)
+    .await?;
+    Ok(claimed.rows_affected() == 1)
+}

@@ -74,6 +74,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "usage roll-ups",
         include_str!("../migrations/0013_usage_rollups.sql"),
     ),
+    (
+        14,
+        "usage batches",
+        include_str!("../migrations/0014_usage_batches.sql"),
+    ),
 ];
 
 /// How many migrations this build carries.
