@@ -57,25 +57,28 @@ impl Ledger {
                     .all(|s| *s >= m.through || *s == floor(*s, DAY_MICROS))
         });
         let Some(mark) = mark else {
-            return Ok(Ledger {
-                events: events::of_account(c, account_id, METERED, before).await?,
+            let events = events::of_account(c, account_id, METERED, before).await?;
+            return Ok(Ledger::of_parts(
+                events,
                 commitments,
-                through: 0,
-                days: Vec::new(),
-                hours: Vec::new(),
-            });
+                0,
+                Vec::new(),
+                Vec::new(),
+            ));
         };
         let mut events = mark.checkpoint;
         events.extend(
             events::of_account_between(c, account_id, METERED, mark.through, before).await?,
         );
-        Ok(Ledger {
+        let days = rollups::days(c, account_id, from, mark.through).await?;
+        let hours = rollups::hours(c, account_id, from, mark.through).await?;
+        Ok(Ledger::of_parts(
             events,
             commitments,
-            through: mark.through,
-            days: rollups::days(c, account_id, from, mark.through).await?,
-            hours: rollups::hours(c, account_id, from, mark.through).await?,
-        })
+            mark.through,
+            days,
+            hours,
+        ))
     }
 
     /// A ledger of these parts: `through` 0 for every event, else the mark's

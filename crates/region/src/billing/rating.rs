@@ -68,14 +68,14 @@ fn price(meter: &Meter, list: &nubo_api::billing::PriceList) -> (u64, u128) {
     }
 }
 
-fn describe(meter: &Meter) -> (&'static str, String, &'static str) {
+/// The service a meter's usage belongs to, and the unit it is priced in.
+fn describe(meter: &Meter) -> (&'static str, &'static str) {
     match meter {
-        Meter::Instance(t) => ("compute", format!("instance:{t}"), "second"),
-        Meter::VolumeStorage => ("block-storage", "volume-storage".into(), "GiB-month"),
-        Meter::SnapshotStorage => ("block-storage", "snapshot-storage".into(), "GiB-month"),
-        Meter::ObjectStorage => ("object-storage", "object-storage".into(), "GiB-month"),
-        Meter::Requests => ("object-storage", "requests".into(), "1,000 requests"),
-        Meter::DataOut => ("object-storage", "data-out".into(), "GiB"),
+        Meter::Instance(_) => ("compute", "second"),
+        Meter::VolumeStorage | Meter::SnapshotStorage => ("block-storage", "GiB-month"),
+        Meter::ObjectStorage => ("object-storage", "GiB-month"),
+        Meter::Requests => ("object-storage", "1,000 requests"),
+        Meter::DataOut => ("object-storage", "GiB"),
     }
 }
 
@@ -189,7 +189,8 @@ impl Rater {
             .into_iter()
             .filter(|(_, q)| *q > 0)
             .map(|((kind, id, meter, unit_price), q)| {
-                let (service, name, unit) = describe(&meter);
+                let (service, unit) = describe(&meter);
+                let name = meter.name();
                 let (_, denominator) = price(&meter, prices.at(from));
                 Line {
                     service,

@@ -9,7 +9,7 @@
 use std::collections::BTreeMap;
 
 use nubo_store::rollups::{self, Day, Mark};
-use nubo_store::{Conn, StoreError, events};
+use nubo_store::{StoreError, events};
 
 use super::ledger::METERED;
 use super::metering::{self, Meter};
@@ -104,11 +104,6 @@ pub async fn advance(state: &AppState, account_id: &str, to: i64) -> nubo_store:
     }
     tx.commit().await?;
     Ok(true)
-}
-
-/// The account's mark, if it has one.
-pub async fn mark(c: &mut Conn, account_id: &str) -> nubo_store::Result<Option<Mark>> {
-    rollups::mark(c, account_id).await
 }
 
 #[cfg(test)]

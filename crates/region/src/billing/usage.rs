@@ -36,16 +36,18 @@ pub(super) async fn tags_for(
     Ok(nubo_store::tags::of_account(&mut c, account_id).await?)
 }
 
-fn name_and_unit(meter: &Meter) -> (String, &'static str, f64) {
+/// The unit a meter's usage is reported in, and how many of the meter's
+/// own units (microseconds, byte-microseconds, bytes) make one.
+fn unit(meter: &Meter) -> (&'static str, f64) {
     let per_second = 1_000_000.0;
-    let gib_second = per_second * (1u64 << 30) as f64;
+    let gib = (1u64 << 30) as f64;
     match meter {
-        Meter::Instance(t) => (format!("instance:{t}"), "second", per_second),
-        Meter::VolumeStorage => ("volume-storage".into(), "GiB-second", gib_second),
-        Meter::SnapshotStorage => ("snapshot-storage".into(), "GiB-second", gib_second),
-        Meter::ObjectStorage => ("object-storage".into(), "GiB-second", gib_second),
-        Meter::Requests => ("requests".into(), "request", 1.0),
-        Meter::DataOut => ("data-out".into(), "GiB", (1u64 << 30) as f64),
+        Meter::Instance(_) => ("second", per_second),
+        Meter::VolumeStorage | Meter::SnapshotStorage | Meter::ObjectStorage => {
+            ("GiB-second", per_second * gib)
+        }
+        Meter::Requests => ("request", 1.0),
+        Meter::DataOut => ("GiB", gib),
     }
 }
 
@@ -76,7 +78,8 @@ async fn billing_usage(
     };
     let mut grouped: BTreeMap<(String, String), (u128, &'static str, f64)> = BTreeMap::new();
     for u in ledger.usage(since, until) {
-        let (meter, unit, per_unit) = name_and_unit(&u.meter);
+        let (unit, per_unit) = unit(&u.meter);
+        let meter = u.meter.name();
         let group = by.group(service_of(&u.resource_type), &u.resource_id, &tags);
         grouped
             .entry((group, meter))
