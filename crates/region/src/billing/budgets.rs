@@ -37,10 +37,7 @@ pub async fn month_to_date(
     account_id: &str,
     now: i64,
 ) -> nubo_store::Result<i64> {
-    let ledger = {
-        let mut c = state.store.conn().await?;
-        Ledger::load(&mut c, account_id, &[period::month_start(now)], now).await?
-    };
+    let ledger = Ledger::load(&state.store, account_id, &[period::month_start(now)], now).await?;
     let lines = ledger.lines(&state.config.prices, period::month_start(now), now);
     Ok(rating::total(&lines))
 }

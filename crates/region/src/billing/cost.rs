@@ -70,16 +70,8 @@ async fn billing_cost(
     let now = state.clock.now_micros();
     let (since, until) = period::window(p.since.as_deref(), p.until.as_deref(), now)?;
     let tags = tags_for(&state, &by, &caller.account_id).await?;
-    let ledger = {
-        let mut c = state.store.conn().await?;
-        Ledger::load(
-            &mut c,
-            &caller.account_id,
-            &[since, period::month_start(now)],
-            until,
-        )
-        .await?
-    };
+    let starts = [since, period::month_start(now)];
+    let ledger = Ledger::load(&state.store, &caller.account_id, &starts, until).await?;
     let prices = &state.config.prices;
     let lines = ledger.lines(prices, since, until);
     let total_nanos = rating::total(&lines);

@@ -15,6 +15,8 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use super::budgets::{WEBHOOK_ATTEMPTS, month_to_date};
+use super::rating::floor;
+use super::rollups::DAY_MICROS;
 use super::{invoices, period, rollups};
 use crate::clock::rfc3339;
 use crate::state::AppState;
@@ -31,8 +33,9 @@ pub fn spawn(state: AppState, mut stop: watch::Receiver<bool>) -> JoinHandle<()>
             .build()
             .unwrap_or_default();
         let every = Duration::from_secs(state.config.billing.check_seconds.max(1));
+        let mut done = Done::default();
         loop {
-            if let Err(e) = cycle(&state, &webhooks).await {
+            if let Err(e) = cycle(&state, &webhooks, &mut done).await {
                 tracing::warn!(error = %e.message, "billing cycle");
             }
             tokio::select! {
@@ -43,31 +46,53 @@ pub fn spawn(state: AppState, mut stop: watch::Receiver<bool>) -> JoinHandle<()>
     })
 }
 
-async fn cycle(state: &AppState, webhooks: &reqwest::Client) -> crate::api::error::ApiResult<()> {
+/// How far roll-ups and closes went, so that a cycle redoes neither until
+/// a day or a month more has settled.
+#[derive(Default)]
+struct Done {
+    rolled_to: i64,
+    closed_to: i64,
+}
+
+async fn cycle(
+    state: &AppState,
+    webhooks: &reqwest::Client,
+    done: &mut Done,
+) -> crate::api::error::ApiResult<()> {
     let now = state.clock.now_micros();
-    roll_up(state, now).await?;
-    close_ended_months(state, now).await?;
+    // What happened before this is in the store for good.
+    let settled = now - state.config.billing.close_after_seconds as i64 * 1_000_000;
+    let day = floor(settled, DAY_MICROS);
+    if day > done.rolled_to {
+        roll_up(state, now, day).await?;
+        done.rolled_to = day;
+    }
+    let month = period::month_start(settled);
+    if month > done.closed_to {
+        close_ended_months(state, month).await?;
+        done.closed_to = month;
+    }
     check_budgets(state, now).await?;
     deliver(state, webhooks).await
 }
 
-/// Rolls each open account's usage up to the last day that ended a grace
-/// period ago, so that bills read days instead of events.
-async fn roll_up(state: &AppState, now: i64) -> crate::api::error::ApiResult<()> {
-    let grace = state.config.billing.close_after_seconds as i64 * 1_000_000;
+/// Rolls each open account's usage up to `day`, so that bills read days
+/// instead of events. (An account opened later is rolled up from its start
+/// the next day.)
+async fn roll_up(state: &AppState, now: i64, day: i64) -> crate::api::error::ApiResult<()> {
     let open = {
         let mut c = state.store.conn().await?;
         accounts::open_between(&mut c, now, now + 1).await?
     };
     for account_id in open {
-        rollups::advance(state, &account_id, now - grace).await?;
+        rollups::advance(state, &account_id, day).await?;
     }
     Ok(())
 }
 
-async fn close_ended_months(state: &AppState, now: i64) -> crate::api::error::ApiResult<()> {
-    let grace = state.config.billing.close_after_seconds as i64 * 1_000_000;
-    let mut end = period::month_start(now - grace);
+/// Closes the months that ended before `end`, a few back.
+async fn close_ended_months(state: &AppState, end: i64) -> crate::api::error::ApiResult<()> {
+    let mut end = end;
     for _ in 0..CATCH_UP_MONTHS {
         let start = period::month_start(end - 1);
         let report = invoices::close_month(state, start, false).await?;

@@ -55,10 +55,7 @@ async fn compute(
     end: i64,
     until: i64,
 ) -> nubo_store::Result<Invoice> {
-    let ledger = {
-        let mut c = state.store.conn().await?;
-        Ledger::load(&mut c, account_id, &[start], until).await?
-    };
+    let ledger = Ledger::load(&state.store, account_id, &[start], until).await?;
     let prices = &state.config.prices;
     let lines = ledger.lines(prices, start, until);
     let total_nanos = rating::total(&lines);

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 
 use nubo_store::events::{self, Event};
 use nubo_store::rollups::{self, Day};
-use nubo_store::{Conn, commitments};
+use nubo_store::{Store, commitments};
 
 use super::metering::{self, Meter, Usage};
 use super::prices::Prices;
@@ -31,11 +31,13 @@ impl Ledger {
     /// What the account's bill is made from, as it stood before `before`,
     /// for windows that start at one of `starts` and end at `before` or later.
     pub async fn load(
-        c: &mut Conn,
+        store: &Store,
         account_id: &str,
         starts: &[i64],
         before: i64,
     ) -> nubo_store::Result<Ledger> {
+        let mut conn = store.conn().await?;
+        let c = &mut *conn;
         let from = starts.iter().copied().min().unwrap_or(before);
         let commitments = commitments::of_account(c, account_id)
             .await?
@@ -156,6 +158,6 @@ impl Ledger {
         }
         let live = metering::segments(&self.events, from.max(self.through), to);
         rater.add(&live, prices);
-        rater.lines(prices, &self.commitments, from, to)
+        rater.lines(&self.commitments, from, to)
     }
 }

@@ -321,7 +321,6 @@ fn snapshot_bytes(e: &Event) -> Option<u128> {
 /// A bucket's stored bytes, from its objects' and parts' events, and the
 /// requests and bytes out of its usage events.
 fn bucket(events: &[&Event], from: i64, to: i64, out: &mut Vec<Found>) {
-    let first = out.len();
     let mut held: i64 = 0;
     for (i, e) in events.iter().enumerate() {
         let size = e.data["size"].as_i64().unwrap_or(0);
@@ -340,25 +339,33 @@ fn bucket(events: &[&Event], from: i64, to: i64, out: &mut Vec<Found>) {
             _ => {}
         }
         let end = events.get(i + 1).map_or(to, |next| next.at);
-        let (a, b) = (e.at.max(from), end.min(to));
-        if held > 0 && a < b {
-            let rate = held as u128;
-            let steady = out[first..]
-                .iter_mut()
-                .rev()
-                .find(|f| f.0 == Meter::ObjectStorage)
-                .filter(|f| f.3 == rate && f.2 == a);
-            match steady {
-                Some(last) => last.2 = b,
-                None => out.push((Meter::ObjectStorage, a, b, rate, 0)),
-            }
+        if held > 0 {
+            hold(
+                out,
+                Meter::ObjectStorage,
+                e.at.max(from),
+                end.min(to),
+                held as u128,
+            );
         }
     }
 }
 
+/// `rate` held on `meter` over `[a, b)`: the meter's last segment grows if it
+/// ends at `a` at the same rate, so that a steady stretch is one segment.
+fn hold(out: &mut Vec<Found>, meter: Meter, a: i64, b: i64, rate: u128) {
+    if a >= b {
+        return;
+    }
+    let last = out.iter_mut().rev().find(|f| f.0 == meter);
+    match last {
+        Some(last) if last.3 == rate && last.2 == a => last.2 = b,
+        _ => out.push((meter, a, b, rate, 0)),
+    }
+}
+
 /// Bytes held between each event and the next, as `bytes` reads them from
-/// the event that starts the interval (`None`: nothing held); steady
-/// stretches are one segment.
+/// the event that starts the interval (`None`: nothing held).
 fn stored(
     events: &[&Event],
     from: i64,
@@ -367,16 +374,10 @@ fn stored(
     meter: Meter,
     out: &mut Vec<Found>,
 ) {
-    let first = out.len();
     for (i, e) in events.iter().enumerate() {
         let end = events.get(i + 1).map_or(to, |next| next.at);
-        let (a, b) = (e.at.max(from), end.min(to));
-        match bytes(e) {
-            Some(held) if held > 0 && a < b => match out[first..].last_mut() {
-                Some(last) if last.3 == held && last.2 == a => last.2 = b,
-                _ => out.push((meter.clone(), a, b, held, 0)),
-            },
-            _ => {}
+        if let Some(held) = bytes(e).filter(|held| *held > 0) {
+            hold(out, meter.clone(), e.at.max(from), end.min(to), held);
         }
     }
 }

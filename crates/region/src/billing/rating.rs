@@ -52,19 +52,28 @@ pub struct Line {
     pub amount_nanos: i64,
 }
 
-/// The meter's price in a list, and what its amount is divided by to make
-/// nanos from units times price.
-fn price(meter: &Meter, list: &nubo_api::billing::PriceList) -> (u64, u128) {
+/// The meter's price in a list, per unit.
+fn unit_price(meter: &Meter, list: &nubo_api::billing::PriceList) -> u64 {
     match meter {
-        Meter::Instance(t) => (
-            list.instance_second_nanos.get(t).copied().unwrap_or(0),
-            1_000_000,
-        ),
-        Meter::VolumeStorage => (list.volume_gib_month_nanos, GIB * MONTH_MICROS as u128),
-        Meter::SnapshotStorage => (list.snapshot_gib_month_nanos, GIB * MONTH_MICROS as u128),
-        Meter::ObjectStorage => (list.object_gib_month_nanos, GIB * MONTH_MICROS as u128),
-        Meter::Requests => (list.requests_per_1000_nanos, 1000),
-        Meter::DataOut => (list.egress_gib_nanos, GIB),
+        Meter::Instance(t) => list.instance_second_nanos.get(t).copied().unwrap_or(0),
+        Meter::VolumeStorage => list.volume_gib_month_nanos,
+        Meter::SnapshotStorage => list.snapshot_gib_month_nanos,
+        Meter::ObjectStorage => list.object_gib_month_nanos,
+        Meter::Requests => list.requests_per_1000_nanos,
+        Meter::DataOut => list.egress_gib_nanos,
+    }
+}
+
+/// How many of the meter's own quantities (microseconds, byte-microseconds,
+/// requests, bytes) make the unit it is priced per.
+fn per_unit(meter: &Meter) -> u128 {
+    match meter {
+        Meter::Instance(_) => 1_000_000,
+        Meter::VolumeStorage | Meter::SnapshotStorage | Meter::ObjectStorage => {
+            GIB * MONTH_MICROS as u128
+        }
+        Meter::Requests => 1000,
+        Meter::DataOut => GIB,
     }
 }
 
@@ -94,7 +103,7 @@ pub fn rate(
 ) -> Vec<Line> {
     let mut rater = Rater::default();
     rater.add(segments, prices);
-    rater.lines(prices, commitments, from, to)
+    rater.lines(commitments, from, to)
 }
 
 /// The start of the span of `length` (an hour, a day) that holds `at`.
@@ -123,52 +132,68 @@ pub fn by_span(piece: Segment, length: i64) -> Vec<(i64, u128)> {
     out
 }
 
-/// A segment cut at every price change, each piece with its unit price.
-pub fn priced_pieces(s: &Segment, prices: &Prices) -> Vec<(Segment, u64)> {
-    cut(s.clone(), |at| prices.next_change(at))
-        .into_iter()
-        .map(|piece| {
-            let (unit_price, _) = price(&s.meter, prices.at(piece.start));
-            (piece, unit_price)
-        })
-        .collect()
+/// Every piece of `segments` between price changes, with its unit price, to
+/// `each`; and the pay-as-you-go compute of each hour, in nanos × 10⁶, added
+/// to `compute`.
+pub fn price_pieces(
+    segments: &[Segment],
+    prices: &Prices,
+    compute: &mut BTreeMap<i64, u128>,
+    mut each: impl FnMut(&Segment, Segment, u64),
+) {
+    for s in segments {
+        for piece in cut(s.clone(), |at| prices.next_change(at)) {
+            let unit_price = unit_price(&s.meter, prices.at(piece.start));
+            if matches!(s.meter, Meter::Instance(_)) {
+                for (hour, q) in by_span(piece.clone(), HOUR_MICROS) {
+                    *compute.entry(hour).or_default() += q * unit_price as u128;
+                }
+            }
+            each(s, piece, unit_price);
+        }
+    }
+}
+
+/// (resource type, resource, meter, unit price) → quantity.
+type Priced = BTreeMap<(String, String, Meter, u64), u128>;
+
+fn tally(priced: &mut Priced, kind: &str, id: &str, meter: &Meter, unit_price: u64, q: u128) {
+    *priced
+        .entry((kind.to_string(), id.to_string(), meter.clone(), unit_price))
+        .or_default() += q;
 }
 
 /// Usage priced line by line as it is added, from segments or from what a
 /// roll-up kept of them; the sums are the same either way.
 #[derive(Default)]
 pub struct Rater {
-    /// (resource type, resource, meter, unit price) → quantity.
-    priced: BTreeMap<(String, String, Meter, u64), u128>,
+    priced: Priced,
     /// Hour → pay-as-you-go compute, in nanos × 10⁶.
     compute: BTreeMap<i64, u128>,
 }
 
 impl Rater {
     pub fn add(&mut self, segments: &[Segment], prices: &Prices) {
-        for s in segments {
-            for (piece, unit_price) in priced_pieces(s, prices) {
-                if matches!(s.meter, Meter::Instance(_)) {
-                    for (hour, q) in by_span(piece.clone(), HOUR_MICROS) {
-                        self.add_compute(hour, q * unit_price as u128);
-                    }
-                }
-                self.add_quantity(
+        let priced = &mut self.priced;
+        price_pieces(
+            segments,
+            prices,
+            &mut self.compute,
+            |s, piece, unit_price| {
+                tally(
+                    priced,
                     &s.resource_type,
                     &s.resource_id,
                     &s.meter,
                     unit_price,
                     piece.quantity(),
-                );
-            }
-        }
+                )
+            },
+        );
     }
 
     pub fn add_quantity(&mut self, kind: &str, id: &str, meter: &Meter, unit_price: u64, q: u128) {
-        *self
-            .priced
-            .entry((kind.to_string(), id.to_string(), meter.clone(), unit_price))
-            .or_default() += q;
+        tally(&mut self.priced, kind, id, meter, unit_price, q);
     }
 
     /// Pay-as-you-go compute of an hour, in nanos × 10⁶.
@@ -177,13 +202,7 @@ impl Rater {
     }
 
     /// The lines of `[from, to)`, commitments applied.
-    pub fn lines(
-        self,
-        prices: &Prices,
-        commitments: &[Commitment],
-        from: i64,
-        to: i64,
-    ) -> Vec<Line> {
+    pub fn lines(self, commitments: &[Commitment], from: i64, to: i64) -> Vec<Line> {
         let mut lines: Vec<Line> = self
             .priced
             .into_iter()
@@ -191,7 +210,7 @@ impl Rater {
             .map(|((kind, id, meter, unit_price), q)| {
                 let (service, unit) = describe(&meter);
                 let name = meter.name();
-                let (_, denominator) = price(&meter, prices.at(from));
+                let denominator = per_unit(&meter);
                 Line {
                     service,
                     resource_type: kind,
@@ -234,7 +253,7 @@ fn commit(
     // The deepest discount is used first, as it saves the most.
     order.sort_by(|a, b| b.discount_bp.cmp(&a.discount_bp).then(a.id.cmp(&b.id)));
     let mut covered: BTreeMap<&str, u128> = BTreeMap::new();
-    for (&hour, &numerator) in compute.range(from - from.rem_euclid(HOUR_MICROS)..to) {
+    for (&hour, &numerator) in compute.range(floor(from, HOUR_MICROS)..to) {
         let mut left = rounded(numerator, 1_000_000);
         for c in &order {
             let active = overlap(c.start, c.end, hour.max(from), (hour + HOUR_MICROS).min(to));

@@ -14,7 +14,7 @@ use nubo_store::{StoreError, events};
 use super::ledger::METERED;
 use super::metering::{self, Meter};
 use super::prices::Prices;
-use super::rating::{HOUR_MICROS, by_span, floor, priced_pieces};
+use super::rating::{HOUR_MICROS, by_span, floor, price_pieces};
 use crate::state::AppState;
 
 pub const DAY_MICROS: i64 = 24 * HOUR_MICROS;
@@ -29,25 +29,19 @@ pub fn fold(
 ) -> (Vec<Day>, Vec<(i64, u128)>) {
     let mut days: BTreeMap<(i64, String, String, Meter, u64), u128> = BTreeMap::new();
     let mut hours: BTreeMap<i64, u128> = BTreeMap::new();
-    for s in metering::segments(events, from, to) {
-        for (piece, unit_price) in priced_pieces(&s, prices) {
-            if matches!(s.meter, Meter::Instance(_)) {
-                for (hour, q) in by_span(piece.clone(), HOUR_MICROS) {
-                    *hours.entry(hour).or_default() += q * unit_price as u128;
-                }
-            }
-            for (day, q) in by_span(piece, DAY_MICROS) {
-                let key = (
-                    day,
-                    s.resource_type.clone(),
-                    s.resource_id.clone(),
-                    s.meter.clone(),
-                    unit_price,
-                );
-                *days.entry(key).or_default() += q;
-            }
+    let segments = metering::segments(events, from, to);
+    price_pieces(&segments, prices, &mut hours, |s, piece, unit_price| {
+        for (day, q) in by_span(piece, DAY_MICROS) {
+            let key = (
+                day,
+                s.resource_type.clone(),
+                s.resource_id.clone(),
+                s.meter.clone(),
+                unit_price,
+            );
+            *days.entry(key).or_default() += q;
         }
-    }
+    });
     let days = days
         .into_iter()
         .map(
@@ -68,21 +62,18 @@ pub fn fold(
 /// already; true if it moved the mark.
 pub async fn advance(state: &AppState, account_id: &str, to: i64) -> nubo_store::Result<bool> {
     let to = floor(to, DAY_MICROS);
-    let (from, checkpoint, marked) = {
+    let (from, marked, events) = {
         let mut c = state.store.conn().await?;
-        match rollups::mark(&mut c, account_id).await? {
+        let (from, mut events, marked) = match rollups::mark(&mut c, account_id).await? {
             Some(m) => (m.through, m.checkpoint, true),
             None => (0, Vec::new(), false),
+        };
+        if to <= from {
+            return Ok(false);
         }
-    };
-    if to <= from {
-        return Ok(false);
-    }
-    let mut events = checkpoint;
-    {
-        let mut c = state.store.conn().await?;
         events.extend(events::of_account_between(&mut c, account_id, METERED, from, to).await?);
-    }
+        (from, marked, events)
+    };
     let (days, hours) = fold(&events, &state.config.prices, from, to);
     let mark = Mark {
         through: to,

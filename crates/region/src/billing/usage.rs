@@ -72,10 +72,7 @@ async fn billing_usage(
         state.clock.now_micros(),
     )?;
     let tags = tags_for(&state, &by, &caller.account_id).await?;
-    let ledger = {
-        let mut c = state.store.conn().await?;
-        Ledger::load(&mut c, &caller.account_id, &[since], until).await?
-    };
+    let ledger = Ledger::load(&state.store, &caller.account_id, &[since], until).await?;
     let mut grouped: BTreeMap<(String, String), (u128, &'static str, f64)> = BTreeMap::new();
     for u in ledger.usage(since, until) {
         let (unit, per_unit) = unit(&u.meter);
