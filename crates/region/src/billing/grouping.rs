@@ -66,17 +66,6 @@ impl By {
     }
 }
 
-/// The service a resource type's usage belongs to.
-pub fn service_of(resource_type: &str) -> &'static str {
-    match resource_type {
-        "instance" => "compute",
-        "volume" | "snapshot" => "block-storage",
-        "bucket" => "object-storage",
-        "commitment" => "commitments",
-        _ => "other",
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -78,7 +78,7 @@ fn per_unit(meter: &Meter) -> u128 {
 }
 
 /// The service a meter's usage belongs to, and the unit it is priced in.
-fn describe(meter: &Meter) -> (&'static str, &'static str) {
+pub fn describe(meter: &Meter) -> (&'static str, &'static str) {
     match meter {
         Meter::Instance(_) => ("compute", "second"),
         Meter::VolumeStorage | Meter::SnapshotStorage => ("block-storage", "GiB-month"),

@@ -9,10 +9,10 @@ use nubo_api::error::ErrorBody;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::grouping::{By, service_of};
+use super::grouping::By;
 use super::ledger::Ledger;
 use super::metering::Meter;
-use super::period;
+use super::{period, rating};
 use crate::api::auth::Caller;
 use crate::api::error::ApiResult;
 use crate::api::extract::Query;
@@ -77,7 +77,8 @@ async fn billing_usage(
     for u in ledger.usage(since, until) {
         let (unit, per_unit) = unit(&u.meter);
         let meter = u.meter.name();
-        let group = by.group(service_of(&u.resource_type), &u.resource_id, &tags);
+        let (service, _) = rating::describe(&u.meter);
+        let group = by.group(service, &u.resource_id, &tags);
         grouped
             .entry((group, meter))
             .or_insert((0, unit, per_unit))
