@@ -5,7 +5,9 @@
 
 use std::net::Ipv4Addr;
 
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct NetworkState {
     /// Grows with each state the region computes for the network; a host
     /// ignores one older than the one it applied.
@@ -20,7 +22,7 @@ pub struct NetworkState {
 }
 
 /// An instance of the network and its rules.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Member {
     pub address: Ipv4Addr,
     /// What may open connections to it.
@@ -31,7 +33,7 @@ pub struct Member {
 
 /// Lets a protocol (and port range) through from or to the peers. Replies to
 /// what a rule let through always pass: the firewall tracks connections.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Rule {
     pub protocol: Protocol,
     /// The first and last port, for TCP and UDP; `None` for all ports.
@@ -40,7 +42,8 @@ pub struct Rule {
     pub peers: Vec<(Ipv4Addr, u8)>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Protocol {
     All,
     Tcp,

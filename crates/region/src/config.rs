@@ -77,6 +77,21 @@ pub struct Args {
     /// for tests of billing over days and months.
     #[arg(long, env = "NUBO_CLOCK_FILE", hide = true)]
     pub clock_file: Option<PathBuf>,
+    /// Make steps of instance starts fail or crash nubod, as this file says
+    /// (`STEP=fail` or `STEP=crash` lines): for tests of failures.
+    #[arg(long, env = "NUBO_FAULT_FILE", hide = true)]
+    pub fault_file: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+/// What nubod does instead of serving.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::Subcommand)]
+pub enum Command {
+    /// Stop every VM, DHCP server and network namespace this region's hosts
+    /// made on this machine, and remove their rules; the data dir stays.
+    /// Refused while nubod runs on the data dir.
+    Teardown,
 }
 
 /// The config file: the flags' settings, plus what only a file can say.
@@ -244,6 +259,8 @@ pub struct Config {
     pub billing: BillingConfig,
     /// The file the clock reads, if not the system's clock.
     pub clock_file: Option<PathBuf>,
+    /// Faults to inject into instance starts, for tests.
+    pub fault_file: Option<PathBuf>,
 }
 
 impl Config {
@@ -257,10 +274,13 @@ impl Config {
             }
             None => FileConfig::default(),
         };
-        let data_dir = args
-            .data_dir
-            .or(file.data_dir)
-            .unwrap_or_else(|| PathBuf::from(".nubo"));
+        // Absolute from here on: every path nubod hands to a child process
+        // (QEMU, dnsmasq, which changes to `/`) must mean the same to it.
+        let data_dir = absolute(
+            args.data_dir
+                .or(file.data_dir)
+                .unwrap_or_else(|| PathBuf::from(".nubo")),
+        )?;
         let listen = args
             .listen
             .or(file.listen)
@@ -304,10 +324,11 @@ impl Config {
                 ));
             }
         }
-        let images_dir = args
-            .images_dir
-            .or(file.images_dir)
-            .unwrap_or_else(|| data_dir.join("images"));
+        let images_dir = absolute(
+            args.images_dir
+                .or(file.images_dir)
+                .unwrap_or_else(|| data_dir.join("images")),
+        )?;
         Ok(Config {
             data_dir,
             listen,
@@ -339,7 +360,8 @@ impl Config {
             peers: file.regions,
             prices,
             billing,
-            clock_file: args.clock_file,
+            clock_file: args.clock_file.map(absolute).transpose()?,
+            fault_file: args.fault_file.map(absolute).transpose()?,
         })
     }
 
@@ -355,6 +377,10 @@ fn parse_accel(s: &str) -> Result<AccelChoice, String> {
         "tcg" => Ok(AccelChoice::Tcg),
         _ => Err("one of: auto, kvm, tcg".into()),
     }
+}
+
+fn absolute(path: PathBuf) -> Result<PathBuf, String> {
+    std::path::absolute(&path).map_err(|e| format!("{}: {e}", path.display()))
 }
 
 fn sqlite_url(path: &Path) -> String {
@@ -434,7 +460,15 @@ mod tests {
         assert_eq!(c.public_endpoint, "http://127.0.0.1:9100");
         assert_eq!(c.quota(QuotaResource::Vcpus).default, 8);
         assert_eq!(c.peers.len(), 1);
-        assert!(c.database_url.starts_with("sqlite://"));
+        assert!(
+            c.database_url.starts_with("sqlite:///"),
+            "{}",
+            c.database_url
+        );
+        // What `cargo xtask up` passes: relative, and made absolute, for the
+        // child processes that change directory (dnsmasq goes to `/`).
+        assert!(c.data_dir.is_absolute() && c.data_dir.ends_with(".nubo"));
+        assert!(c.images_dir.is_absolute() && c.images_dir.starts_with(&c.data_dir));
 
         std::fs::write(&file, "colour = \"blue\"\n").unwrap();
         let err = Config::load(Args {

@@ -31,7 +31,11 @@ pub async fn run(config: Config) -> Result<(), String> {
         .map_err(|e| format!("data dir {}: {e}", config.data_dir.display()))?;
     fs::set_permissions(&config.data_dir, fs::Permissions::from_mode(0o700))
         .map_err(|e| format!("data dir {}: {e}", config.data_dir.display()))?;
-    let _lock = lock_data_dir(&config.data_dir)?;
+    let mut lock = lock_data_dir(&config.data_dir)?;
+    // Who holds the lock, for `cargo xtask down` and operators.
+    lock.set_len(0)
+        .and_then(|()| writeln!(lock, "{}", std::process::id()))
+        .map_err(|e| format!("data dir {}: {e}", config.data_dir.display()))?;
     let secrets = SecretBox::load_or_create(&config.data_dir.join("secrets.key"))
         .map_err(|e| e.to_string())?;
     let operator_token = operator_token(&config.data_dir.join("operator.token"))?;
@@ -114,6 +118,29 @@ pub async fn run(config: Config) -> Result<(), String> {
     let _ = billing.await;
     let _ = s3.await;
     store.close().await;
+    Ok(())
+}
+
+/// `nubod teardown`: takes away what the region's hosts made on this machine
+/// and left running (VMs, their networks' namespaces and DHCP servers, the
+/// rules of those), once no nubod serves the data dir. The data stays.
+pub fn teardown(config: &Config) -> Result<(), String> {
+    if !config.data_dir.exists() {
+        println!(
+            "{} does not exist: nothing to tear down",
+            config.data_dir.display()
+        );
+        return Ok(());
+    }
+    let _lock = lock_data_dir(&config.data_dir)?;
+    for host in crate::hosts::qemu_hosts(config) {
+        let removed =
+            nubo_host::qemu::teardown(&host).map_err(|e| format!("{}: {e}", host.name))?;
+        println!(
+            "{}: stopped {} VMs, removed {} networks",
+            host.name, removed.vms, removed.networks
+        );
+    }
     Ok(())
 }
 

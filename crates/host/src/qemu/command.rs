@@ -90,9 +90,9 @@ impl VmFiles {
     pub fn metadata(&self) -> PathBuf {
         self.dir.join("metadata.json")
     }
-    /// The network namespace the VM's tap is in, if it has one.
-    pub fn netns(&self) -> PathBuf {
-        self.dir.join("netns")
+    /// The VM's port on a tenant network, if it has one.
+    pub fn port(&self) -> PathBuf {
+        self.dir.join("port.json")
     }
 }
 

@@ -63,14 +63,14 @@ impl Directory {
         map.insert((ns.to_string(), ip), doc);
     }
 
-    /// Records the document a VM's folder holds (for an agent that restarts).
-    pub fn load(&self, files: &VmFiles) {
-        let ns = std::fs::read_to_string(files.netns());
+    /// Records the document a VM's folder holds (for an agent that restarts),
+    /// the VM being on namespace `ns`.
+    pub fn load(&self, ns: &str, files: &VmFiles) {
         let doc = std::fs::read(files.metadata())
             .ok()
             .and_then(|b| serde_json::from_slice::<Document>(&b).ok());
-        if let (Ok(ns), Some(doc)) = (ns, doc) {
-            self.insert(ns.trim(), doc);
+        if let Some(doc) = doc {
+            self.insert(ns, doc);
         }
     }
 

@@ -11,14 +11,15 @@ pub mod accel;
 mod cgroup;
 pub mod command;
 mod console;
-mod dhcp;
-mod egress;
-mod firewall;
+pub mod faults;
 mod metadata;
 pub mod network;
+mod networks;
 mod publish;
-pub mod tunnel;
+mod teardown;
 pub mod volumes;
+
+pub use self::teardown::{Removed, teardown};
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -38,6 +39,8 @@ use self::accel::{Accel, AccelChoice};
 use self::cgroup::Cgroups;
 use self::command::{ImageSpec, Launch, VmFiles, process_name};
 use self::console::ConsoleScan;
+use self::faults::{Faults, Step};
+use self::network::Port;
 use crate::network_state::NetworkState;
 use crate::volumes::{Attached, ChunkStore, Detach, Manifest, VolumeSpec};
 use crate::{BoxFuture, Capacity, HostAgent, HostError, VmSpec, VmState, VmStatus};
@@ -71,6 +74,8 @@ pub struct QemuConfig {
     pub publish_address: std::net::IpAddr,
     /// How it builds its networks' namespaces.
     pub fabric: network::Fabric,
+    /// Faults to inject, for tests (see `faults`).
+    pub fault_file: Option<PathBuf>,
 }
 
 impl QemuConfig {
@@ -86,6 +91,7 @@ impl QemuConfig {
             disk_gib: 100,
             publish_address: std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST),
             fabric: network::Fabric::default(),
+            fault_file: None,
         }
     }
 }
@@ -100,6 +106,8 @@ enum Intent {
 
 struct Vm {
     files: VmFiles,
+    /// Its port on a tenant network, if it has one.
+    port: Option<Port>,
     state: VmState,
     pid: Option<u32>,
     qmp: Option<Arc<Qmp>>,
@@ -115,11 +123,9 @@ struct Inner {
     capacity: Capacity,
     vms: Mutex<HashMap<String, Vm>>,
     events: broadcast::Sender<VmStatus>,
-    /// Taken while a network's namespace may be made, so that two launches
-    /// into a network new to this host do not both make it.
-    networks: tokio::sync::Mutex<()>,
-    /// The version of the firewall applied in each network namespace here.
-    network_versions: Mutex<HashMap<String, u64>>,
+    /// The tenant networks here; taken while one converges.
+    networks: tokio::sync::Mutex<networks::Networks>,
+    faults: Faults,
     /// Where this host's volumes are.
     volumes: volumes::VolumeDir,
     /// The metadata service of each network namespace here.
@@ -146,7 +152,7 @@ impl QemuHost {
         }
         std::fs::create_dir_all(&config.state_dir)
             .map_err(|e| HostError::Agent(format!("{}: {e}", config.state_dir.display())))?;
-        let volumes = volumes::VolumeDir::open(volumes_dir(&config.state_dir))
+        let volumes = volumes::VolumeDir::open(sibling(&config.state_dir, "volumes"))
             .map_err(|e| HostError::Agent(format!("volumes folder: {e}")))?;
         let (accel, why) = accel::choose(config.accel);
         tracing::info!(host = config.name, accel = accel.name(), "{why}");
@@ -164,8 +170,8 @@ impl QemuHost {
             inner: Arc::new(Inner {
                 accel,
                 tsc_khz: accel::tsc_khz(),
-                networks: tokio::sync::Mutex::new(()),
-                network_versions: Mutex::default(),
+                networks: tokio::sync::Mutex::default(),
+                faults: Faults::new(config.fault_file.clone()),
                 volumes,
                 metadata: Mutex::default(),
                 documents: metadata::Directory::default(),
@@ -178,6 +184,7 @@ impl QemuHost {
             }),
         };
         host.adopt().await;
+        networks::repair(Arc::downgrade(&host.inner));
         Ok(host)
     }
 
@@ -210,6 +217,7 @@ impl QemuHost {
                 self.inner.insert(
                     &id,
                     Vm {
+                        port: read_port(&files),
                         files,
                         state: VmState::Failed(
                             "the VM process exited while its host agent was down".into(),
@@ -240,6 +248,7 @@ impl QemuHost {
                     self.inner.insert(
                         &id,
                         Vm {
+                            port: read_port(&files),
                             files,
                             state,
                             pid: Some(pid),
@@ -259,6 +268,7 @@ impl QemuHost {
                     self.inner.insert(
                         &id,
                         Vm {
+                            port: read_port(&files),
                             files,
                             state: VmState::Failed("its VMM stopped answering".into()),
                             pid: None,
@@ -289,20 +299,20 @@ impl QemuHost {
                 }
             }
         }
-        // The running VMs' networks get their metadata service back.
-        for vm in self.inner.vms().values().filter(|vm| vm.pid.is_some()) {
-            self.inner.documents.load(&vm.files);
+        // The running VMs' metadata comes back, and every network this host
+        // made is converged on what its VMs still hold: finished where a
+        // crash left it half made, taken away where no VM needs it.
+        let mut networks: std::collections::BTreeMap<String, Option<NetworkState>> =
+            self.inner.owned_networks().into_iter().collect();
+        for vm in self.inner.vms().values() {
+            if let Some(port) = &vm.port {
+                let ns = network::namespace(&self.inner.config.fabric.prefix, &port.network_id);
+                self.inner.documents.load(&ns, &vm.files);
+                networks.entry(port.network_id.clone()).or_default();
+            }
         }
-        let namespaces: std::collections::BTreeSet<String> = self
-            .inner
-            .vms()
-            .values()
-            .filter(|vm| vm.pid.is_some())
-            .filter_map(|vm| std::fs::read_to_string(vm.files.netns()).ok())
-            .map(|ns| ns.trim().to_string())
-            .collect();
-        for ns in namespaces {
-            self.inner.serve_metadata(&ns).await;
+        for (network_id, state) in networks {
+            let _ = self.inner.converge_network(&network_id, state).await;
         }
         let known: Vec<String> = self.inner.vms().keys().cloned().collect();
         for name in self.inner.cgroups.names() {
@@ -313,18 +323,25 @@ impl QemuHost {
     }
 }
 
-/// Where a host's volumes live: beside its VMs' folders (`vms` → `volumes`,
-/// `vms-1` → `volumes-1`).
-fn volumes_dir(state_dir: &Path) -> PathBuf {
+/// A folder of a host beside its VMs' folders, named `kind` the way the VMs'
+/// is named `vms` (`vms` → `volumes`, `vms-1` → `volumes-1`), so that hosts
+/// sharing a machine share none.
+fn sibling(state_dir: &Path, kind: &str) -> PathBuf {
     let name = state_dir
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
     let name = match name.strip_prefix("vms") {
-        Some(rest) => format!("volumes{rest}"),
-        None => format!("{name}-volumes"),
+        Some(rest) => format!("{kind}{rest}"),
+        None => format!("{name}-{kind}"),
     };
     state_dir.with_file_name(name)
+}
+
+/// The port a VM's folder records, if it has one.
+fn read_port(files: &VmFiles) -> Option<Port> {
+    let json = std::fs::read(files.port()).ok()?;
+    serde_json::from_slice(&json).ok()
 }
 
 /// Whether `binary` (a path, or a name looked up in PATH) can be run.
@@ -408,35 +425,6 @@ async fn connect_qmp(socket: &Path) -> std::io::Result<(Qmp, QmpEvents)> {
 }
 
 impl Inner {
-    /// Applies `state` (tunnel peers, security groups) in namespace `ns`
-    /// unless a newer one is there. Callers hold the `networks` lock.
-    async fn apply_network(&self, ns: &str, state: NetworkState) -> Result<(), HostError> {
-        let applied = self
-            .network_versions
-            .lock()
-            .map(|m| m.get(ns).copied())
-            .ok()
-            .flatten();
-        if applied.is_some_and(|v| v >= state.version) {
-            return Ok(());
-        }
-        let (version, at) = (state.version, ns.to_string());
-        let tunnels = self.config.fabric.underlay.is_some();
-        tokio::task::spawn_blocking(move || {
-            firewall::apply(&at, &state)?;
-            if tunnels {
-                tunnel::flood_to(&at, state.vni, &state.peers)?;
-            }
-            Ok::<(), HostError>(())
-        })
-        .await
-        .map_err(|e| HostError::Agent(format!("network state: {e}")))??;
-        if let Ok(mut m) = self.network_versions.lock() {
-            m.insert(ns.to_string(), version);
-        }
-        Ok(())
-    }
-
     fn vms(&self) -> std::sync::MutexGuard<'_, HashMap<String, Vm>> {
         self.vms.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -599,34 +587,21 @@ impl Inner {
             .as_ref()
             .map(|marker| ConsoleScan::from_end(files.console(), marker));
         let mut cmd = launch.command();
-        if let Some(nic) = spec.nic.clone() {
-            let id = spec.instance_id.clone();
-            let ns = {
-                let _turn = self.networks.lock().await;
-                let networks = self.networks_dir();
-                let attached = nic.clone();
-                let fabric = self.config.fabric.clone();
-                let ns = tokio::task::spawn_blocking(move || {
-                    network::attach(&id, &attached, &networks, &fabric)
-                })
+        if let Some(nic) = &spec.nic {
+            let port = Port::of(&spec.instance_id, nic)?;
+            let json = serde_json::to_vec(&port).map_err(|e| agent("port", &e))?;
+            std::fs::write(files.port(), json).map_err(|e| agent("VM folder", &e))?;
+            // Before QEMU starts, so that the VM never sends or receives unfiltered.
+            self.converge_network(&port.network_id, Some(nic.network.clone()))
                 .await
-                .map_err(|e| agent("network", &e))??;
-                // Before QEMU starts, so that the VM never sends or receives unfiltered.
-                self.apply_network(&ns, nic.network.clone()).await?;
-                ns
-            };
-            std::fs::write(files.netns(), &ns).map_err(|e| agent("VM folder", &e))?;
+                .map_err(|e| agent("network", &e))?;
+            let ns = network::namespace(&self.config.fabric.prefix, &port.network_id);
             let document = metadata::Document {
                 instance_id: spec.instance_id.clone(),
                 instance_type: spec.instance_type.clone(),
                 hostname: spec.hostname.clone(),
-                local_ipv4: nic
-                    .address
-                    .split('/')
-                    .next()
-                    .unwrap_or_default()
-                    .to_string(),
-                mac: nic.mac.clone(),
+                local_ipv4: port.address.to_string(),
+                mac: port.mac.clone(),
                 region: spec.region.clone(),
                 public_keys: spec.ssh_public_keys.clone(),
                 user_data: spec.user_data.clone(),
@@ -635,7 +610,6 @@ impl Inner {
             let json = serde_json::to_vec(&document).map_err(|e| agent("metadata", &e))?;
             std::fs::write(files.metadata(), json).map_err(|e| agent("VM folder", &e))?;
             self.documents.insert(&ns, document);
-            self.serve_metadata(&ns).await;
             // QEMU opens the tap from inside the network's namespace.
             let mut inside = std::process::Command::new("ip");
             inside
@@ -662,28 +636,31 @@ impl Inner {
             )));
         }
         let pid = read_pid(&files.pidfile()).ok_or_else(|| agent("QEMU start", &"no pid file"))?;
-        if let Err(e) = self
-            .cgroups
-            .place(&spec.instance_id, pid, spec.vcpus, spec.memory_mib)
-        {
-            tracing::warn!(instance_id = spec.instance_id, error = %e, "no cgroup for the VM");
-        }
-        let (qmp, events) = match connect_qmp(&files.qmp()).await {
-            Ok(parts) => parts,
-            Err(e) => {
-                kill(pid);
-                return Err(agent("QMP", &e));
-            }
-        };
-        {
-            let mut vms = self.vms();
-            let Some(vm) = vms.get_mut(&spec.instance_id) else {
+        // Recorded at once: a start that fails from here on is undone by
+        // `destroy`, which ends the process.
+        match self.vms().get_mut(&spec.instance_id) {
+            Some(vm) => vm.pid = Some(pid),
+            None => {
                 // Destroyed while starting.
                 kill(pid);
                 return Ok(());
-            };
-            vm.pid = Some(pid);
-            vm.qmp = Some(Arc::new(qmp));
+            }
+        }
+        self.faults.at(Step::QemuExec)?;
+        self.cgroups
+            .place(&spec.instance_id, pid, spec.vcpus, spec.memory_mib)
+            .map_err(|e| agent("cgroup", &e))?;
+        self.faults.at(Step::Cgroup)?;
+        self.faults.at(Step::Qmp)?;
+        let (qmp, events) = connect_qmp(&files.qmp())
+            .await
+            .map_err(|e| agent("QMP", &e))?;
+        match self.vms().get_mut(&spec.instance_id) {
+            Some(vm) => vm.qmp = Some(Arc::new(qmp)),
+            None => {
+                kill(pid);
+                return Ok(());
+            }
         }
         if scan.is_none() {
             self.set_state(&spec.instance_id, VmState::Running);
@@ -710,23 +687,20 @@ impl Inner {
         let files = VmFiles {
             dir: self.config.state_dir.join(id),
         };
-        let ns = std::fs::read_to_string(files.netns())
-            .map_err(|_| refused("the instance has no network here".into()))?;
-        let document: metadata::Document = std::fs::read(files.metadata())
-            .ok()
-            .and_then(|b| serde_json::from_slice(&b).ok())
-            .ok_or_else(|| refused("the instance's address is unknown here".into()))?;
-        let address: std::net::IpAddr = document
-            .local_ipv4
-            .parse()
-            .map_err(|_| refused(format!("bad address {:?}", document.local_ipv4)))?;
+        let nic = self
+            .vms()
+            .get(id)
+            .and_then(|vm| vm.port.clone())
+            .ok_or_else(|| refused("the instance has no network here".into()))?;
+        let ns = network::namespace(&self.config.fabric.prefix, &nic.network_id);
+        let address = std::net::IpAddr::V4(nic.address);
         let listener = tokio::net::TcpListener::bind((self.config.publish_address, port))
             .await
             .map_err(|e| refused(e.to_string()))?;
         let host = listener.local_addr().map_err(|e| refused(e.to_string()))?;
         let relay = tokio::spawn(publish::relay(
             listener,
-            ns.trim().to_string(),
+            ns,
             SocketAddr::new(address, guest),
         ));
         let entry = (publish::Port { guest, host }, relay.abort_handle());
@@ -741,9 +715,10 @@ impl Inner {
         Ok(host)
     }
 
-    /// Removes what a VM that is gone left: its published ports, its tap (and
-    /// its network's namespace, when it was the last VM of the network here),
-    /// then its folder.
+    /// Removes what a VM that is gone (or no longer in `vms`, or marked for
+    /// destruction) left: its published ports, its port on its network (which
+    /// converges without it, losing the namespace with its last port), then
+    /// its folder.
     async fn remove_files(&self, id: &str, files: VmFiles) {
         self.documents.remove(id);
         for (_, relay) in self
@@ -755,19 +730,9 @@ impl Inner {
         {
             relay.abort();
         }
-        if let Ok(ns) = std::fs::read_to_string(files.netns()) {
-            let (id, ns) = (id.to_string(), ns.trim().to_string());
-            let _turn = self.networks.lock().await;
-            let gone = {
-                let ns = ns.clone();
-                let networks = self.networks_dir();
-                tokio::task::spawn_blocking(move || network::detach(&id, &ns, &networks)).await
-            };
-            if gone.unwrap_or(false)
-                && let Some(service) = self.metadata.lock().unwrap().remove(&ns)
-            {
-                service.abort();
-            }
+        if let Some(port) = read_port(&files) {
+            // A failure leaves the network to the repair loop.
+            let _ = self.converge_network(&port.network_id, None).await;
         }
         let _ = std::fs::remove_dir_all(&files.dir);
     }
@@ -792,42 +757,6 @@ impl Inner {
         .flatten()
     }
 
-    /// Where the files of this host's networks live: beside the VMs' folders,
-    /// not among them.
-    fn networks_dir(&self) -> PathBuf {
-        self.config.state_dir.with_file_name("networks")
-    }
-
-    /// Starts the metadata service of namespace `ns`, unless it runs.
-    async fn serve_metadata(&self, ns: &str) {
-        if self.metadata.lock().unwrap().contains_key(ns) {
-            return;
-        }
-        let bound = {
-            let ns = ns.to_string();
-            tokio::task::spawn_blocking(move || metadata::bind(&ns)).await
-        };
-        match bound {
-            Ok(Ok(listener)) => {
-                let service = tokio::spawn(metadata::serve(
-                    listener,
-                    ns.to_string(),
-                    self.documents.clone(),
-                ));
-                let old = self
-                    .metadata
-                    .lock()
-                    .unwrap()
-                    .insert(ns.to_string(), service.abort_handle());
-                if let Some(old) = old {
-                    old.abort();
-                }
-            }
-            Ok(Err(e)) => tracing::warn!(ns, error = %e, "no metadata service"),
-            Err(e) => tracing::warn!(ns, error = %e, "no metadata service"),
-        }
-    }
-
     async fn destroy(&self, id: &str) {
         let known = self.vms().get_mut(id).map(|vm| {
             vm.intent = Intent::Destroy;
@@ -846,11 +775,16 @@ impl Inner {
             return;
         };
         if let Some(pid) = pid {
-            if let Some(qmp) = qmp {
-                let _ =
-                    tokio::time::timeout(Duration::from_secs(1), qmp.execute(qmp::quit {})).await;
-            }
-            if !wait_gone(pid, id, Duration::from_secs(3)).await {
+            // A VMM without QMP (its start failed half-way) is not asked.
+            let asked = match qmp {
+                Some(qmp) => {
+                    tokio::time::timeout(Duration::from_secs(1), qmp.execute(qmp::quit {}))
+                        .await
+                        .is_ok_and(|r| r.is_ok())
+                }
+                None => false,
+            };
+            if !asked || !wait_gone(pid, id, Duration::from_secs(3)).await {
                 kill(pid);
                 wait_gone(pid, id, Duration::from_secs(2)).await;
             }
@@ -888,12 +822,17 @@ impl HostAgent for QemuHost {
             if stale {
                 self.inner.destroy(&id).await;
             }
+            let port = match &spec.nic {
+                Some(nic) => Some(Port::of(&id, nic)?),
+                None => None,
+            };
             self.inner.insert(
                 &id,
                 Vm {
                     files: VmFiles {
                         dir: self.inner.config.state_dir.join(&id),
                     },
+                    port,
                     state: VmState::Booting,
                     pid: None,
                     qmp: None,
@@ -1007,14 +946,7 @@ impl HostAgent for QemuHost {
         network_id: &'a str,
         state: NetworkState,
     ) -> BoxFuture<'a, Result<(), HostError>> {
-        Box::pin(async move {
-            let ns = network::namespace(&self.inner.config.fabric.prefix, network_id);
-            let _turn = self.inner.networks.lock().await;
-            if !network::exists(&ns) {
-                return Ok(());
-            }
-            self.inner.apply_network(&ns, state).await
-        })
+        Box::pin(async move { self.inner.converge_network(network_id, Some(state)).await })
     }
 
     fn underlay(&self) -> Option<std::net::Ipv4Addr> {

@@ -1,10 +1,13 @@
 //! nubod, the region server.
 
 use clap::Parser;
+use nubo_region::config::Command;
 use nubo_region::{Args, Config};
 
 fn main() -> std::process::ExitCode {
-    let config = match Config::load(Args::parse()) {
+    let args = Args::parse();
+    let command = args.command;
+    let config = match Config::load(args) {
         Ok(config) => config,
         Err(e) => {
             eprintln!("nubod: {e}");
@@ -14,6 +17,15 @@ fn main() -> std::process::ExitCode {
     if let Err(e) = nubo_region::init_logging(&config.log) {
         eprintln!("nubod: {e}");
         return std::process::ExitCode::from(2);
+    }
+    if command == Some(Command::Teardown) {
+        return match nubo_region::server::teardown(&config) {
+            Ok(()) => std::process::ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("nubod: {e}");
+                std::process::ExitCode::FAILURE
+            }
+        };
     }
     let runtime = tokio::runtime::Runtime::new().expect("a tokio runtime");
     match runtime.block_on(nubo_region::server::run(config)) {

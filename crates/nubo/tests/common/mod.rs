@@ -337,45 +337,21 @@ impl Region {
 }
 
 impl Region {
-    /// Kills the VMs this region's QEMU driver left running: they outlive
-    /// nubod by design, but not the test that made them.
-    fn kill_vms(&self) {
-        let dir = self.dir.to_string_lossy().into_owned();
-        for vm in self.vm_folders() {
-            let Ok(pid) = std::fs::read_to_string(vm.path().join("qemu.pid")) else {
-                continue;
-            };
-            let pid = pid.trim();
-            // A pid is reused once its process ends: only kill our own QEMU.
-            let ours = std::fs::read(format!("/proc/{pid}/cmdline"))
-                .is_ok_and(|cmdline| String::from_utf8_lossy(&cmdline).contains(&dir));
-            if ours {
-                let _ = Command::new("kill").args(["-KILL", pid]).status();
-            }
-        }
-        // And the networks' DHCP servers and namespaces (a failed test's VMs
-        // are not destroyed by nubod, which would remove them).
-        if let Ok(networks) = std::fs::read_dir(self.dir.join("data/networks")) {
-            for network in networks.flatten() {
-                if let Ok(pid) = std::fs::read_to_string(network.path().join("dnsmasq.pid")) {
-                    let _ = Command::new("kill").arg(pid.trim()).status();
-                }
-            }
-        }
-        for vm in self.vm_folders() {
-            if let Ok(ns) = std::fs::read_to_string(vm.path().join("netns")) {
-                let _ = Command::new("ip")
-                    .args(["netns", "delete", ns.trim()])
-                    .stderr(std::process::Stdio::null())
-                    .status();
-            }
-        }
+    /// Takes away what this region's QEMU hosts left running (VMs, DHCP
+    /// servers, namespaces): they outlive nubod by design, but not the test
+    /// that made them. Done by `nubod teardown`, the operators' own way.
+    pub fn teardown(&self) -> Output {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_nubod"));
+        cmd.arg("--data-dir")
+            .arg(self.dir.join("data"))
+            .args(&self.extra)
+            .arg("teardown")
+            .env("NUBO_LOG", "warn");
+        cmd.output().expect("nubod teardown runs")
     }
-}
 
-impl Region {
     /// The VM folders of every host of this region (`vms`, `vms-1`, …).
-    fn vm_folders(&self) -> Vec<std::fs::DirEntry> {
+    pub fn vm_folders(&self) -> Vec<std::fs::DirEntry> {
         let Ok(data) = std::fs::read_dir(self.dir.join("data")) else {
             return Vec::new();
         };
@@ -393,7 +369,15 @@ impl Drop for Region {
             let _ = child.kill();
             let _ = child.wait();
         }
-        self.kill_vms();
+        if self.extra.iter().any(|a| a == "qemu") {
+            let out = self.teardown();
+            if !out.status.success() {
+                eprintln!(
+                    "nubod teardown failed: {}",
+                    String::from_utf8_lossy(&out.stderr)
+                );
+            }
+        }
         if !std::thread::panicking() {
             let _ = std::fs::remove_dir_all(&self.dir);
         }

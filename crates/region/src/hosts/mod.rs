@@ -9,7 +9,7 @@ use nubo_api::error::ErrorBody;
 use nubo_api::hosts::{Capacity, Host, HostState};
 use nubo_host::HostAgent;
 use nubo_host::qemu::network::Fabric;
-use nubo_host::qemu::tunnel::Underlay;
+use nubo_host::qemu::network::tunnel::Underlay;
 use nubo_host::qemu::{QemuConfig, QemuHost};
 use nubo_host::sim::{SimHost, SimTiming};
 use nubo_store::hosts::{self, HostRow};
@@ -104,7 +104,7 @@ impl Fleet {
 
 /// The QEMU hosts of this machine: the first keeps the plain names (its
 /// folder `vms`, namespaces `nubo-…`), the others get their own.
-fn qemu_hosts(config: &Config) -> Vec<QemuConfig> {
+pub fn qemu_hosts(config: &Config) -> Vec<QemuConfig> {
     let q = &config.qemu;
     let entries: Vec<Option<&crate::config::QemuHostEntry>> = if q.hosts.is_empty() {
         vec![None]
@@ -142,6 +142,7 @@ fn qemu_hosts(config: &Config) -> Vec<QemuConfig> {
                     }),
                     egress: config.egress_nat,
                 },
+                fault_file: config.fault_file.clone(),
                 ..QemuConfig::new(name, config.data_dir.join(vms))
             }
         })

@@ -12,7 +12,10 @@
 
 use std::net::Ipv4Addr;
 
-use super::network::{ip, nft};
+use std::fmt::Write;
+
+use super::links::{self, Link};
+use super::{enable, ip, ip_batch};
 use crate::HostError;
 
 /// The network namespace side of every uplink.
@@ -20,9 +23,12 @@ const INSIDE: &str = "up0";
 /// The shared address space uplinks are numbered from.
 const SPACE: (u32, u32) = (0x6440_0000, 10);
 
+/// How the host's ends of uplinks are named.
+const OUTSIDE_PREFIX: &str = "nbx";
+
 /// The host's end of the uplink of the network with VXLAN id `vni`.
 fn outside(vni: u32) -> String {
-    format!("nbx{vni}")
+    format!("{OUTSIDE_PREFIX}{vni}")
 }
 
 /// The rules of the host's own namespace, shared by every uplink.
@@ -52,66 +58,94 @@ fn addresses(vni: u32) -> (Ipv4Addr, Ipv4Addr) {
     (Ipv4Addr::from(base), Ipv4Addr::from(base + 1))
 }
 
-fn sysctl_in(ns: Option<&str>, knob: &str) -> Result<(), HostError> {
-    let write = format!("echo 1 > /proc/sys/{knob}");
-    match ns {
-        Some(ns) => ip(&["netns", "exec", ns, "sh", "-c", &write]),
-        None => std::fs::write(format!("/proc/sys/{knob}"), "1")
-            .map_err(|e| HostError::Agent(format!("{knob}: {e}"))),
-    }
-}
-
-/// Gives namespace `ns` (of the network with VXLAN id `vni`) its uplink,
-/// masquerading, and the host's forwarding and rules.
-pub fn connect(ns: &str, vni: u32) -> Result<(), HostError> {
-    let (host, inside) = addresses(vni);
-    let out = outside(vni);
-    // One left by a crash, whose namespace went with it.
-    let _ = ip(&["link", "del", &out]);
-    ip(&[
-        "link", "add", &out, "type", "veth", "peer", "name", INSIDE, "netns", ns,
-    ])?;
-    ip(&["addr", "add", &format!("{host}/31"), "dev", &out])?;
-    ip(&["link", "set", &out, "up"])?;
-    ip(&[
-        "-n",
-        ns,
-        "addr",
-        "add",
-        &format!("{inside}/31"),
-        "dev",
-        INSIDE,
-    ])?;
-    ip(&["-n", ns, "link", "set", INSIDE, "up"])?;
-    ip(&[
-        "-n",
-        ns,
-        "route",
-        "add",
-        "default",
-        "via",
-        &host.to_string(),
-    ])?;
-    sysctl_in(Some(ns), "net/ipv4/ip_forward")?;
-    nft(
-        ns,
-        &format!(
+/// The namespace's NAT table: masquerading to its uplink address when egress
+/// is on; absent when it is off.
+pub fn nat_script(on: bool) -> String {
+    let mut s = String::from("table ip nubo_nat\ndelete table ip nubo_nat\n");
+    if on {
+        let _ = write!(
+            s,
             "table ip nubo_nat {{\n\
              \tchain postrouting {{\n\
              \t\ttype nat hook postrouting priority 100; policy accept;\n\
              \t\toifname \"{INSIDE}\" masquerade\n\
              \t}}\n\
              }}\n"
-        ),
-    )?;
-    sysctl_in(None, "net/ipv4/ip_forward")?;
-    host_rules()
+        );
+    }
+    s
+}
+
+/// Gives namespace `ns` (of the network with VXLAN id `vni`) its uplink and
+/// the host its forwarding and rules, whatever part of them `links` (the
+/// namespace's) shows is there already.
+pub fn connect(ns: &str, vni: u32, links: &[Link]) -> Result<(), HostError> {
+    let (host, inside) = addresses(vni);
+    let out = outside(vni);
+    let complete = links::find(links, INSIDE).is_some_and(|l| l.up() && l.has_address(inside, 31));
+    if !complete {
+        // What is done on the host comes first: a complete inner end means
+        // all of it was.
+        enable(None, "net/ipv4/ip_forward")?;
+        host_rules()?;
+        if links::find(links, INSIDE).is_none() {
+            // An outer end whose inner end went with a namespace.
+            let _ = ip(&["link", "del", &out]);
+            ip(&[
+                "link", "add", &out, "type", "veth", "peer", "name", INSIDE, "netns", ns,
+            ])?;
+        }
+        ip_batch(
+            None,
+            &[
+                format!("addr replace {host}/31 dev {out}"),
+                format!("link set {out} up"),
+            ],
+        )?;
+    }
+    let mut inner = vec![format!("route replace default via {host}")];
+    if !complete {
+        inner.splice(
+            0..0,
+            [
+                format!("addr replace {inside}/31 dev {INSIDE}"),
+                format!("link set {INSIDE} up"),
+            ],
+        );
+    }
+    ip_batch(Some(ns), &inner)?;
+    enable(Some(ns), "net/ipv4/ip_forward")
+}
+
+/// Takes the uplink of namespace `ns` away (both ends go together).
+pub fn disconnect(ns: &str, links: &[Link]) -> Result<(), HostError> {
+    match links::find(links, INSIDE) {
+        Some(_) => ip(&["-n", ns, "link", "del", INSIDE]),
+        None => Ok(()),
+    }
 }
 
 /// Installs the host's egress rules, replacing any earlier ones.
 fn host_rules() -> Result<(), HostError> {
     let script = format!("table inet nubo_egress\ndelete table inet nubo_egress\n{HOST_RULES}");
-    super::network::run("nft", &["-f", "-"], Some(&script))
+    super::run("nft", &["-f", "-"], Some(&script))
+}
+
+/// Removes the host's egress rules once no uplink of any network is left on
+/// this machine (other hosts on it share them).
+pub fn remove_host_rules() -> Result<(), HostError> {
+    let out = super::output("ip", &["-json", "link", "show", "type", "veth"], None)?;
+    let uplinks = links::parse(&out)?
+        .iter()
+        .any(|l| l.ifname.starts_with(OUTSIDE_PREFIX));
+    if uplinks {
+        return Ok(());
+    }
+    super::run(
+        "nft",
+        &["-f", "-"],
+        Some("table inet nubo_egress\ndelete table inet nubo_egress\n"),
+    )
 }
 
 #[cfg(test)]

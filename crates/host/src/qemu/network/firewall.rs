@@ -15,7 +15,6 @@
 
 use std::fmt::Write;
 
-use crate::HostError;
 use crate::network_state::{NetworkState, Protocol, Rule};
 
 /// The nft script that makes `fw` the namespace's firewall.
@@ -30,7 +29,11 @@ pub fn script(fw: &NetworkState) -> String {
          \t\tct state established,related accept\n\
          \t\tct state invalid drop\n",
     );
-    if !fw.members.is_empty() {
+    if fw.version == 0 {
+        // No state from the region yet (every state it sends has a version):
+        // nothing new passes until one comes.
+        s.push_str("\t\tdrop\n");
+    } else if !fw.members.is_empty() {
         for (field, prefix) in [("saddr", "egress"), ("daddr", "ingress")] {
             let arms: Vec<String> = fw
                 .members
@@ -78,11 +81,6 @@ fn chain(s: &mut String, name: &str, field: &str, rules: &[Rule], verdict: &str)
         }
     }
     s.push_str("\t\tdrop\n\t}\n");
-}
-
-/// Makes `fw` the firewall of namespace `ns`.
-pub fn apply(ns: &str, fw: &NetworkState) -> Result<(), HostError> {
-    super::network::nft(ns, &script(fw))
 }
 
 #[cfg(test)]
@@ -136,8 +134,21 @@ mod tests {
 
     #[test]
     fn a_network_without_instances_has_no_maps() {
+        let s = script(&NetworkState {
+            version: 1,
+            ..NetworkState::default()
+        });
+        assert!(!s.contains("vmap"), "{s}");
+        assert!(!s.contains("\t\tdrop\n"), "{s}");
+    }
+
+    #[test]
+    fn a_network_whose_state_is_unknown_forwards_nothing_new() {
         let s = script(&NetworkState::default());
         assert!(!s.contains("vmap"), "{s}");
-        assert!(s.contains("policy accept"), "{s}");
+        assert!(
+            s.contains("\t\tct state invalid drop\n\t\tdrop\n\t}\n"),
+            "{s}"
+        );
     }
 }

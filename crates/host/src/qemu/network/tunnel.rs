@@ -19,7 +19,7 @@ use std::collections::BTreeSet;
 use std::net::Ipv4Addr;
 use std::process::Command;
 
-use super::network::{BRIDGE, ip};
+use super::{BRIDGE, ip};
 use crate::HostError;
 
 /// IANA's VXLAN port.
