@@ -5,6 +5,7 @@ mod bench;
 mod cache;
 mod cmd;
 mod debian;
+mod down;
 mod image;
 mod packages;
 mod postgres;
@@ -20,6 +21,8 @@ usage: cargo xtask <task> [-- args]
 
 tasks:
   up [-- nubod args]   build and run a local region on http://127.0.0.1:8080
+  down [--purge]       stop it and take away its VMs, DHCP servers and networks
+                       (--purge: its data dir .nubo too)
   test [-- filter]     the whole suite as CI runs it: rustfmt, clippy, tests
   image [--into DIR]   build the guest images (cached) and install them in DIR
   bench <name>         run a benchmark (api, launch, s3, network, volumes, billing) against its targets
@@ -48,6 +51,7 @@ fn main() -> ExitCode {
 
     let result = match (task.as_str(), rest) {
         ("up", nubod_args) => up::run(nubod_args),
+        ("down", args) => down::run(args),
         ("test", test_args) => test::run(test_args),
         ("bench", [name]) => bench::run(name),
         ("image", image_args) => image::run(image_args),

@@ -15,17 +15,21 @@ const DEFAULT_LISTEN: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOS
 
 const START_TIMEOUT: Duration = Duration::from_secs(60);
 
+/// What `up` gives nubod before the user's own arguments: the data dir,
+/// relative to the workspace root, as a user would type it.
+pub const NUBOD_ARGS: &[&str] = &["--data-dir", ".nubo"];
+
 pub fn run(nubod_args: &[String]) -> Result {
     packages::ensure(packages::REGION)?;
     for built in image::ensure_all()? {
         image::install(&built, Path::new(".nubo/images"))?;
     }
-    cmd::run(Command::new("cargo").args(["build", "--release", "-p", "nubo"]))?;
+    build()?;
     let bin = target_dir()?.join("release");
     let addr = reachable(listen_addr(nubod_args)?);
 
     let mut nubod_cmd = Command::new(bin.join("nubod"));
-    nubod_cmd.args(["--data-dir", ".nubo"]).args(nubod_args);
+    nubod_cmd.args(NUBOD_ARGS).args(nubod_args);
     let mut nubod = cmd::spawn(&mut nubod_cmd)?;
     if let Some(health) = wait_healthy(&mut nubod, addr)? {
         let region = region(&health).unwrap_or("?");
@@ -45,6 +49,11 @@ pub fn run(nubod_args: &[String]) -> Result {
         .wait()
         .map_err(|e| Error::new(format!("waiting for nubod: {e}")))?;
     cmd::check(&nubod_cmd, status)
+}
+
+/// Builds the release binaries, nubod and nubo.
+pub fn build() -> Result {
+    cmd::run(Command::new("cargo").args(["build", "--release", "-p", "nubo"]))
 }
 
 /// Where cargo builds: `$CARGO_TARGET_DIR`, else the workspace's `target`.

@@ -88,10 +88,14 @@ pub struct Args {
 /// What nubod does instead of serving.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::Subcommand)]
 pub enum Command {
-    /// Stop every VM, DHCP server and network namespace this region's hosts
-    /// made on this machine, and remove their rules; the data dir stays.
-    /// Refused while nubod runs on the data dir.
-    Teardown,
+    /// Stop the nubod serving the data dir, if one does, then every VM, DHCP
+    /// server and network namespace its hosts made on this machine, with
+    /// their rules. The data dir stays unless --purge is given.
+    Teardown {
+        /// Remove the data dir too (a PostgreSQL store is left as it is).
+        #[arg(long)]
+        purge: bool,
+    },
 }
 
 /// The config file: the flags' settings, plus what only a file can say.

@@ -121,18 +121,20 @@ pub async fn run(config: Config) -> Result<(), String> {
     Ok(())
 }
 
-/// `nubod teardown`: takes away what the region's hosts made on this machine
-/// and left running (VMs, their networks' namespaces and DHCP servers, the
-/// rules of those), once no nubod serves the data dir. The data stays.
-pub fn teardown(config: &Config) -> Result<(), String> {
-    if !config.data_dir.exists() {
-        println!(
-            "{} does not exist: nothing to tear down",
-            config.data_dir.display()
-        );
+/// `nubod teardown`: stops the nubod that serves the data dir, then takes
+/// away what the region's hosts made on this machine and left running (VMs,
+/// their networks' namespaces and DHCP servers, the rules of those); with
+/// `purge`, the data dir goes too.
+pub fn teardown(config: &Config, purge: bool) -> Result<(), String> {
+    let dir = &config.data_dir;
+    if !dir.exists() {
+        println!("{} does not exist: nothing to tear down", dir.display());
         return Ok(());
     }
-    let _lock = lock_data_dir(&config.data_dir)?;
+    let _lock = match lock_data_dir(dir) {
+        Ok(lock) => lock,
+        Err(_) => stop_server(dir)?,
+    };
     for host in crate::hosts::qemu_hosts(config) {
         let removed =
             nubo_host::qemu::teardown(&host).map_err(|e| format!("{}: {e}", host.name))?;
@@ -141,7 +143,47 @@ pub fn teardown(config: &Config) -> Result<(), String> {
             host.name, removed.vms, removed.networks
         );
     }
+    if purge {
+        fs::remove_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        println!("removed {}", dir.display());
+    }
     Ok(())
+}
+
+/// How long a nubod asked to stop may take before it is killed.
+const STOP_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Stops the nubod that holds the data dir's lock (it wrote its pid there):
+/// SIGTERM, then SIGKILL if it has not let go within [`STOP_TIMEOUT`].
+/// Returns the lock, now ours.
+fn stop_server(dir: &Path) -> Result<File, String> {
+    let path = dir.join("nubod.lock");
+    let pid: i32 = fs::read_to_string(&path)
+        .ok()
+        .and_then(|t| t.trim().parse().ok())
+        .ok_or_else(|| {
+            format!(
+                "{} is locked by a process that did not say who it is",
+                path.display()
+            )
+        })?;
+    let pid = rustix::process::Pid::from_raw(pid)
+        .ok_or_else(|| format!("{}: bad pid {pid}", path.display()))?;
+    println!("stopping nubod (pid {})", pid.as_raw_nonzero());
+    let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
+    let deadline = std::time::Instant::now() + STOP_TIMEOUT;
+    loop {
+        if let Ok(lock) = lock_data_dir(dir) {
+            return Ok(lock);
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
+        }
+        if std::time::Instant::now() > deadline + std::time::Duration::from_secs(10) {
+            return Err(format!("nubod (pid {}) did not stop", pid.as_raw_nonzero()));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
 }
 
 async fn shutdown_signal() {

@@ -312,7 +312,7 @@ impl QemuHost {
             }
         }
         for (network_id, state) in networks {
-            let _ = self.inner.converge_network(&network_id, state).await;
+            let _ = self.inner.converge_network(&network_id, state, false).await;
         }
         let known: Vec<String> = self.inner.vms().keys().cloned().collect();
         for name in self.inner.cgroups.names() {
@@ -592,7 +592,7 @@ impl Inner {
             let json = serde_json::to_vec(&port).map_err(|e| agent("port", &e))?;
             std::fs::write(files.port(), json).map_err(|e| agent("VM folder", &e))?;
             // Before QEMU starts, so that the VM never sends or receives unfiltered.
-            self.converge_network(&port.network_id, Some(nic.network.clone()))
+            self.converge_network(&port.network_id, Some(nic.network.clone()), true)
                 .await
                 .map_err(|e| agent("network", &e))?;
             let ns = network::namespace(&self.config.fabric.prefix, &port.network_id);
@@ -732,7 +732,7 @@ impl Inner {
         }
         if let Some(port) = read_port(&files) {
             // A failure leaves the network to the repair loop.
-            let _ = self.converge_network(&port.network_id, None).await;
+            let _ = self.converge_network(&port.network_id, None, false).await;
         }
         let _ = std::fs::remove_dir_all(&files.dir);
     }
@@ -946,7 +946,11 @@ impl HostAgent for QemuHost {
         network_id: &'a str,
         state: NetworkState,
     ) -> BoxFuture<'a, Result<(), HostError>> {
-        Box::pin(async move { self.inner.converge_network(network_id, Some(state)).await })
+        Box::pin(async move {
+            self.inner
+                .converge_network(network_id, Some(state), false)
+                .await
+        })
     }
 
     fn underlay(&self) -> Option<std::net::Ipv4Addr> {

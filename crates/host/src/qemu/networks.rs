@@ -10,6 +10,7 @@ use std::path::PathBuf;
 use std::sync::Weak;
 use std::time::Duration;
 
+use super::faults::Faults;
 use super::network::{self, Declared, Port};
 use super::{Inner, Intent, metadata};
 use crate::HostError;
@@ -54,11 +55,13 @@ impl Inner {
 
     /// Makes network `network_id`'s namespace and metadata service what its
     /// ports here and its newest state (`state`, if newer than the one known)
-    /// declare. A failure leaves the network to the repair loop.
+    /// declare. A failure leaves the network to the repair loop. Injected
+    /// faults fire only in the converge of a `starting` VM.
     pub(super) async fn converge_network(
         &self,
         network_id: &str,
         state: Option<NetworkState>,
+        starting: bool,
     ) -> Result<(), HostError> {
         let mut networks = self.networks.lock().await;
         if let Some(state) = state {
@@ -81,11 +84,11 @@ impl Inner {
             ports,
         };
         let empty = declared.ports.is_empty();
-        let (dir, fabric, faults) = (
-            self.network_dir(&ns),
-            self.config.fabric.clone(),
-            self.faults.clone(),
-        );
+        let faults = match starting {
+            true => self.faults.clone(),
+            false => Faults::default(),
+        };
+        let (dir, fabric) = (self.network_dir(&ns), self.config.fabric.clone());
         let result = tokio::task::spawn_blocking(move || {
             network::converge(&declared, &dir, &fabric, &faults)
         })
@@ -177,7 +180,11 @@ pub(super) fn repair(inner: Weak<Inner>) {
             };
             let dirty: Vec<String> = inner.networks.lock().await.dirty.iter().cloned().collect();
             for network_id in dirty {
-                if inner.converge_network(&network_id, None).await.is_ok() {
+                if inner
+                    .converge_network(&network_id, None, false)
+                    .await
+                    .is_ok()
+                {
                     tracing::info!(network_id, "network repaired");
                 }
             }

@@ -18,8 +18,8 @@ fn main() -> std::process::ExitCode {
         eprintln!("nubod: {e}");
         return std::process::ExitCode::from(2);
     }
-    if command == Some(Command::Teardown) {
-        return match nubo_region::server::teardown(&config) {
+    if let Some(Command::Teardown { purge }) = command {
+        return match nubo_region::server::teardown(&config, purge) {
             Ok(()) => std::process::ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("nubod: {e}");
