@@ -158,6 +158,20 @@ fn holds_exactly(r: &Region, network_id: &str, live: &[&str]) {
     }
 }
 
+/// nubo can make cgroups on this machine (v2, or v1's memory controller).
+fn cgroups_here() -> bool {
+    ["/sys/fs/cgroup/nubo", "/sys/fs/cgroup/memory/nubo"]
+        .iter()
+        .any(|p| std::path::Path::new(p).is_dir())
+}
+
+/// The VMM of `id` runs in the cgroup nubo made for it.
+fn in_its_cgroup(r: &Region, id: &str) -> bool {
+    let pid = std::fs::read_to_string(r.dir.join("data/vms").join(id).join("qemu.pid")).unwrap();
+    let cgroups = std::fs::read_to_string(format!("/proc/{}/cgroup", pid.trim())).unwrap();
+    cgroups.contains(&format!("/nubo/{id}"))
+}
+
 /// The account's default network.
 fn default_network(r: &Region, c: &Creds) -> String {
     let (status, v) = r.signed(c, "GET", "/v1/networks", None);
@@ -226,6 +240,12 @@ fn a_crash_at_any_step_of_a_start_is_repaired_by_the_restart() {
         let shown = settled(&r, &c, &id);
         assert_eq!(shown["state"], "running", "{step}: {shown}\n{}", r.log());
         holds_exactly(&r, &network, &[&resident, &id]);
+        if cgroups_here() {
+            assert!(
+                in_its_cgroup(&r, &id),
+                "{step}: the VMM of {id} has no cgroup"
+            );
+        }
         network_works(&r, &c, &network);
         terminate(&r, &c, &id);
     }

@@ -90,6 +90,10 @@ impl VmFiles {
     pub fn metadata(&self) -> PathBuf {
         self.dir.join("metadata.json")
     }
+    /// The VM's vCPUs and memory, which its cgroup caps.
+    pub fn limits(&self) -> PathBuf {
+        self.dir.join("limits.json")
+    }
     /// The VM's port on a tenant network, if it has one.
     pub fn port(&self) -> PathBuf {
         self.dir.join("port.json")

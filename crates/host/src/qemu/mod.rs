@@ -236,6 +236,12 @@ impl QemuHost {
                 .is_none_or(|m| ConsoleScan::from(files.console(), 0, m).found());
             match connect_qmp(&files.qmp()).await {
                 Ok((qmp, events)) => {
+                    // A crash between its start and its cgroup left it in none.
+                    if let Some((vcpus, memory_mib)) = read_limits(&files)
+                        && let Err(e) = self.inner.cgroups.place(&id, pid, vcpus, memory_mib)
+                    {
+                        tracing::warn!(instance_id = id, error = %e, "no cgroup for the VM");
+                    }
                     let state = if booted {
                         VmState::Running
                     } else {
@@ -336,6 +342,12 @@ fn sibling(state_dir: &Path, kind: &str) -> PathBuf {
         None => format!("{name}-{kind}"),
     };
     state_dir.with_file_name(name)
+}
+
+/// The vCPUs and memory (MiB) a VM's folder records.
+fn read_limits(files: &VmFiles) -> Option<(u32, u32)> {
+    let json = std::fs::read(files.limits()).ok()?;
+    serde_json::from_slice(&json).ok()
 }
 
 /// The port a VM's folder records, if it has one.
@@ -562,6 +574,9 @@ impl Inner {
                 "an image with a disk boots from a root volume, and none was given".into(),
             ));
         }
+        let limits = serde_json::to_vec(&(spec.vcpus, spec.memory_mib))
+            .map_err(|e| agent("VM folder", &e))?;
+        std::fs::write(files.limits(), limits).map_err(|e| agent("VM folder", &e))?;
         if let Some(user_data) = &spec.user_data {
             std::fs::write(files.user_data(), user_data).map_err(|e| agent("user-data", &e))?;
         }
