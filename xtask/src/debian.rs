@@ -18,7 +18,7 @@ use crate::packages;
 const SUITE: &str = "bookworm";
 const SOURCE: &str = "images/debian-12";
 /// What the build runs on the host.
-const HOST_PACKAGES: &[&str] = &[
+pub const HOST_PACKAGES: &[&str] = &[
     "debootstrap",
     "debian-archive-keyring",
     "e2fsprogs",

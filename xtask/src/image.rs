@@ -54,9 +54,24 @@ pub fn run(args: &[String]) -> Result {
     Ok(())
 }
 
-/// Every image's built folder: nubo-micro, then debian-12.
+/// Debian packages the image builds need, installed in one go before they
+/// run side by side (two apt-gets at once would fight over apt's lock).
+pub fn packages() -> Vec<&'static str> {
+    [PACKAGES, crate::debian::HOST_PACKAGES].concat()
+}
+
+/// Every image's built folder: nubo-micro, then debian-12. They build side
+/// by side: the kernel's compile and debootstrap's downloads overlap.
 pub fn ensure_all() -> Result<[PathBuf; 2]> {
-    Ok([ensure()?, crate::debian::ensure()?])
+    packages::ensure(&packages())?;
+    std::thread::scope(|s| {
+        let debian = s.spawn(crate::debian::ensure);
+        let micro = ensure();
+        let debian = debian
+            .join()
+            .unwrap_or_else(|_| Err(Error::new("the debian-12 image build panicked")));
+        Ok([micro?, debian?])
+    })
 }
 
 /// The built image's folder, building it if its inputs changed. The kernel is

@@ -20,11 +20,17 @@ const START_TIMEOUT: Duration = Duration::from_secs(60);
 pub const NUBOD_ARGS: &[&str] = &["--data-dir", ".nubo"];
 
 pub fn run(nubod_args: &[String]) -> Result {
-    packages::ensure(packages::REGION)?;
-    for built in image::ensure_all()? {
-        image::install(&built, Path::new(".nubo/images"))?;
+    packages::ensure(&[packages::REGION, &image::packages()].concat())?;
+    // The binaries build while the images do: on a fresh machine each takes
+    // minutes, and the kernel's compile, debootstrap's downloads and rustc
+    // overlap well even on two cores.
+    let build = Background::start()?;
+    let images = image::ensure_all();
+    let built = build.finish();
+    for image in images? {
+        image::install(&image, Path::new(".nubo/images"))?;
     }
-    build()?;
+    built?;
     let bin = target_dir()?.join("release");
     let addr = reachable(listen_addr(nubod_args)?);
 
@@ -51,9 +57,64 @@ pub fn run(nubod_args: &[String]) -> Result {
     cmd::check(&nubod_cmd, status)
 }
 
+/// The command that builds the release binaries, nubod and nubo.
+fn build_command() -> Command {
+    let mut cmd = Command::new("cargo");
+    cmd.args(["build", "--release", "-p", "nubo"]);
+    cmd
+}
+
 /// Builds the release binaries, nubod and nubo.
 pub fn build() -> Result {
-    cmd::run(Command::new("cargo").args(["build", "--release", "-p", "nubo"]))
+    cmd::run(&mut build_command())
+}
+
+/// The release build, running beside other work with its output in a log.
+struct Background {
+    child: Child,
+    command: Command,
+    log: PathBuf,
+}
+
+impl Background {
+    fn start() -> Result<Background> {
+        let dir = target_dir()?;
+        std::fs::create_dir_all(&dir).map_err(|e| Error::new(format!("{}: {e}", dir.display())))?;
+        let log = dir.join("nubo-release-build.log");
+        let file = std::fs::File::create(&log)
+            .map_err(|e| Error::new(format!("{}: {e}", log.display())))?;
+        let err = file
+            .try_clone()
+            .map_err(|e| Error::new(format!("{}: {e}", log.display())))?;
+        let mut command = build_command();
+        command.stdout(file).stderr(err);
+        eprintln!(
+            "building nubod and nubo in the background (log: {})",
+            log.display()
+        );
+        let child = cmd::spawn(&mut command)?;
+        Ok(Background {
+            child,
+            command,
+            log,
+        })
+    }
+
+    /// Waits for the build; on failure, says where it failed.
+    fn finish(mut self) -> Result {
+        let status = self
+            .child
+            .wait()
+            .map_err(|e| Error::new(format!("waiting for cargo: {e}")))?;
+        if !status.success() {
+            let log = std::fs::read_to_string(&self.log).unwrap_or_default();
+            let tail: Vec<&str> = log.lines().rev().take(40).collect();
+            for line in tail.into_iter().rev() {
+                eprintln!("{line}");
+            }
+        }
+        cmd::check(&self.command, status)
+    }
 }
 
 /// Where cargo builds: `$CARGO_TARGET_DIR`, else the workspace's `target`.
