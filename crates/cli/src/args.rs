@@ -10,7 +10,8 @@ use nubo_api::security_groups::Protocol;
 #[command(
     name = "nubo",
     version,
-    about = "The nubo cloud, from the command line"
+    about = "The nubo cloud, from the command line",
+    after_help = OUTPUT_RULE
 )]
 pub struct Cli {
     #[command(flatten)]
@@ -30,10 +31,27 @@ pub struct Global {
     /// Profile in ~/.config/nubo/config.toml.
     #[arg(long, global = true, env = "NUBO_PROFILE", default_value = "default")]
     pub profile: String,
-    /// Output format.
+    /// Output format (see "Output" below).
     #[arg(short, long, global = true, value_enum, default_value_t = Output::Table)]
     pub output: Output,
+    /// Print each API request and the API's whole answer on stderr.
+    #[arg(long, global = true)]
+    pub debug: bool,
 }
+
+/// What `-o json` prints, for every command (the README says the same).
+const OUTPUT_RULE: &str = "\
+Output:
+  -o table (the default) prints aligned tables for people: one line per row,
+  long text cut with '…' (`show` prints it whole); --wait on a terminal shows
+  progress on stderr.
+  -o json prints the body of the API's answer, unchanged. A list command reads
+  every page and prints one page, {\"items\": [...]}, holding them all. With
+  --wait, the same answer, with each resource as last read once the wait ended
+  (a deleted one: as the delete answered). A command whose answer has no body
+  (deleting a key) prints nothing; commands that call no API (profile,
+  completions) print what they read locally.
+  -o csv prints the table's rows (an invoice: the API's CSV export).";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Output {
@@ -550,9 +568,7 @@ pub enum InstanceCommand {
     },
     Stop(Transition),
     Start(Transition),
-    Reboot {
-        instance_id: String,
-    },
+    Reboot(Transition),
     Terminate(Transition),
     /// Print the end of the instance's serial console.
     Console {

@@ -50,7 +50,7 @@ on_both_stores!(signup_keys_regions_and_quotas, |store: StoreKind| {
     assert_eq!(stderr(&denied).trim().lines().count(), 1, "one-line error");
 
     let keys = r.json(&["keys", "list"]);
-    assert_eq!(keys.as_array().unwrap().len(), 2);
+    assert_eq!(keys["items"].as_array().unwrap().len(), 2, "{keys}");
     r.ok(&["keys", "delete", ro_id]);
     let root = creds["access_key_id"].as_str().unwrap();
     let last = r.nubo(&["keys", "delete", root]);
@@ -90,7 +90,7 @@ on_both_stores!(launch_and_drive_instances, |store: StoreKind| {
     r.ok(&["signup", "--email", "ops@example.com"]);
     assert!(r.ok(&["instance-types", "list"]).contains("n1.nano"));
     let images = r.json(&["images", "list"]);
-    assert_eq!(images[0]["name"], "nubo-micro");
+    assert_eq!(images["items"][0]["name"], "nubo-micro");
 
     let launched = r.json(&[
         "instance",
@@ -144,7 +144,7 @@ on_both_stores!(launch_and_drive_instances, |store: StoreKind| {
     );
 
     let running = r.json(&["instance", "list", "--state", "running"]);
-    assert_eq!(running.as_array().unwrap().len(), 2);
+    assert_eq!(running["items"].as_array().unwrap().len(), 2, "{running}");
     let quotas = r.json(&["quota", "show"]);
     let used = |name: &str| -> Value {
         quotas
@@ -204,7 +204,7 @@ on_both_stores!(networks_and_private_addresses, |store: StoreKind| {
     let r = Region::start(store);
     r.ok(&["signup", "--email", "net@example.com"]);
     let listed = r.json(&["network", "list"]);
-    let default = &listed.as_array().unwrap()[0];
+    let default = &listed["items"][0];
     assert_eq!(
         (&default["name"], &default["cidr"], &default["is_default"]),
         (
@@ -318,7 +318,7 @@ on_both_stores!(security_groups_and_their_rules, |store: StoreKind| {
     let r = Region::start(store);
     r.ok(&["signup", "--email", "sg@example.com"]);
     let groups = r.json(&["security-group", "list"]);
-    let default = &groups.as_array().unwrap()[0];
+    let default = &groups["items"][0];
     assert_eq!(default["name"], "default", "{groups}");
     let rule = |direction: &str| {
         default["rules"]

@@ -390,7 +390,7 @@ fn a_private_image_with_a_root_disk_boots_copy_on_write() {
     }
     // A root volume's snapshot holds what its guest wrote, taken while the
     // guest runs and again while it is stopped.
-    let volumes = r.json(&["volume", "list"]);
+    let volumes = r.json(&["volume", "list"])["items"].clone();
     let root = volumes
         .as_array()
         .unwrap()

@@ -4,9 +4,9 @@ use nubo_api::account::{Account, CloseAccountRequest, SignupRequest, SignupRespo
 use nubo_api::regions::Region;
 
 use crate::args::{AccountCommand, Output};
-use crate::client::{Client, ClientError, Credentials};
+use crate::client::{ClientError, Credentials};
 use crate::commands::Context;
-use crate::output::{print, print_record};
+use crate::output::{note, print, print_record};
 use crate::profile::{self, Profile};
 
 pub async fn signup(ctx: &Context, email: &str, no_save: bool) -> Result<(), ClientError> {
@@ -43,25 +43,23 @@ pub async fn signup(ctx: &Context, email: &str, no_save: bool) -> Result<(), Cli
         ],
     )?;
     if let (Some(path), Output::Table) = (saved, ctx.output()) {
-        eprintln!(
+        note(format!(
             "saved as profile {:?} in {}; the secret is not shown again",
             ctx.global.profile,
             path.display()
-        );
+        ));
     }
     Ok(())
 }
 
 pub async fn configure(ctx: &Context, id: String, secret: String) -> Result<(), ClientError> {
     let (endpoint, region) = ctx.region().await?;
-    let client = Client::new(
-        &endpoint,
-        &region,
-        Credentials::Key {
+    let client = ctx
+        .client_as(Credentials::Key {
             id: id.clone(),
             secret: secret.clone(),
-        },
-    );
+        })
+        .await?;
     let who: WhoAmI = client.get("/v1/account").await?;
     let path = profile::save(
         &ctx.global.profile,
@@ -72,12 +70,12 @@ pub async fn configure(ctx: &Context, id: String, secret: String) -> Result<(), 
             secret_access_key: Some(secret),
         },
     )?;
-    eprintln!(
+    note(format!(
         "profile {:?} in {} now acts as account {}",
         ctx.global.profile,
         path.display(),
         who.account.id
-    );
+    ));
     Ok(())
 }
 

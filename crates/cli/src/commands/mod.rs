@@ -13,6 +13,7 @@ mod storage;
 mod volumes;
 
 use clap::CommandFactory;
+use nubo_api::page::Page;
 
 use crate::args::{Cli, Command, Global, Output};
 use crate::client::{Client, ClientError, Credentials};
@@ -57,7 +58,10 @@ impl Context {
             }
             _ => {}
         }
-        let regions = Client::regions(&endpoint).await?;
+        let regions = Client::new(&endpoint, "", Credentials::None)
+            .debugging(self.global.debug)
+            .regions()
+            .await?;
         let found = match &self.global.region {
             Some(wanted) => regions.iter().find(|r| &r.name == wanted).ok_or_else(|| {
                 ClientError::Usage(format!(
@@ -97,18 +101,18 @@ impl Context {
                 self.global.profile
             )));
         };
-        let (endpoint, region) = self.region().await?;
-        Ok(Client::new(
-            &endpoint,
-            &region,
-            Credentials::Key { id, secret },
-        ))
+        self.client_as(Credentials::Key { id, secret }).await
     }
 
     /// A client for calls that need no credentials.
     pub async fn public(&self) -> Result<Client, ClientError> {
+        self.client_as(Credentials::None).await
+    }
+
+    /// A client of the region that authenticates with `credentials`.
+    pub async fn client_as(&self, credentials: Credentials) -> Result<Client, ClientError> {
         let (endpoint, region) = self.region().await?;
-        Ok(Client::new(&endpoint, &region, Credentials::None))
+        Ok(Client::new(&endpoint, &region, credentials).debugging(self.global.debug))
     }
 }
 
@@ -142,17 +146,19 @@ pub async fn run(cli: Cli) -> Result<(), ClientError> {
         Command::Bucket(cmd) => storage::run(&ctx, cmd).await,
         Command::Admin(cmd) => admin::run(&ctx, cmd).await,
         Command::Completions { shell } => {
-            clap_complete::generate(shell, &mut Cli::command(), "nubo", &mut std::io::stdout());
-            Ok(())
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "nubo", &mut script);
+            crate::output::write(&String::from_utf8_lossy(&script))
         }
     }
 }
 
-/// Fetches every page of a list endpoint.
+/// Reads every page of a list endpoint into one: what the API answers, whole,
+/// with no `next_page_token`.
 pub async fn all_pages<T: serde::de::DeserializeOwned>(
     client: &Client,
     path: &str,
-) -> Result<Vec<T>, ClientError> {
+) -> Result<Page<T>, ClientError> {
     let mut items = Vec::new();
     let mut token: Option<String> = None;
     loop {
@@ -161,11 +167,16 @@ pub async fn all_pages<T: serde::de::DeserializeOwned>(
             Some(t) => format!("{path}{sep}limit=1000&page_token={t}"),
             None => format!("{path}{sep}limit=1000"),
         };
-        let page: nubo_api::page::Page<T> = client.get(&url).await?;
+        let page: Page<T> = client.get(&url).await?;
         items.extend(page.items);
         match page.next_page_token {
             Some(t) => token = Some(t),
-            None => return Ok(items),
+            None => {
+                return Ok(Page {
+                    items,
+                    next_page_token: None,
+                });
+            }
         }
     }
 }
