@@ -28,9 +28,10 @@ pub struct Global {
     /// Region name; another region of the same cloud is found through the catalog.
     #[arg(long, global = true, env = "NUBO_REGION")]
     pub region: Option<String>,
-    /// Profile in ~/.config/nubo/config.toml.
-    #[arg(long, global = true, env = "NUBO_PROFILE", default_value = "default")]
-    pub profile: String,
+    /// Profile in ~/.config/nubo/config.toml [env: NUBO_PROFILE] (default: the
+    /// file's default profile; see `nubo profile list`).
+    #[arg(long, global = true)]
+    pub profile: Option<String>,
     /// Output format (see "Output" below).
     #[arg(short, long, global = true, value_enum, default_value_t = Output::Table)]
     pub output: Output,
@@ -63,21 +64,33 @@ pub enum Output {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Create an account; prints its credentials and saves them in the profile.
+    /// Create an account; prints its credentials and saves them as a new
+    /// profile, named after the account unless --profile names it (the first
+    /// profile becomes the default).
     Signup {
         #[arg(long)]
         email: String,
-        /// Do not write the credentials to the profile.
+        /// Do not save the credentials in a profile.
         #[arg(long)]
         no_save: bool,
+        /// Replace the profile --profile names if it exists (its secret is lost).
+        #[arg(long)]
+        force: bool,
     },
-    /// Save credentials and an endpoint in a profile.
+    /// Save credentials and an endpoint as a profile, named after the account
+    /// unless --profile names it (the first profile becomes the default).
     Configure {
         #[arg(long, env = "NUBO_ACCESS_KEY_ID")]
         access_key_id: String,
         #[arg(long, env = "NUBO_SECRET_ACCESS_KEY", hide_env_values = true)]
         secret_access_key: String,
+        /// Replace a profile that holds another access key (its secret is lost).
+        #[arg(long)]
+        force: bool,
     },
+    /// Profiles saved in ~/.config/nubo/config.toml.
+    #[command(subcommand)]
+    Profile(ProfileCommand),
     /// Show the calling account and key.
     Whoami,
     /// The account itself.
@@ -133,6 +146,15 @@ pub enum Command {
         #[arg(value_enum)]
         shell: clap_complete::Shell,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ProfileCommand {
+    /// The saved profiles (their secrets stay in the file).
+    List,
+    /// Make a profile the default: commands use it unless --profile or
+    /// NUBO_PROFILE names another.
+    Use { name: String },
 }
 
 #[derive(Debug, Subcommand)]

@@ -33,7 +33,8 @@ pub fn note(text: impl Display) {
 
 /// Prints `value` as pretty JSON.
 pub fn json<T: Serialize + ?Sized>(value: &T) -> Result<(), ClientError> {
-    let text = serde_json::to_string_pretty(value).map_err(|e| ClientError::Other(e.to_string()))?;
+    let text =
+        serde_json::to_string_pretty(value).map_err(|e| ClientError::Other(e.to_string()))?;
     write(&format!("{text}\n"))
 }
 
@@ -185,8 +186,15 @@ mod tests {
         let t = super::table(&["id", "reason"], &[vec!["i-1".into(), reason.clone()]]);
         let row = t.lines().nth(1).unwrap();
         assert_eq!(t.lines().count(), 2, "{t}");
-        assert_eq!(row.chars().count(), "i-1  ".len() + super::CELL_WIDTH, "{row}");
-        assert!(row.ends_with('…') && row.contains("failed to open"), "{row}");
+        assert_eq!(
+            row.chars().count(),
+            "i-1  ".len() + super::CELL_WIDTH,
+            "{row}"
+        );
+        assert!(
+            row.ends_with('…') && row.contains("failed to open"),
+            "{row}"
+        );
 
         let r = super::record(&[("id", "i-1".into()), ("state_reason", reason.clone())]);
         assert_eq!(r, format!("id:            i-1\nstate_reason:  {reason}\n"));

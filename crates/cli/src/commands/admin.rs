@@ -14,9 +14,7 @@ pub async fn run(ctx: &Context, cmd: AdminCommand) -> Result<(), ClientError> {
             month,
             operator_token,
         }) => {
-            let client = ctx
-                .client_as(Credentials::Operator(operator_token))
-                .await?;
+            let client = ctx.client_as(Credentials::Operator(operator_token)).await?;
             let report: CloseReport = client
                 .post("/v1/admin/billing/close", &CloseRequest { month })
                 .await?;
@@ -32,9 +30,7 @@ pub async fn run(ctx: &Context, cmd: AdminCommand) -> Result<(), ClientError> {
             )
         }
         AdminCommand::Hosts(AdminHostsCommand::List { operator_token }) => {
-            let client = ctx
-                .client_as(Credentials::Operator(operator_token))
-                .await?;
+            let client = ctx.client_as(Credentials::Operator(operator_token)).await?;
             let hosts: Vec<Host> = client.get("/v1/admin/hosts").await?;
             let rows = hosts
                 .iter()

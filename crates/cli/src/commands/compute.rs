@@ -117,7 +117,11 @@ async fn register_image(client: &Client, a: RegisterImageArgs) -> Result<Image, 
                     &file,
                 )
                 .await?;
-            note(format!("uploaded {} ({} bytes)", part.as_str(), uploaded.bytes));
+            note(format!(
+                "uploaded {} ({} bytes)",
+                part.as_str(),
+                uploaded.bytes
+            ));
         }
     }
     client

@@ -74,7 +74,10 @@ fn print_volume(out: Output, v: &Volume) -> Result<(), ClientError> {
             ("state", v.state.as_str().into()),
             ("state_reason", opt(&v.state_reason)),
             ("instance", opt(&attachment.map(|a| a.instance_id.clone()))),
-            ("attachment", opt(&attachment.map(|a| a.state.as_str().into()))),
+            (
+                "attachment",
+                opt(&attachment.map(|a| a.state.as_str().into())),
+            ),
             ("device", opt(&attachment.map(|a| a.device.clone()))),
             ("host", opt(&v.host_id)),
             ("image", opt(&v.image_id)),
