@@ -390,3 +390,36 @@ async fn wait_for(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use nubo_api::compute::{Instance, InstanceState, MetadataTokens};
+
+    #[test]
+    fn a_failed_instance_keeps_its_row_on_one_line_and_its_reason_is_cut() {
+        let reason = format!("dnsmasq: failed to open pidfile {}", "x/".repeat(300));
+        let failed = Instance {
+            id: "i-1".into(),
+            name: None,
+            image_id: "img-1".into(),
+            instance_type: "n1.nano".into(),
+            vcpus: 1,
+            memory_mib: 64,
+            state: InstanceState::Failed,
+            state_reason: Some(reason),
+            host_id: None,
+            region: "local-1".into(),
+            key_name: None,
+            network_id: None,
+            private_ip: None,
+            metadata_tokens: MetadataTokens::Optional,
+            launched_at: "2026-12-01T00:00:00Z".into(),
+            state_changed_at: "2026-12-01T00:00:01Z".into(),
+        };
+        let table = crate::output::table(super::HEADERS, &[super::row(&failed)]);
+        let row = table.lines().nth(1).unwrap();
+        assert_eq!(table.lines().count(), 2, "{table}");
+        assert!(row.contains(" failed ") && row.ends_with('…'), "{row}");
+        assert!(row.chars().count() < 160, "{row}");
+    }
+}
