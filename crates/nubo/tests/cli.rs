@@ -529,3 +529,94 @@ fn the_price_list_is_public_and_prices_the_instance_types() {
         "{table}"
     );
 }
+
+#[test]
+fn signup_saves_a_new_profile_and_never_replaces_one_without_force() {
+    let r = Region::start(StoreKind::Sqlite);
+    let config = r.dir.join("config/nubo/config.toml");
+    let first = r.json(&["signup", "--email", "one@example.com"]);
+    let one = first["account_id"].as_str().unwrap();
+    let second = r.nubo(&["signup", "--email", "two@example.com"]);
+    assert!(second.status.success(), "{}", stderr(&second));
+    let said = stderr(&second);
+    let two = String::from_utf8_lossy(&second.stdout)
+        .lines()
+        .find_map(|l| l.strip_prefix("account_id:").map(|v| v.trim().to_string()))
+        .unwrap();
+    assert!(
+        said.contains(&format!("--profile {two}")) && said.contains("NUBO_PROFILE"),
+        "says how to select it: {said}"
+    );
+    let saved = std::fs::read_to_string(&config).unwrap();
+    assert!(
+        saved.contains(first["secret_access_key"].as_str().unwrap()),
+        "the first account's secret is kept: {saved}"
+    );
+
+    assert_eq!(
+        r.json(&["whoami"])["account"]["id"],
+        one,
+        "the first is the default"
+    );
+    assert_eq!(
+        r.json(&["--profile", &two, "whoami"])["account"]["id"],
+        two.as_str()
+    );
+    let by_env = r.nubo_env(&["whoami"], &[("NUBO_PROFILE", &two)]);
+    let by_env = String::from_utf8_lossy(&by_env.stdout).into_owned();
+    assert!(
+        by_env.contains(&two) && by_env.contains("named by NUBO_PROFILE"),
+        "{by_env}"
+    );
+
+    let work = r.json(&["--profile", "work", "signup", "--email", "w@example.com"]);
+    let again = r.nubo(&["--profile", "work", "signup", "--email", "w2@example.com"]);
+    assert_eq!(again.status.code(), Some(2), "{}", stderr(&again));
+    assert!(stderr(&again).contains("--force"), "{}", stderr(&again));
+    assert!(again.stdout.is_empty(), "no account was made");
+    let who = r.json(&["--profile", "work", "whoami"]);
+    assert_eq!(who["account"]["id"], work["account_id"]);
+    let replaced = r.json(&[
+        "--profile",
+        "work",
+        "signup",
+        "--email",
+        "w3@example.com",
+        "--force",
+    ]);
+    let who = r.json(&["--profile", "work", "whoami"]);
+    assert_eq!(who["account"]["id"], replaced["account_id"]);
+
+    // configure keeps a profile's key unless told to replace it.
+    let other_key = r.json(&["--profile", &two, "keys", "create"]);
+    let refused = r.nubo(&[
+        "--profile",
+        "work",
+        "configure",
+        "--access-key-id",
+        other_key["id"].as_str().unwrap(),
+        "--secret-access-key",
+        other_key["secret_access_key"].as_str().unwrap(),
+    ]);
+    assert_eq!(refused.status.code(), Some(2), "{}", stderr(&refused));
+
+    r.ok(&["profile", "use", &two]);
+    assert_eq!(r.json(&["whoami"])["account"]["id"], two.as_str());
+    let listed = r.json(&["profile", "list"]);
+    let names: Vec<(&str, bool)> = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| (p["name"].as_str().unwrap(), p["default"].as_bool().unwrap()))
+        .collect();
+    let mut expected = vec![(one, false), (two.as_str(), true), ("work", false)];
+    expected.sort();
+    assert_eq!(names, expected);
+    assert!(!listed.to_string().contains("secret"), "{listed}");
+    let unknown = r.nubo(&["--profile", "nope", "whoami"]);
+    assert!(
+        stderr(&unknown).contains("work") && stderr(&unknown).contains("nope"),
+        "names the profiles it has: {}",
+        stderr(&unknown)
+    );
+}
