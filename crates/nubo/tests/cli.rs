@@ -620,3 +620,77 @@ fn signup_saves_a_new_profile_and_never_replaces_one_without_force() {
         stderr(&unknown)
     );
 }
+
+on_both_stores!(
+    instance_quotas_count_only_instances_that_hold_a_host,
+    |store: StoreKind| {
+        let r = Region::start(store);
+        r.ok(&["signup", "--email", "quota@example.com"]);
+        let used = || -> (u64, u64, u64) {
+            let quotas = r.json(&["quota", "show"]);
+            let of = |name: &str| {
+                quotas
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .find(|q| q["resource"] == name)
+                    .unwrap()["used"]
+                    .as_u64()
+                    .unwrap()
+            };
+            (of("instances"), of("vcpus"), of("memory_mib"))
+        };
+        let launch = |count: &str| {
+            r.json(&[
+                "instance",
+                "launch",
+                "--image",
+                "nubo-micro",
+                "--type",
+                "n1.nano",
+                "--count",
+                count,
+                "--wait",
+            ])["instances"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|i| i["id"].as_str().unwrap().to_string())
+                .collect::<Vec<_>>()
+        };
+        // The README's launches, in its order, fit the default quotas.
+        let first = launch("1").remove(0);
+        let five = launch("5");
+        assert_eq!(used(), (6, 6, 6 * 64));
+
+        r.ok(&["instance", "stop", &first, "--wait"]);
+        assert_eq!(used(), (5, 5, 5 * 64), "a stopped instance holds no quota");
+        let more = launch("15");
+        assert_eq!(used(), (20, 20, 20 * 64), "the default limit is 20");
+        let refused = r.nubo(&["instance", "start", &first]);
+        assert!(
+            stderr(&refused).contains("QuotaExceeded") && stderr(&refused).contains("quota raise"),
+            "starting takes quota again: {}",
+            stderr(&refused)
+        );
+        assert_eq!(r.json(&["instance", "show", &first])["state"], "stopped");
+        r.ok(&["instance", "terminate", &first, "--wait"]);
+        assert_eq!(used(), (20, 20, 20 * 64), "nothing is given back twice");
+        r.ok(&["instance", "terminate", &five[0], "--wait"]);
+        assert_eq!(used(), (19, 19, 19 * 64));
+        r.ok(&["instance", "stop", &more[0], "--wait"]);
+        launch("2");
+        let refused = r.nubo(&["instance", "start", &more[0]]);
+        assert!(
+            stderr(&refused).contains("QuotaExceeded"),
+            "{}",
+            stderr(&refused)
+        );
+        r.ok(&["quota", "raise", "--resource", "instances", "--to", "21"]);
+        assert_eq!(
+            r.json(&["instance", "start", &more[0], "--wait"])["state"],
+            "running"
+        );
+        assert_eq!(used(), (21, 21, 21 * 64));
+    }
+);
