@@ -7,6 +7,7 @@ mod client;
 mod commands;
 mod output;
 mod profile;
+mod progress;
 
 use std::process::ExitCode;
 

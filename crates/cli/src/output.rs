@@ -114,14 +114,27 @@ fn record(fields: &[(&str, String)]) -> String {
 
 /// Rows under upper-case headers, columns aligned, one line per row.
 pub fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
-    let header_row: Vec<String> = headers.iter().map(|h| h.to_uppercase()).collect();
-    let rows: Vec<Vec<String>> = rows
-        .iter()
-        .map(|row| row.iter().map(|c| cell(c)).collect())
-        .collect();
-    let columns = headers
+    let mut columns = headers
         .len()
         .max(rows.iter().map(Vec::len).max().unwrap_or(0));
+    // A last column empty in every row (no instance has a reason) says nothing.
+    while !rows.is_empty()
+        && columns > 1
+        && rows
+            .iter()
+            .all(|r| r.get(columns - 1).is_none_or(String::is_empty))
+    {
+        columns -= 1;
+    }
+    let header_row: Vec<String> = headers
+        .iter()
+        .take(columns)
+        .map(|h| h.to_uppercase())
+        .collect();
+    let rows: Vec<Vec<String>> = rows
+        .iter()
+        .map(|row| row.iter().take(columns).map(|c| cell(c)).collect())
+        .collect();
     let mut widths = vec![0; columns];
     for row in std::iter::once(&header_row).chain(&rows) {
         for (i, cell) in row.iter().enumerate() {
@@ -178,6 +191,11 @@ mod tests {
             ],
         );
         assert_eq!(t, "ID    STATE\ni-1   running\ni-22  -\n");
+        let t = super::table(&["id", "reason"], &[vec!["i-1".into(), String::new()]]);
+        assert_eq!(
+            t, "ID\ni-1\n",
+            "a last column empty in every row is left out"
+        );
     }
 
     #[test]

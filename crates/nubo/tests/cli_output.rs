@@ -452,3 +452,85 @@ fn a_closed_pipe_ends_every_kind_of_output_quietly() {
     assert_eq!(code, Some(1));
     assert!(stderr.contains("NotFound"), "{stderr}");
 }
+
+/// Runs the CLI in a pseudo-terminal (util-linux `script`), as a person does;
+/// what the terminal showed, stdout and stderr together.
+fn at_terminal(r: &Region, args: &[&str]) -> String {
+    let line: Vec<String> = std::iter::once(env!("CARGO_BIN_EXE_nubo"))
+        .chain(args.iter().copied())
+        .map(|a| format!("'{a}'"))
+        .collect();
+    let out = Command::new("script")
+        .args(["-qfec", &line.join(" "), "/dev/null"])
+        .env("XDG_CONFIG_HOME", r.dir.join("config"))
+        .env("NUBO_ENDPOINT", &r.endpoint)
+        .env("TERM", "xterm")
+        .env_remove("NUBO_PROFILE")
+        .stdin(Stdio::null())
+        .output()
+        .expect("script (util-linux) runs");
+    assert!(out.status.success(), "nubo {args:?} at a terminal");
+    String::from_utf8_lossy(&out.stdout).replace("\r\n", "\n")
+}
+
+#[test]
+fn wait_shows_progress_at_a_terminal_and_nothing_to_programs() {
+    let config = std::env::temp_dir().join(format!(
+        "nubo-slow-boot-{:016x}.toml",
+        nubo_store::ids::random_u64()
+    ));
+    std::fs::write(
+        &config,
+        "[sim_host]\nvcpus = 32\nmemory_mib = 131072\ndisk_gib = 2048\nboot_ms = 1500\n",
+    )
+    .unwrap();
+    let r = Region::start_with(StoreKind::Sqlite, &["--config", config.to_str().unwrap()]);
+    std::fs::remove_file(&config).unwrap();
+    r.ok(&["signup", "--email", "progress@example.com"]);
+    let launch = [
+        "instance",
+        "launch",
+        "--image",
+        "nubo-micro",
+        "--type",
+        "n1.nano",
+        "--wait",
+    ];
+
+    let shown = at_terminal(&r, &[&launch[..], &["--count", "2"]].concat());
+    assert!(
+        shown.contains("waiting for 2 instances to be running"),
+        "{shown}"
+    );
+    // The table's rows, after the progress.
+    let ids: Vec<&str> = shown
+        .lines()
+        .filter(|l| l.contains(" n1.nano "))
+        .filter_map(|l| l.split_whitespace().next())
+        .collect();
+    assert_eq!(ids.len(), 2, "{shown}");
+    for id in &ids {
+        for state in ["pending", "running"] {
+            assert!(
+                shown.contains(&format!("{id} {state} after ")),
+                "{id} {state}: {shown}"
+            );
+        }
+    }
+    let volume = at_terminal(&r, &["volume", "create", "--size", "1", "--wait"]);
+    assert!(volume.contains(" available after "), "{volume}");
+
+    let json = at_terminal(&r, &[&["-o", "json"], &launch[..]].concat());
+    let printed: Value = serde_json::from_str(&json)
+        .unwrap_or_else(|e| panic!("-o json shows nothing but JSON: {e}: {json:?}"));
+    assert_eq!(printed["instances"][0]["state"], "running");
+
+    let piped = r.nubo(&launch);
+    assert!(piped.status.success());
+    assert_eq!(
+        String::from_utf8_lossy(&piped.stderr),
+        "",
+        "no progress when stderr is not a terminal"
+    );
+    assert!(String::from_utf8_lossy(&piped.stdout).contains("running"));
+}

@@ -15,6 +15,7 @@ use crate::args::{ImagesCommand, InstanceCommand, RegisterImageArgs, Transition,
 use crate::client::{Client, ClientError};
 use crate::commands::{Context, all_pages};
 use crate::output::{note, opt, print, print_record, print_text};
+use crate::progress::Progress;
 
 pub async fn instance_types(ctx: &Context) -> Result<(), ClientError> {
     let types: Vec<InstanceType> = ctx.public().await?.get("/v1/instance-types").await?;
@@ -229,7 +230,8 @@ pub async fn instances(ctx: &Context, cmd: InstanceCommand) -> Result<(), Client
                 .await?;
             let mut instances = launched.instances;
             if a.wait.wait {
-                instances = wait_for(&client, instances, InstanceState::Running, a.wait).await?;
+                let target = InstanceState::Running;
+                instances = wait_for(ctx, &client, instances, target, a.wait).await?;
             }
             match ctx.output() {
                 crate::args::Output::Json => {
@@ -339,7 +341,9 @@ async fn finish(
     wait: Wait,
 ) -> Result<(), ClientError> {
     let i = if wait.wait {
-        wait_for(client, vec![i], target, wait).await?.remove(0)
+        wait_for(ctx, client, vec![i], target, wait)
+            .await?
+            .remove(0)
     } else {
         i
     };
@@ -349,6 +353,7 @@ async fn finish(
 /// Polls until every instance is in `target`; an instance that fails instead ends
 /// the wait with an error.
 async fn wait_for(
+    ctx: &Context,
     client: &Client,
     mut instances: Vec<Instance>,
     target: InstanceState,
@@ -356,7 +361,16 @@ async fn wait_for(
 ) -> Result<Vec<Instance>, ClientError> {
     let deadline = Instant::now() + Duration::from_secs(wait.timeout);
     let mut delay = Duration::from_millis(20);
+    let mut progress = Progress::start(ctx.output(), "");
     loop {
+        let done = instances.iter().filter(|i| i.state == target).count();
+        progress.waiting_for(match instances.len() {
+            1 => format!("{} to be {}", instances[0].id, target.as_str()),
+            n => format!("{n} instances to be {} ({done} are)", target.as_str()),
+        });
+        for i in &instances {
+            progress.reached(&i.id, i.state.as_str());
+        }
         if let Some(failed) = instances
             .iter()
             .find(|i| i.state == InstanceState::Failed && target != InstanceState::Failed)

@@ -13,6 +13,7 @@ use crate::args::{Output, SnapshotCommand, VolumeCommand, Wait};
 use crate::client::{Client, ClientError};
 use crate::commands::{Context, all_pages};
 use crate::output::{note, opt, print, print_record};
+use crate::progress::Progress;
 
 const HEADERS: &[&str] = &[
     "id", "name", "size_gib", "state", "instance", "device", "host", "reason",
@@ -112,10 +113,38 @@ fn tags(pairs: Vec<(String, String)>) -> Option<BTreeMap<String, String>> {
     (!pairs.is_empty()).then(|| pairs.into_iter().collect())
 }
 
+/// What a wait shows of a volume or a snapshot.
+trait Shown {
+    fn id(&self) -> &str;
+    fn state(&self) -> String;
+}
+
+impl Shown for Volume {
+    fn id(&self) -> &str {
+        &self.id
+    }
+    fn state(&self) -> String {
+        match &self.attachment {
+            Some(a) => format!("{} ({})", self.state.as_str(), a.state.as_str()),
+            None => self.state.as_str().into(),
+        }
+    }
+}
+
+impl Shown for Snapshot {
+    fn id(&self) -> &str {
+        &self.id
+    }
+    fn state(&self) -> String {
+        self.state.as_str().into()
+    }
+}
+
 /// Polls `path` until `done` says the resource arrived (`Ok(true)`) or
 /// cannot (`Err`).
-async fn wait_until<T: DeserializeOwned>(
+async fn wait_until<T: DeserializeOwned + Shown>(
     client: &Client,
+    out: Output,
     path: &str,
     mut current: T,
     wait: Wait,
@@ -127,7 +156,9 @@ async fn wait_until<T: DeserializeOwned>(
     }
     let deadline = Instant::now() + Duration::from_secs(wait.timeout);
     let mut delay = Duration::from_millis(50);
+    let mut progress = Progress::start(out, &format!("{} to be {what}", current.id()));
     loop {
+        progress.reached(current.id(), &current.state());
         if done(&current).map_err(ClientError::Other)? {
             return Ok(current);
         }
@@ -144,10 +175,20 @@ async fn wait_until<T: DeserializeOwned>(
 }
 
 /// Polls `path` until it is not found any more.
-async fn wait_gone(client: &Client, path: &str, wait: Wait) -> Result<(), ClientError> {
+async fn wait_gone(
+    client: &Client,
+    out: Output,
+    path: &str,
+    wait: Wait,
+) -> Result<(), ClientError> {
     let deadline = Instant::now() + Duration::from_secs(wait.timeout);
+    let mut progress = Progress::start(out, &format!("{path} to go"));
     loop {
-        match client.get::<Volume>(path).await {
+        let read = client.get::<Volume>(path).await;
+        if let Ok(v) = &read {
+            progress.reached(&v.id, &v.state());
+        }
+        match read {
             Err(ClientError::Api(f)) if f.status == 404 => return Ok(()),
             Err(e) => return Err(e),
             Ok(v) if v.state == VolumeState::Error => {
@@ -230,7 +271,7 @@ pub async fn run(ctx: &Context, cmd: VolumeCommand) -> Result<(), ClientError> {
             let v: Volume = client.post("/v1/volumes", &req).await?;
             let p = path(&v.id);
             let check = volume_is(VolumeState::Available, None);
-            wait_until(&client, &p, v, wait, "available", check).await?
+            wait_until(&client, out, &p, v, wait, "available", check).await?
         }
         VolumeCommand::Show { volume_id } => {
             let v: Volume = client.get(&path(&volume_id)).await?;
@@ -247,7 +288,7 @@ pub async fn run(ctx: &Context, cmd: VolumeCommand) -> Result<(), ClientError> {
             let p = path(&volume_id);
             let v: Volume = client.post(&format!("{p}/attach"), &req).await?;
             let check = volume_is(VolumeState::InUse, Some(true));
-            wait_until(&client, &p, v, wait, "attached", check).await?
+            wait_until(&client, out, &p, v, wait, "attached", check).await?
         }
         VolumeCommand::Detach {
             volume_id,
@@ -259,7 +300,7 @@ pub async fn run(ctx: &Context, cmd: VolumeCommand) -> Result<(), ClientError> {
                 .post(&format!("{p}/detach"), &DetachVolumeRequest { force })
                 .await?;
             let check = volume_is(VolumeState::Available, Some(false));
-            wait_until(&client, &p, v, wait, "detached", check).await?
+            wait_until(&client, out, &p, v, wait, "detached", check).await?
         }
         VolumeCommand::Resize {
             volume_id,
@@ -273,7 +314,7 @@ pub async fn run(ctx: &Context, cmd: VolumeCommand) -> Result<(), ClientError> {
             let p = path(&volume_id);
             let v: Volume = client.patch(&p, &req).await?;
             let check = volume_is(VolumeState::Available, None);
-            wait_until(&client, &p, v, wait, "available", check).await?
+            wait_until(&client, out, &p, v, wait, "available", check).await?
         }
         VolumeCommand::Tag { volume_id, tags: t } => {
             let req = UpdateVolumeRequest {
@@ -286,7 +327,7 @@ pub async fn run(ctx: &Context, cmd: VolumeCommand) -> Result<(), ClientError> {
             let p = path(&volume_id);
             let v: Volume = client.delete(&p).await?;
             if wait.wait {
-                wait_gone(&client, &p, wait).await?;
+                wait_gone(&client, out, &p, wait).await?;
                 if out == Output::Table {
                     note(format!("deleted volume {volume_id}"));
                     return Ok(());
@@ -327,6 +368,7 @@ pub async fn snapshots(ctx: &Context, cmd: SnapshotCommand) -> Result<(), Client
             let path = format!("/v1/snapshots/{}", s.id);
             wait_until(
                 &client,
+                out,
                 &path,
                 s,
                 wait,
