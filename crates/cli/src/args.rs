@@ -64,9 +64,10 @@ pub enum Output {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Create an account; prints its credentials and saves them as a new
-    /// profile, named after the account unless --profile names it (the first
-    /// profile becomes the default).
+    /// Create an account; prints its credentials and saves them as a new profile.
+    ///
+    /// The profile is named after the account unless --profile names it; the
+    /// first profile saved becomes the default.
     Signup {
         #[arg(long)]
         email: String,
@@ -77,8 +78,10 @@ pub enum Command {
         #[arg(long)]
         force: bool,
     },
-    /// Save credentials and an endpoint as a profile, named after the account
-    /// unless --profile names it (the first profile becomes the default).
+    /// Save credentials and an endpoint as a profile.
+    ///
+    /// The profile is named after the account unless --profile names it; the
+    /// first profile saved becomes the default.
     Configure {
         #[arg(long, env = "NUBO_ACCESS_KEY_ID")]
         access_key_id: String,
