@@ -10,7 +10,8 @@ use nubo_api::security_groups::Protocol;
 #[command(
     name = "nubo",
     version,
-    about = "The nubo cloud, from the command line"
+    about = "The nubo cloud, from the command line",
+    after_help = OUTPUT_RULE
 )]
 pub struct Cli {
     #[command(flatten)]
@@ -27,13 +28,31 @@ pub struct Global {
     /// Region name; another region of the same cloud is found through the catalog.
     #[arg(long, global = true, env = "NUBO_REGION")]
     pub region: Option<String>,
-    /// Profile in ~/.config/nubo/config.toml.
-    #[arg(long, global = true, env = "NUBO_PROFILE", default_value = "default")]
-    pub profile: String,
-    /// Output format.
+    /// Profile in ~/.config/nubo/config.toml [env: NUBO_PROFILE] (default: the
+    /// file's default profile; see `nubo profile list`).
+    #[arg(long, global = true)]
+    pub profile: Option<String>,
+    /// Output format (see "Output" below).
     #[arg(short, long, global = true, value_enum, default_value_t = Output::Table)]
     pub output: Output,
+    /// Print each API request and the API's whole answer on stderr.
+    #[arg(long, global = true)]
+    pub debug: bool,
 }
+
+/// What `-o json` prints, for every command (the README says the same).
+const OUTPUT_RULE: &str = "\
+Output:
+  -o table (the default) prints aligned tables for people: one line per row,
+  long text cut with '…' (`show` prints it whole); --wait on a terminal shows
+  progress on stderr.
+  -o json prints the body of the API's answer, unchanged. A list command reads
+  every page and prints one page, {\"items\": [...]}, holding them all. With
+  --wait, the same answer, with each resource as last read once the wait ended
+  (a deleted one: as the delete answered). A command whose answer has no body
+  (deleting a key) prints nothing; commands that call no API (profile,
+  completions) print what they read locally.
+  -o csv prints the table's rows (an invoice: the API's CSV export).";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Output {
@@ -45,21 +64,36 @@ pub enum Output {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Create an account; prints its credentials and saves them in the profile.
+    /// Create an account; prints its credentials and saves them as a new profile.
+    ///
+    /// The profile is named after the account unless --profile names it; the
+    /// first profile saved becomes the default.
     Signup {
         #[arg(long)]
         email: String,
-        /// Do not write the credentials to the profile.
+        /// Do not save the credentials in a profile.
         #[arg(long)]
         no_save: bool,
+        /// Replace the profile --profile names if it exists (its secret is lost).
+        #[arg(long)]
+        force: bool,
     },
-    /// Save credentials and an endpoint in a profile.
+    /// Save credentials and an endpoint as a profile.
+    ///
+    /// The profile is named after the account unless --profile names it; the
+    /// first profile saved becomes the default.
     Configure {
         #[arg(long, env = "NUBO_ACCESS_KEY_ID")]
         access_key_id: String,
         #[arg(long, env = "NUBO_SECRET_ACCESS_KEY", hide_env_values = true)]
         secret_access_key: String,
+        /// Replace a profile that holds another access key (its secret is lost).
+        #[arg(long)]
+        force: bool,
     },
+    /// Profiles saved in ~/.config/nubo/config.toml.
+    #[command(subcommand)]
+    Profile(ProfileCommand),
     /// Show the calling account and key.
     Whoami,
     /// The account itself.
@@ -115,6 +149,15 @@ pub enum Command {
         #[arg(value_enum)]
         shell: clap_complete::Shell,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ProfileCommand {
+    /// The saved profiles (their secrets stay in the file).
+    List,
+    /// Make a profile the default: commands use it unless --profile or
+    /// NUBO_PROFILE names another.
+    Use { name: String },
 }
 
 #[derive(Debug, Subcommand)]
@@ -550,9 +593,7 @@ pub enum InstanceCommand {
     },
     Stop(Transition),
     Start(Transition),
-    Reboot {
-        instance_id: String,
-    },
+    Reboot(Transition),
     Terminate(Transition),
     /// Print the end of the instance's serial console.
     Console {

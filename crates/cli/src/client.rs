@@ -21,6 +21,9 @@ pub enum ClientError {
     Connect { endpoint: String, detail: String },
     #[error("{0}")]
     Other(String),
+    /// Whoever read stdout closed it (`nubo … | head`).
+    #[error("the output was closed")]
+    OutputClosed,
 }
 
 #[derive(Debug)]
@@ -61,6 +64,7 @@ pub struct Client {
     endpoint: String,
     region: String,
     credentials: Credentials,
+    debug: bool,
 }
 
 impl Client {
@@ -70,19 +74,24 @@ impl Client {
             endpoint: endpoint.trim_end_matches('/').to_string(),
             region: region.to_string(),
             credentials,
+            debug: false,
         }
+    }
+
+    /// Tells on stderr each request and the API's whole answer (`--debug`).
+    pub fn debugging(mut self, on: bool) -> Client {
+        self.debug = on;
+        self
     }
 
     pub fn endpoint(&self) -> &str {
         &self.endpoint
     }
 
-    /// The regions an endpoint knows (a public call), to learn its name or find
+    /// The regions the endpoint knows (a public call), to learn its name or find
     /// another region's endpoint.
-    pub async fn regions(endpoint: &str) -> Result<Vec<Region>, ClientError> {
-        Client::new(endpoint, "", Credentials::None)
-            .call(Method::GET, "/v1/regions", None::<&()>)
-            .await
+    pub async fn regions(&self) -> Result<Vec<Region>, ClientError> {
+        self.call(Method::GET, "/v1/regions", None::<&()>).await
     }
 
     pub async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, ClientError> {
@@ -180,7 +189,7 @@ impl Client {
             .send()
             .await
             .map_err(|e| self.unreachable(&e))?;
-        let bytes = self.answer(&url, response).await?;
+        let bytes = self.answer(&Method::PUT, &url, response).await?;
         serde_json::from_slice(&bytes)
             .map_err(|e| ClientError::Other(format!("unexpected answer from {path}: {e}")))
     }
@@ -247,7 +256,7 @@ impl Client {
             .send()
             .await
             .map_err(|e| self.unreachable(&e))?;
-        self.answer(&url, response).await
+        self.answer(&method, &url, response).await
     }
 
     fn unreachable(&self, e: &reqwest::Error) -> ClientError {
@@ -258,9 +267,21 @@ impl Client {
     }
 
     /// The body of a successful answer, or the API's error.
-    async fn answer(&self, url: &str, response: reqwest::Response) -> Result<Vec<u8>, ClientError> {
+    async fn answer(
+        &self,
+        method: &Method,
+        url: &str,
+        response: reqwest::Response,
+    ) -> Result<Vec<u8>, ClientError> {
         let status = response.status();
         let bytes = response.bytes().await.map_err(|e| self.unreachable(&e))?;
+        if self.debug {
+            crate::output::note(format!(
+                "debug: {method} {url} answered {}: {}",
+                status.as_u16(),
+                String::from_utf8_lossy(&bytes)
+            ));
+        }
         if status.is_success() {
             return Ok(bytes.to_vec());
         }

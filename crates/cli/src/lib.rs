@@ -1,11 +1,13 @@
 //! `nubo`, the command-line client. It can do exactly what the API can: every
 //! command is one or a few API calls, with the same types.
+#![deny(clippy::print_stdout, clippy::print_stderr)]
 
 mod args;
 mod client;
 mod commands;
 mod output;
 mod profile;
+mod progress;
 
 use std::process::ExitCode;
 
@@ -22,9 +24,10 @@ pub fn main() -> ExitCode {
         .build()
         .expect("a tokio runtime");
     match runtime.block_on(commands::run(cli)) {
-        Ok(()) => ExitCode::SUCCESS,
+        // The reader of the output went away: nothing is left to say.
+        Ok(()) | Err(ClientError::OutputClosed) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("nubo: {e}");
+            output::note(format!("nubo: {e}"));
             ExitCode::from(e.exit_code())
         }
     }

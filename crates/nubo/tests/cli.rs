@@ -50,7 +50,7 @@ on_both_stores!(signup_keys_regions_and_quotas, |store: StoreKind| {
     assert_eq!(stderr(&denied).trim().lines().count(), 1, "one-line error");
 
     let keys = r.json(&["keys", "list"]);
-    assert_eq!(keys.as_array().unwrap().len(), 2);
+    assert_eq!(keys["items"].as_array().unwrap().len(), 2, "{keys}");
     r.ok(&["keys", "delete", ro_id]);
     let root = creds["access_key_id"].as_str().unwrap();
     let last = r.nubo(&["keys", "delete", root]);
@@ -90,7 +90,7 @@ on_both_stores!(launch_and_drive_instances, |store: StoreKind| {
     r.ok(&["signup", "--email", "ops@example.com"]);
     assert!(r.ok(&["instance-types", "list"]).contains("n1.nano"));
     let images = r.json(&["images", "list"]);
-    assert_eq!(images[0]["name"], "nubo-micro");
+    assert_eq!(images["items"][0]["name"], "nubo-micro");
 
     let launched = r.json(&[
         "instance",
@@ -144,7 +144,7 @@ on_both_stores!(launch_and_drive_instances, |store: StoreKind| {
     );
 
     let running = r.json(&["instance", "list", "--state", "running"]);
-    assert_eq!(running.as_array().unwrap().len(), 2);
+    assert_eq!(running["items"].as_array().unwrap().len(), 2, "{running}");
     let quotas = r.json(&["quota", "show"]);
     let used = |name: &str| -> Value {
         quotas
@@ -204,7 +204,7 @@ on_both_stores!(networks_and_private_addresses, |store: StoreKind| {
     let r = Region::start(store);
     r.ok(&["signup", "--email", "net@example.com"]);
     let listed = r.json(&["network", "list"]);
-    let default = &listed.as_array().unwrap()[0];
+    let default = &listed["items"][0];
     assert_eq!(
         (&default["name"], &default["cidr"], &default["is_default"]),
         (
@@ -318,7 +318,7 @@ on_both_stores!(security_groups_and_their_rules, |store: StoreKind| {
     let r = Region::start(store);
     r.ok(&["signup", "--email", "sg@example.com"]);
     let groups = r.json(&["security-group", "list"]);
-    let default = &groups.as_array().unwrap()[0];
+    let default = &groups["items"][0];
     assert_eq!(default["name"], "default", "{groups}");
     let rule = |direction: &str| {
         default["rules"]
@@ -529,3 +529,168 @@ fn the_price_list_is_public_and_prices_the_instance_types() {
         "{table}"
     );
 }
+
+#[test]
+fn signup_saves_a_new_profile_and_never_replaces_one_without_force() {
+    let r = Region::start(StoreKind::Sqlite);
+    let config = r.dir.join("config/nubo/config.toml");
+    let first = r.json(&["signup", "--email", "one@example.com"]);
+    let one = first["account_id"].as_str().unwrap();
+    let second = r.nubo(&["signup", "--email", "two@example.com"]);
+    assert!(second.status.success(), "{}", stderr(&second));
+    let said = stderr(&second);
+    let two = String::from_utf8_lossy(&second.stdout)
+        .lines()
+        .find_map(|l| l.strip_prefix("account_id:").map(|v| v.trim().to_string()))
+        .unwrap();
+    assert!(
+        said.contains(&format!("--profile {two}")) && said.contains("NUBO_PROFILE"),
+        "says how to select it: {said}"
+    );
+    let saved = std::fs::read_to_string(&config).unwrap();
+    assert!(
+        saved.contains(first["secret_access_key"].as_str().unwrap()),
+        "the first account's secret is kept: {saved}"
+    );
+
+    assert_eq!(
+        r.json(&["whoami"])["account"]["id"],
+        one,
+        "the first is the default"
+    );
+    assert_eq!(
+        r.json(&["--profile", &two, "whoami"])["account"]["id"],
+        two.as_str()
+    );
+    let by_env = r.nubo_env(&["whoami"], &[("NUBO_PROFILE", &two)]);
+    let by_env = String::from_utf8_lossy(&by_env.stdout).into_owned();
+    assert!(
+        by_env.contains(&two) && by_env.contains("named by NUBO_PROFILE"),
+        "{by_env}"
+    );
+
+    let work = r.json(&["--profile", "work", "signup", "--email", "w@example.com"]);
+    let again = r.nubo(&["--profile", "work", "signup", "--email", "w2@example.com"]);
+    assert_eq!(again.status.code(), Some(2), "{}", stderr(&again));
+    assert!(stderr(&again).contains("--force"), "{}", stderr(&again));
+    assert!(again.stdout.is_empty(), "no account was made");
+    let who = r.json(&["--profile", "work", "whoami"]);
+    assert_eq!(who["account"]["id"], work["account_id"]);
+    let replaced = r.json(&[
+        "--profile",
+        "work",
+        "signup",
+        "--email",
+        "w3@example.com",
+        "--force",
+    ]);
+    let who = r.json(&["--profile", "work", "whoami"]);
+    assert_eq!(who["account"]["id"], replaced["account_id"]);
+
+    // configure keeps a profile's key unless told to replace it.
+    let other_key = r.json(&["--profile", &two, "keys", "create"]);
+    let refused = r.nubo(&[
+        "--profile",
+        "work",
+        "configure",
+        "--access-key-id",
+        other_key["id"].as_str().unwrap(),
+        "--secret-access-key",
+        other_key["secret_access_key"].as_str().unwrap(),
+    ]);
+    assert_eq!(refused.status.code(), Some(2), "{}", stderr(&refused));
+
+    r.ok(&["profile", "use", &two]);
+    assert_eq!(r.json(&["whoami"])["account"]["id"], two.as_str());
+    let listed = r.json(&["profile", "list"]);
+    let names: Vec<(&str, bool)> = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| (p["name"].as_str().unwrap(), p["default"].as_bool().unwrap()))
+        .collect();
+    let mut expected = vec![(one, false), (two.as_str(), true), ("work", false)];
+    expected.sort();
+    assert_eq!(names, expected);
+    assert!(!listed.to_string().contains("secret"), "{listed}");
+    let unknown = r.nubo(&["--profile", "nope", "whoami"]);
+    assert!(
+        stderr(&unknown).contains("work") && stderr(&unknown).contains("nope"),
+        "names the profiles it has: {}",
+        stderr(&unknown)
+    );
+}
+
+on_both_stores!(
+    instance_quotas_count_only_instances_that_hold_a_host,
+    |store: StoreKind| {
+        let r = Region::start(store);
+        r.ok(&["signup", "--email", "quota@example.com"]);
+        let used = || -> (u64, u64, u64) {
+            let quotas = r.json(&["quota", "show"]);
+            let of = |name: &str| {
+                quotas
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .find(|q| q["resource"] == name)
+                    .unwrap()["used"]
+                    .as_u64()
+                    .unwrap()
+            };
+            (of("instances"), of("vcpus"), of("memory_mib"))
+        };
+        let launch = |count: &str| {
+            r.json(&[
+                "instance",
+                "launch",
+                "--image",
+                "nubo-micro",
+                "--type",
+                "n1.nano",
+                "--count",
+                count,
+                "--wait",
+            ])["instances"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|i| i["id"].as_str().unwrap().to_string())
+                .collect::<Vec<_>>()
+        };
+        // The README's launches, in its order, fit the default quotas.
+        let first = launch("1").remove(0);
+        let five = launch("5");
+        assert_eq!(used(), (6, 6, 6 * 64));
+
+        r.ok(&["instance", "stop", &first, "--wait"]);
+        assert_eq!(used(), (5, 5, 5 * 64), "a stopped instance holds no quota");
+        let more = launch("15");
+        assert_eq!(used(), (20, 20, 20 * 64), "the default limit is 20");
+        let refused = r.nubo(&["instance", "start", &first]);
+        assert!(
+            stderr(&refused).contains("QuotaExceeded") && stderr(&refused).contains("quota raise"),
+            "starting takes quota again: {}",
+            stderr(&refused)
+        );
+        assert_eq!(r.json(&["instance", "show", &first])["state"], "stopped");
+        r.ok(&["instance", "terminate", &first, "--wait"]);
+        assert_eq!(used(), (20, 20, 20 * 64), "nothing is given back twice");
+        r.ok(&["instance", "terminate", &five[0], "--wait"]);
+        assert_eq!(used(), (19, 19, 19 * 64));
+        r.ok(&["instance", "stop", &more[0], "--wait"]);
+        launch("2");
+        let refused = r.nubo(&["instance", "start", &more[0]]);
+        assert!(
+            stderr(&refused).contains("QuotaExceeded"),
+            "{}",
+            stderr(&refused)
+        );
+        r.ok(&["quota", "raise", "--resource", "instances", "--to", "21"]);
+        assert_eq!(
+            r.json(&["instance", "start", &more[0], "--wait"])["state"],
+            "running"
+        );
+        assert_eq!(used(), (21, 21, 21 * 64));
+    }
+);

@@ -347,8 +347,8 @@ fn a_private_image_with_a_root_disk_boots_copy_on_write() {
         "--ready-marker",
         "nubo-ready",
     ]);
-    assert_eq!(registered[0]["state"], "available", "{registered}");
-    let image = registered[0]["id"].as_str().unwrap().to_string();
+    assert_eq!(registered["state"], "available", "{registered}");
+    let image = registered["id"].as_str().unwrap().to_string();
 
     let script = r.dir.join("disk.sh");
     std::fs::write(
@@ -390,7 +390,7 @@ fn a_private_image_with_a_root_disk_boots_copy_on_write() {
     }
     // A root volume's snapshot holds what its guest wrote, taken while the
     // guest runs and again while it is stopped.
-    let volumes = r.json(&["volume", "list"]);
+    let volumes = r.json(&["volume", "list"])["items"].clone();
     let root = volumes
         .as_array()
         .unwrap()

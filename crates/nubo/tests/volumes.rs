@@ -349,7 +349,7 @@ fn a_killed_nubod_leaves_every_volume_consistent() {
     r.ok(&["volume", "attach", &copy, "--instance", &keeper, "--wait"]);
     assert_eq!(said(&r, &keeper, "sum", &copy), sum);
 
-    let volumes = r.json(&["volume", "list"]);
+    let volumes = r.json(&["volume", "list"])["items"].clone();
     for v in volumes.as_array().unwrap() {
         let attachment = &v["attachment"];
         assert!(

@@ -79,6 +79,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "usage batches",
         include_str!("../migrations/0014_usage_batches.sql"),
     ),
+    (
+        15,
+        "instance quotas follow hosts",
+        include_str!("../migrations/0015_instance_quotas_follow_hosts.sql"),
+    ),
 ];
 
 /// How many migrations this build carries.

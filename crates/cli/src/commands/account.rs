@@ -4,12 +4,31 @@ use nubo_api::account::{Account, CloseAccountRequest, SignupRequest, SignupRespo
 use nubo_api::regions::Region;
 
 use crate::args::{AccountCommand, Output};
-use crate::client::{Client, ClientError, Credentials};
+use crate::client::{ClientError, Credentials};
 use crate::commands::Context;
-use crate::output::{print, print_record};
-use crate::profile::{self, Profile};
+use crate::output::{note, print, print_record};
+use crate::profile::{self, Profile, Profiles};
 
-pub async fn signup(ctx: &Context, email: &str, no_save: bool) -> Result<(), ClientError> {
+pub async fn signup(
+    ctx: &Context,
+    email: &str,
+    no_save: bool,
+    force: bool,
+) -> Result<(), ClientError> {
+    let named = profile::named(ctx.global.profile.as_deref());
+    // Refused before the account exists, so that no secret is lost.
+    if let Some((name, source)) = &named
+        && !no_save
+        && !force
+        && ctx.profiles.get(name).is_some()
+    {
+        return Err(ClientError::Usage(format!(
+            "profile {name:?} ({}) already exists in {}; signing up would replace its \
+             credentials. Name another with --profile, or replace it with --force",
+            source.describe(),
+            profile::shown_path()
+        )));
+    }
     let client = ctx.public().await?;
     let created: SignupResponse = client
         .post(
@@ -19,19 +38,6 @@ pub async fn signup(ctx: &Context, email: &str, no_save: bool) -> Result<(), Cli
             },
         )
         .await?;
-    let saved = if no_save {
-        None
-    } else {
-        Some(profile::save(
-            &ctx.global.profile,
-            Profile {
-                endpoint: Some(client.endpoint().to_string()),
-                region: Some(created.region.clone()),
-                access_key_id: Some(created.access_key_id.clone()),
-                secret_access_key: Some(created.secret_access_key.clone()),
-            },
-        )?)
-    };
     print_record(
         ctx.output(),
         &created,
@@ -42,47 +48,89 @@ pub async fn signup(ctx: &Context, email: &str, no_save: bool) -> Result<(), Cli
             ("region", created.region.clone()),
         ],
     )?;
-    if let (Some(path), Output::Table) = (saved, ctx.output()) {
-        eprintln!(
-            "saved as profile {:?} in {}; the secret is not shown again",
-            ctx.global.profile,
-            path.display()
-        );
+    if no_save {
+        return Ok(());
+    }
+    let name = named.map_or_else(|| created.account_id.clone(), |(name, _)| name);
+    let saved = Profile {
+        endpoint: Some(client.endpoint().to_string()),
+        region: Some(created.region.clone()),
+        access_key_id: Some(created.access_key_id.clone()),
+        secret_access_key: Some(created.secret_access_key.clone()),
+    };
+    let is_default = Profiles::read()?.save(&name, saved)?;
+    if ctx.output() == Output::Table {
+        note(saved_note(
+            &name,
+            is_default,
+            "the secret is not shown again",
+        ));
     }
     Ok(())
 }
 
-pub async fn configure(ctx: &Context, id: String, secret: String) -> Result<(), ClientError> {
+/// Where a profile went and how to use it.
+fn saved_note(name: &str, is_default: bool, then: &str) -> String {
+    let path = profile::shown_path();
+    if is_default {
+        format!("saved as profile {name:?} in {path}, the default profile; {then}")
+    } else {
+        format!(
+            "saved as profile {name:?} in {path}; {then}. Use it with --profile {name} \
+             or NUBO_PROFILE={name}, or make it the default: nubo profile use {name}"
+        )
+    }
+}
+
+pub async fn configure(
+    ctx: &Context,
+    id: String,
+    secret: String,
+    force: bool,
+) -> Result<(), ClientError> {
     let (endpoint, region) = ctx.region().await?;
-    let client = Client::new(
-        &endpoint,
-        &region,
-        Credentials::Key {
+    let client = ctx
+        .client_as(Credentials::Key {
             id: id.clone(),
             secret: secret.clone(),
-        },
-    );
+        })
+        .await?;
     let who: WhoAmI = client.get("/v1/account").await?;
-    let path = profile::save(
-        &ctx.global.profile,
-        Profile {
-            endpoint: Some(endpoint),
-            region: Some(region),
-            access_key_id: Some(id),
-            secret_access_key: Some(secret),
-        },
-    )?;
-    eprintln!(
-        "profile {:?} in {} now acts as account {}",
-        ctx.global.profile,
-        path.display(),
-        who.account.id
-    );
-    Ok(())
+    let name = profile::named(ctx.global.profile.as_deref())
+        .map_or_else(|| who.account.id.clone(), |(name, _)| name);
+    if let Some(held) = ctx
+        .profiles
+        .get(&name)
+        .and_then(|p| p.access_key_id.as_ref())
+        && *held != id
+        && !force
+    {
+        return Err(ClientError::Usage(format!(
+            "profile {name:?} in {} holds another access key, {held}; replace it with \
+             --force (its secret is lost), or name another profile with --profile",
+            profile::shown_path()
+        )));
+    }
+    let saved = Profile {
+        endpoint: Some(endpoint),
+        region: Some(region),
+        access_key_id: Some(id),
+        secret_access_key: Some(secret),
+    };
+    let is_default = Profiles::read()?.save(&name, saved)?;
+    let then = format!("it acts as account {}", who.account.id);
+    match ctx.output() {
+        Output::Json => crate::output::json(&who),
+        Output::Table | Output::Csv => {
+            note(saved_note(&name, is_default, &then));
+            Ok(())
+        }
+    }
 }
 
 pub async fn whoami(ctx: &Context) -> Result<(), ClientError> {
-    let who: WhoAmI = ctx.client().await?.get("/v1/account").await?;
+    let client = ctx.client().await?;
+    let who: WhoAmI = client.get("/v1/account").await?;
     print_record(
         ctx.output(),
         &who,
@@ -92,6 +140,8 @@ pub async fn whoami(ctx: &Context) -> Result<(), ClientError> {
             ("access_key_id", who.access_key_id.clone()),
             ("scope", who.scope.as_str().to_string()),
             ("region", who.region.clone()),
+            ("endpoint", client.endpoint().to_string()),
+            ("credentials", ctx.credentials_source()),
         ],
     )
 }

@@ -4,7 +4,7 @@ use nubo_api::billing::{CloseReport, CloseRequest};
 use nubo_api::hosts::Host;
 
 use crate::args::{AdminBillingCommand, AdminCommand, AdminHostsCommand};
-use crate::client::{Client, ClientError, Credentials};
+use crate::client::{ClientError, Credentials};
 use crate::commands::Context;
 use crate::output::{print, print_record};
 
@@ -14,8 +14,7 @@ pub async fn run(ctx: &Context, cmd: AdminCommand) -> Result<(), ClientError> {
             month,
             operator_token,
         }) => {
-            let (endpoint, region) = ctx.region().await?;
-            let client = Client::new(&endpoint, &region, Credentials::Operator(operator_token));
+            let client = ctx.client_as(Credentials::Operator(operator_token)).await?;
             let report: CloseReport = client
                 .post("/v1/admin/billing/close", &CloseRequest { month })
                 .await?;
@@ -31,8 +30,7 @@ pub async fn run(ctx: &Context, cmd: AdminCommand) -> Result<(), ClientError> {
             )
         }
         AdminCommand::Hosts(AdminHostsCommand::List { operator_token }) => {
-            let (endpoint, region) = ctx.region().await?;
-            let client = Client::new(&endpoint, &region, Credentials::Operator(operator_token));
+            let client = ctx.client_as(Credentials::Operator(operator_token)).await?;
             let hosts: Vec<Host> = client.get("/v1/admin/hosts").await?;
             let rows = hosts
                 .iter()

@@ -133,8 +133,7 @@ async fn invoice(ctx: &Context, client: &Client, month: Option<String>) -> Resul
     };
     let path = format!("/v1/billing/invoices/{month}");
     if ctx.output() == Output::Csv {
-        print!("{}", client.get_text(&format!("{path}?format=csv")).await?);
-        return Ok(());
+        return crate::output::write(&client.get_text(&format!("{path}?format=csv")).await?);
     }
     let invoice: Invoice = client.get(&path).await?;
     let mut rows: Vec<Vec<String>> = invoice
@@ -350,7 +349,7 @@ async fn budget(ctx: &Context, client: &Client, cmd: BudgetCommand) -> Result<()
                     "month",
                     "threshold",
                     "amount",
-                    "budget",
+                    "monthly",
                     "webhook",
                 ],
                 rows,

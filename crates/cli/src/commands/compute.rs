@@ -14,7 +14,8 @@ use nubo_api::volumes::Volume;
 use crate::args::{ImagesCommand, InstanceCommand, RegisterImageArgs, Transition, Wait};
 use crate::client::{Client, ClientError};
 use crate::commands::{Context, all_pages};
-use crate::output::{opt, print};
+use crate::output::{note, opt, print, print_record, print_text};
+use crate::progress::Progress;
 
 pub async fn instance_types(ctx: &Context) -> Result<(), ClientError> {
     let types: Vec<InstanceType> = ctx.public().await?.get("/v1/instance-types").await?;
@@ -37,36 +38,51 @@ pub async fn instance_types(ctx: &Context) -> Result<(), ClientError> {
     )
 }
 
+const IMAGE_HEADERS: &[&str] = &["id", "name", "visibility", "state", "description"];
+
+fn image_row(i: &Image) -> Vec<String> {
+    vec![
+        i.id.clone(),
+        i.name.clone(),
+        format!("{:?}", i.visibility).to_lowercase(),
+        format!("{:?}", i.state).to_lowercase(),
+        i.description.clone(),
+    ]
+}
+
+fn print_image(ctx: &Context, i: &Image) -> Result<(), ClientError> {
+    print_record(
+        ctx.output(),
+        i,
+        vec![
+            ("id", i.id.clone()),
+            ("name", i.name.clone()),
+            ("visibility", format!("{:?}", i.visibility).to_lowercase()),
+            ("state", format!("{:?}", i.state).to_lowercase()),
+            ("description", i.description.clone()),
+            ("created", i.created_at.clone()),
+        ],
+    )
+}
+
 pub async fn images(ctx: &Context, cmd: ImagesCommand) -> Result<(), ClientError> {
     let client = ctx.client().await?;
-    let images: Vec<Image> = match cmd {
-        ImagesCommand::List => all_pages(&client, "/v1/images").await?,
-        ImagesCommand::Show { image } => vec![client.get(&format!("/v1/images/{image}")).await?],
-        ImagesCommand::Register(a) => vec![register_image(&client, a).await?],
+    match cmd {
+        ImagesCommand::List => {
+            let page = all_pages::<Image>(&client, "/v1/images").await?;
+            let rows = page.items.iter().map(image_row).collect();
+            print(ctx.output(), &page, IMAGE_HEADERS, rows)
+        }
+        ImagesCommand::Show { image } => {
+            print_image(ctx, &client.get(&format!("/v1/images/{image}")).await?)
+        }
+        ImagesCommand::Register(a) => print_image(ctx, &register_image(&client, a).await?),
         ImagesCommand::Delete { image } => {
             client.delete_empty(&format!("/v1/images/{image}")).await?;
-            eprintln!("deleted image {image}");
-            return Ok(());
+            note(format!("deleted image {image}"));
+            Ok(())
         }
-    };
-    let rows = images
-        .iter()
-        .map(|i| {
-            vec![
-                i.id.clone(),
-                i.name.clone(),
-                format!("{:?}", i.visibility).to_lowercase(),
-                format!("{:?}", i.state).to_lowercase(),
-                i.description.clone(),
-            ]
-        })
-        .collect();
-    print(
-        ctx.output(),
-        &images,
-        &["id", "name", "visibility", "state", "description"],
-        rows,
-    )
+    }
 }
 
 /// Registers, uploads each file, completes.
@@ -102,7 +118,11 @@ async fn register_image(client: &Client, a: RegisterImageArgs) -> Result<Image, 
                     &file,
                 )
                 .await?;
-            eprintln!("uploaded {} ({} bytes)", part.as_str(), uploaded.bytes);
+            note(format!(
+                "uploaded {} ({} bytes)",
+                part.as_str(),
+                uploaded.bytes
+            ));
         }
     }
     client
@@ -118,22 +138,44 @@ const HEADERS: &[&str] = &[
     "private ip",
     "host",
     "launched",
+    "reason",
 ];
 
 fn row(i: &Instance) -> Vec<String> {
-    let mut state = i.state.as_str().to_string();
-    if let Some(reason) = &i.state_reason {
-        state = format!("{state} ({reason})");
-    }
     vec![
         i.id.clone(),
         opt(&i.name),
         i.instance_type.clone(),
-        state,
+        i.state.as_str().to_string(),
         opt(&i.private_ip),
         opt(&i.host_id),
         i.launched_at.clone(),
+        i.state_reason.clone().unwrap_or_default(),
     ]
+}
+
+/// One instance with every field whole, its reason too.
+fn print_instance(ctx: &Context, i: &Instance) -> Result<(), ClientError> {
+    print_record(
+        ctx.output(),
+        i,
+        vec![
+            ("id", i.id.clone()),
+            ("name", opt(&i.name)),
+            ("image", i.image_id.clone()),
+            ("type", i.instance_type.clone()),
+            ("vcpus", i.vcpus.to_string()),
+            ("memory_mib", i.memory_mib.to_string()),
+            ("state", i.state.as_str().to_string()),
+            ("state_reason", opt(&i.state_reason)),
+            ("host", opt(&i.host_id)),
+            ("network", opt(&i.network_id)),
+            ("private_ip", opt(&i.private_ip)),
+            ("key", opt(&i.key_name)),
+            ("launched", i.launched_at.clone()),
+            ("state_changed", i.state_changed_at.clone()),
+        ],
+    )
 }
 
 fn print_instances(ctx: &Context, instances: &[Instance]) -> Result<(), ClientError> {
@@ -188,7 +230,8 @@ pub async fn instances(ctx: &Context, cmd: InstanceCommand) -> Result<(), Client
                 .await?;
             let mut instances = launched.instances;
             if a.wait.wait {
-                instances = wait_for(&client, instances, InstanceState::Running, a.wait).await?;
+                let target = InstanceState::Running;
+                instances = wait_for(ctx, &client, instances, target, a.wait).await?;
             }
             match ctx.output() {
                 crate::args::Output::Json => {
@@ -204,18 +247,16 @@ pub async fn instances(ctx: &Context, cmd: InstanceCommand) -> Result<(), Client
                 Some(s) => format!("/v1/instances?state={}", s.as_str()),
                 None => "/v1/instances".to_string(),
             };
-            let instances: Vec<Instance> = all_pages(&client, &path).await?;
-            print_instances(ctx, &instances)
+            let page = all_pages::<Instance>(&client, &path).await?;
+            let rows = page.items.iter().map(row).collect();
+            print(ctx.output(), &page, HEADERS, rows)
         }
         InstanceCommand::Show { instance_id } => {
             let i: Instance = client.get(&format!("/v1/instances/{instance_id}")).await?;
-            print(ctx.output(), &i, HEADERS, vec![row(&i)])
+            print_instance(ctx, &i)
         }
-        InstanceCommand::Reboot { instance_id } => {
-            let i: Instance = client
-                .post_empty(&format!("/v1/instances/{instance_id}/reboot"))
-                .await?;
-            print(ctx.output(), &i, HEADERS, vec![row(&i)])
+        InstanceCommand::Reboot(t) => {
+            transition(ctx, &client, t, "reboot", InstanceState::Running).await
         }
         InstanceCommand::Publish { instance_id, port } => {
             let published: PublishedPort = client
@@ -224,13 +265,7 @@ pub async fn instances(ctx: &Context, cmd: InstanceCommand) -> Result<(), Client
                     &PublishRequest { port },
                 )
                 .await?;
-            match ctx.output() {
-                crate::args::Output::Json => print(ctx.output(), &published, &[], vec![]),
-                crate::args::Output::Table | crate::args::Output::Csv => {
-                    println!("{}", published.address);
-                    Ok(())
-                }
-            }
+            print_text(ctx.output(), &published, &published.address)
         }
         InstanceCommand::Ports { instance_id } => {
             let ports: Vec<PublishedPort> = client
@@ -268,13 +303,7 @@ pub async fn instances(ctx: &Context, cmd: InstanceCommand) -> Result<(), Client
             let console: InstanceConsole = client
                 .get(&format!("/v1/instances/{instance_id}/console"))
                 .await?;
-            match ctx.output() {
-                crate::args::Output::Json => print(ctx.output(), &console, &[], vec![]),
-                crate::args::Output::Table | crate::args::Output::Csv => {
-                    print!("{}", console.output);
-                    Ok(())
-                }
-            }
+            print_text(ctx.output(), &console, &console.output)
         }
         InstanceCommand::Stop(t) => {
             transition(ctx, &client, t, "stop", InstanceState::Stopped).await
@@ -312,7 +341,9 @@ async fn finish(
     wait: Wait,
 ) -> Result<(), ClientError> {
     let i = if wait.wait {
-        wait_for(client, vec![i], target, wait).await?.remove(0)
+        wait_for(ctx, client, vec![i], target, wait)
+            .await?
+            .remove(0)
     } else {
         i
     };
@@ -322,6 +353,7 @@ async fn finish(
 /// Polls until every instance is in `target`; an instance that fails instead ends
 /// the wait with an error.
 async fn wait_for(
+    ctx: &Context,
     client: &Client,
     mut instances: Vec<Instance>,
     target: InstanceState,
@@ -329,7 +361,16 @@ async fn wait_for(
 ) -> Result<Vec<Instance>, ClientError> {
     let deadline = Instant::now() + Duration::from_secs(wait.timeout);
     let mut delay = Duration::from_millis(20);
+    let mut progress = Progress::start(ctx.output(), "");
     loop {
+        let done = instances.iter().filter(|i| i.state == target).count();
+        progress.waiting_for(match instances.len() {
+            1 => format!("{} to be {}", instances[0].id, target.as_str()),
+            n => format!("{n} instances to be {} ({done} are)", target.as_str()),
+        });
+        for i in &instances {
+            progress.reached(&i.id, i.state.as_str());
+        }
         if let Some(failed) = instances
             .iter()
             .find(|i| i.state == InstanceState::Failed && target != InstanceState::Failed)
@@ -361,5 +402,38 @@ async fn wait_for(
         for i in instances.iter_mut().filter(|i| i.state != target) {
             *i = client.get(&format!("/v1/instances/{}", i.id)).await?;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use nubo_api::compute::{Instance, InstanceState, MetadataTokens};
+
+    #[test]
+    fn a_failed_instance_keeps_its_row_on_one_line_and_its_reason_is_cut() {
+        let reason = format!("dnsmasq: failed to open pidfile {}", "x/".repeat(300));
+        let failed = Instance {
+            id: "i-1".into(),
+            name: None,
+            image_id: "img-1".into(),
+            instance_type: "n1.nano".into(),
+            vcpus: 1,
+            memory_mib: 64,
+            state: InstanceState::Failed,
+            state_reason: Some(reason),
+            host_id: None,
+            region: "local-1".into(),
+            key_name: None,
+            network_id: None,
+            private_ip: None,
+            metadata_tokens: MetadataTokens::Optional,
+            launched_at: "2026-12-01T00:00:00Z".into(),
+            state_changed_at: "2026-12-01T00:00:01Z".into(),
+        };
+        let table = crate::output::table(super::HEADERS, &[super::row(&failed)]);
+        let row = table.lines().nth(1).unwrap();
+        assert_eq!(table.lines().count(), 2, "{table}");
+        assert!(row.contains(" failed ") && row.ends_with('…'), "{row}");
+        assert!(row.chars().count() < 160, "{row}");
     }
 }

@@ -5,7 +5,7 @@ use nubo_api::compute::{CreateKeyPairRequest, CreatedKeyPair, KeyPair};
 use crate::args::{KeyPairsCommand, Output};
 use crate::client::ClientError;
 use crate::commands::{Context, all_pages};
-use crate::output::print;
+use crate::output::{note, print, print_record, print_text};
 
 const HEADERS: &[&str] = &["name", "type", "fingerprint", "created"];
 
@@ -26,18 +26,15 @@ pub async fn run(ctx: &Context, cmd: KeyPairsCommand) -> Result<(), ClientError>
     match cmd {
         KeyPairsCommand::Create { name } => {
             let k: CreatedKeyPair = client.post("/v1/key-pairs", &create(name, None)).await?;
-            match out {
-                Output::Json => print(out, &k, &[], vec![]),
-                Output::Table | Output::Csv => {
-                    // The private key alone on stdout, so that `> key.pem` saves it.
-                    print!("{}", k.private_key.as_deref().unwrap_or_default());
-                    eprintln!(
-                        "key pair {} ({}); the private key is not shown again",
-                        k.key_pair.name, k.key_pair.fingerprint
-                    );
-                    Ok(())
-                }
+            // The private key alone on stdout, so that `> key.pem` saves it.
+            print_text(out, &k, k.private_key.as_deref().unwrap_or_default())?;
+            if out != Output::Json {
+                note(format!(
+                    "key pair {} ({}); the private key is not shown again",
+                    k.key_pair.name, k.key_pair.fingerprint
+                ));
             }
+            Ok(())
         }
         KeyPairsCommand::Import {
             name,
@@ -51,18 +48,28 @@ pub async fn run(ctx: &Context, cmd: KeyPairsCommand) -> Result<(), ClientError>
             print(out, &k, HEADERS, vec![row(&k.key_pair)])
         }
         KeyPairsCommand::List => {
-            let keys: Vec<KeyPair> = all_pages(&client, "/v1/key-pairs").await?;
-            print(out, &keys, HEADERS, keys.iter().map(row).collect())
+            let page = all_pages::<KeyPair>(&client, "/v1/key-pairs").await?;
+            print(out, &page, HEADERS, page.items.iter().map(row).collect())
         }
         KeyPairsCommand::Show { name } => {
             let k: KeyPair = client.get(&format!("/v1/key-pairs/{name}")).await?;
-            print(out, &k, HEADERS, vec![row(&k)])
+            print_record(
+                out,
+                &k,
+                vec![
+                    ("name", k.name.clone()),
+                    ("type", k.key_type.clone()),
+                    ("fingerprint", k.fingerprint.clone()),
+                    ("public_key", k.public_key.clone()),
+                    ("created", k.created_at.clone()),
+                ],
+            )
         }
         KeyPairsCommand::Delete { name } => {
             client
                 .delete_empty(&format!("/v1/key-pairs/{name}"))
                 .await?;
-            eprintln!("deleted key pair {name}");
+            note(format!("deleted key pair {name}"));
             Ok(())
         }
     }

@@ -7,7 +7,7 @@ use nubo_api::keys::{
 use crate::args::{KeysCommand, Scope};
 use crate::client::ClientError;
 use crate::commands::{Context, all_pages};
-use crate::output::{print, print_record};
+use crate::output::{note, print, print_record};
 
 fn row(k: &AccessKey) -> Vec<String> {
     vec![
@@ -42,8 +42,8 @@ pub async fn run(ctx: &Context, cmd: KeysCommand) -> Result<(), ClientError> {
             )
         }
         KeysCommand::List => {
-            let keys: Vec<AccessKey> = all_pages(&client, "/v1/keys").await?;
-            print(out, &keys, HEADERS, keys.iter().map(row).collect())
+            let page = all_pages::<AccessKey>(&client, "/v1/keys").await?;
+            print(out, &page, HEADERS, page.items.iter().map(row).collect())
         }
         KeysCommand::Show { key_id } => {
             let k: AccessKey = client.get(&format!("/v1/keys/{key_id}")).await?;
@@ -63,7 +63,7 @@ pub async fn run(ctx: &Context, cmd: KeysCommand) -> Result<(), ClientError> {
         }
         KeysCommand::Delete { key_id } => {
             client.delete_empty(&format!("/v1/keys/{key_id}")).await?;
-            eprintln!("deleted {key_id}");
+            note(format!("deleted {key_id}"));
             Ok(())
         }
     }

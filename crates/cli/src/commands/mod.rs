@@ -7,23 +7,30 @@ mod compute;
 mod key_pairs;
 mod keys;
 mod networks;
+mod profiles;
 mod quota;
 mod security_groups;
 mod storage;
 mod volumes;
 
 use clap::CommandFactory;
+use nubo_api::page::Page;
 
 use crate::args::{Cli, Command, Global, Output};
 use crate::client::{Client, ClientError, Credentials};
-use crate::profile::{self, Profile};
+use crate::profile::{self, Profile, Profiles, Source};
 
 const DEFAULT_ENDPOINT: &str = "http://127.0.0.1:8080";
 
 /// Global options merged with the profile: where, as whom, how to print.
 pub struct Context {
     pub global: Global,
+    pub profiles: Profiles,
+    /// The profile in use (empty if the file has none of that name), its
+    /// name, and who named it.
     pub profile: Profile,
+    pub profile_name: String,
+    pub profile_source: Source,
 }
 
 impl Context {
@@ -57,7 +64,10 @@ impl Context {
             }
             _ => {}
         }
-        let regions = Client::regions(&endpoint).await?;
+        let regions = Client::new(&endpoint, "", Credentials::None)
+            .debugging(self.global.debug)
+            .regions()
+            .await?;
         let found = match &self.global.region {
             Some(wanted) => regions.iter().find(|r| &r.name == wanted).ok_or_else(|| {
                 ClientError::Usage(format!(
@@ -91,39 +101,75 @@ impl Context {
             .ok()
             .or_else(|| self.profile.secret_access_key.clone());
         let (Some(id), Some(secret)) = (id, secret) else {
-            return Err(ClientError::Usage(format!(
-                "no credentials in profile {:?}: run `nubo signup --email …` or `nubo configure`, \
-                 or set NUBO_ACCESS_KEY_ID and NUBO_SECRET_ACCESS_KEY",
-                self.global.profile
-            )));
+            return Err(ClientError::Usage(self.no_credentials()));
         };
-        let (endpoint, region) = self.region().await?;
-        Ok(Client::new(
-            &endpoint,
-            &region,
-            Credentials::Key { id, secret },
-        ))
+        self.client_as(Credentials::Key { id, secret }).await
+    }
+
+    /// Why there are no credentials, and how to get some.
+    fn no_credentials(&self) -> String {
+        let get = "run `nubo signup --email …` or `nubo configure`, \
+                   or set NUBO_ACCESS_KEY_ID and NUBO_SECRET_ACCESS_KEY";
+        let name = &self.profile_name;
+        match self.profiles.get(name) {
+            Some(_) => format!("profile {name:?} holds no credentials: {get}"),
+            None if self.profiles.iter().next().is_none() => format!("no credentials: {get}"),
+            None => format!(
+                "no profile {name:?} ({}) in {}; it holds: {}. Name one with --profile \
+                 or NUBO_PROFILE, or make one the default with `nubo profile use NAME`",
+                self.profile_source.describe(),
+                profile::shown_path(),
+                self.profiles.names()
+            ),
+        }
+    }
+
+    /// Where the credentials come from, for people.
+    pub fn credentials_source(&self) -> String {
+        if std::env::var_os("NUBO_ACCESS_KEY_ID").is_some() {
+            return "NUBO_ACCESS_KEY_ID and NUBO_SECRET_ACCESS_KEY".into();
+        }
+        format!(
+            "profile {} ({})",
+            self.profile_name,
+            self.profile_source.describe()
+        )
     }
 
     /// A client for calls that need no credentials.
     pub async fn public(&self) -> Result<Client, ClientError> {
+        self.client_as(Credentials::None).await
+    }
+
+    /// A client of the region that authenticates with `credentials`.
+    pub async fn client_as(&self, credentials: Credentials) -> Result<Client, ClientError> {
         let (endpoint, region) = self.region().await?;
-        Ok(Client::new(&endpoint, &region, Credentials::None))
+        Ok(Client::new(&endpoint, &region, credentials).debugging(self.global.debug))
     }
 }
 
 pub async fn run(cli: Cli) -> Result<(), ClientError> {
-    let profile = profile::load(&cli.global.profile)?;
+    let profiles = Profiles::read()?;
+    let (profile_name, profile_source) = profiles.select(cli.global.profile.as_deref());
     let ctx = Context {
+        profile: profiles.get(&profile_name).cloned().unwrap_or_default(),
+        profiles,
+        profile_name,
+        profile_source,
         global: cli.global,
-        profile,
     };
     match cli.command {
-        Command::Signup { email, no_save } => account::signup(&ctx, &email, no_save).await,
+        Command::Signup {
+            email,
+            no_save,
+            force,
+        } => account::signup(&ctx, &email, no_save, force).await,
         Command::Configure {
             access_key_id,
             secret_access_key,
-        } => account::configure(&ctx, access_key_id, secret_access_key).await,
+            force,
+        } => account::configure(&ctx, access_key_id, secret_access_key, force).await,
+        Command::Profile(cmd) => profiles::run(&ctx, cmd),
         Command::Whoami => account::whoami(&ctx).await,
         Command::Account(cmd) => account::run(&ctx, cmd).await,
         Command::Keys(cmd) => keys::run(&ctx, cmd).await,
@@ -142,17 +188,19 @@ pub async fn run(cli: Cli) -> Result<(), ClientError> {
         Command::Bucket(cmd) => storage::run(&ctx, cmd).await,
         Command::Admin(cmd) => admin::run(&ctx, cmd).await,
         Command::Completions { shell } => {
-            clap_complete::generate(shell, &mut Cli::command(), "nubo", &mut std::io::stdout());
-            Ok(())
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "nubo", &mut script);
+            crate::output::write(&String::from_utf8_lossy(&script))
         }
     }
 }
 
-/// Fetches every page of a list endpoint.
+/// Reads every page of a list endpoint into one: what the API answers, whole,
+/// with no `next_page_token`.
 pub async fn all_pages<T: serde::de::DeserializeOwned>(
     client: &Client,
     path: &str,
-) -> Result<Vec<T>, ClientError> {
+) -> Result<Page<T>, ClientError> {
     let mut items = Vec::new();
     let mut token: Option<String> = None;
     loop {
@@ -161,11 +209,16 @@ pub async fn all_pages<T: serde::de::DeserializeOwned>(
             Some(t) => format!("{path}{sep}limit=1000&page_token={t}"),
             None => format!("{path}{sep}limit=1000"),
         };
-        let page: nubo_api::page::Page<T> = client.get(&url).await?;
+        let page: Page<T> = client.get(&url).await?;
         items.extend(page.items);
         match page.next_page_token {
             Some(t) => token = Some(t),
-            None => return Ok(items),
+            None => {
+                return Ok(Page {
+                    items,
+                    next_page_token: None,
+                });
+            }
         }
     }
 }

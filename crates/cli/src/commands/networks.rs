@@ -5,7 +5,7 @@ use nubo_api::networks::{CreateNetworkRequest, Network};
 use crate::args::NetworkCommand;
 use crate::client::ClientError;
 use crate::commands::{Context, all_pages};
-use crate::output::print;
+use crate::output::{note, print};
 
 const HEADERS: &[&str] = &["id", "name", "cidr", "gateway", "default", "created"];
 
@@ -25,8 +25,8 @@ pub async fn run(ctx: &Context, cmd: NetworkCommand) -> Result<(), ClientError> 
     let out = ctx.output();
     match cmd {
         NetworkCommand::List => {
-            let networks: Vec<Network> = all_pages(&client, "/v1/networks").await?;
-            print(out, &networks, HEADERS, networks.iter().map(row).collect())
+            let page = all_pages::<Network>(&client, "/v1/networks").await?;
+            print(out, &page, HEADERS, page.items.iter().map(row).collect())
         }
         NetworkCommand::Create { name, cidr } => {
             let n: Network = client
@@ -42,7 +42,7 @@ pub async fn run(ctx: &Context, cmd: NetworkCommand) -> Result<(), ClientError> 
             client
                 .delete_empty(&format!("/v1/networks/{network}"))
                 .await?;
-            eprintln!("deleted network {network}");
+            note(format!("deleted network {network}"));
             Ok(())
         }
     }

@@ -7,7 +7,7 @@ use nubo_api::security_groups::{
 use crate::args::{AllowArgs, SecurityGroupCommand};
 use crate::client::{Client, ClientError};
 use crate::commands::{Context, all_pages};
-use crate::output::print;
+use crate::output::{note, print};
 
 const HEADERS: &[&str] = &["id", "name", "network", "rules", "description"];
 const RULE_HEADERS: &[&str] = &["rule", "direction", "protocol", "ports", "peer"];
@@ -84,8 +84,8 @@ pub async fn run(ctx: &Context, cmd: SecurityGroupCommand) -> Result<(), ClientE
     let out = ctx.output();
     match cmd {
         SecurityGroupCommand::List => {
-            let groups: Vec<SecurityGroup> = all_pages(&client, "/v1/security-groups").await?;
-            print(out, &groups, HEADERS, groups.iter().map(row).collect())
+            let page = all_pages::<SecurityGroup>(&client, "/v1/security-groups").await?;
+            print(out, &page, HEADERS, page.items.iter().map(row).collect())
         }
         SecurityGroupCommand::Create {
             name,
@@ -108,7 +108,7 @@ pub async fn run(ctx: &Context, cmd: SecurityGroupCommand) -> Result<(), ClientE
             client
                 .delete_empty(&format!("/v1/security-groups/{group}"))
                 .await?;
-            eprintln!("deleted security group {group}");
+            note(format!("deleted security group {group}"));
             Ok(())
         }
         SecurityGroupCommand::Allow(a) => {
@@ -119,7 +119,7 @@ pub async fn run(ctx: &Context, cmd: SecurityGroupCommand) -> Result<(), ClientE
             client
                 .delete_empty(&format!("/v1/security-groups/{group}/rules/{rule_id}"))
                 .await?;
-            eprintln!("revoked rule {rule_id} of {group}");
+            note(format!("revoked rule {rule_id} of {group}"));
             Ok(())
         }
     }

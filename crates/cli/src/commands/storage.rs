@@ -5,7 +5,7 @@ use nubo_api::buckets::{Bucket, CreateBucketRequest};
 use crate::args::BucketCommand;
 use crate::client::ClientError;
 use crate::commands::Context;
-use crate::output::print;
+use crate::output::{note, print};
 
 const HEADERS: &[&str] = &["name", "region", "public_read", "versioning", "created"];
 
@@ -39,7 +39,7 @@ pub async fn run(ctx: &Context, cmd: BucketCommand) -> Result<(), ClientError> {
         }
         BucketCommand::Delete { name } => {
             client.delete_empty(&format!("/v1/buckets/{name}")).await?;
-            eprintln!("deleted bucket {name}");
+            note(format!("deleted bucket {name}"));
             Ok(())
         }
     }

@@ -9,13 +9,14 @@ use nubo_api::volumes::{
 };
 use serde::de::DeserializeOwned;
 
-use crate::args::{SnapshotCommand, VolumeCommand, Wait};
+use crate::args::{Output, SnapshotCommand, VolumeCommand, Wait};
 use crate::client::{Client, ClientError};
 use crate::commands::{Context, all_pages};
-use crate::output::{opt, print};
+use crate::output::{note, opt, print, print_record};
+use crate::progress::Progress;
 
 const HEADERS: &[&str] = &[
-    "id", "name", "size_gib", "state", "instance", "device", "host",
+    "id", "name", "size_gib", "state", "instance", "device", "host", "reason",
 ];
 const SNAPSHOT_HEADERS: &[&str] = &[
     "id",
@@ -24,6 +25,7 @@ const SNAPSHOT_HEADERS: &[&str] = &[
     "state",
     "stored_mib",
     "created_at",
+    "reason",
 ];
 
 fn row(v: &Volume) -> Vec<String> {
@@ -39,6 +41,7 @@ fn row(v: &Volume) -> Vec<String> {
         opt(&attachment.map(|a| a.instance_id.clone())),
         opt(&attachment.map(|a| a.device.clone())),
         opt(&v.host_id),
+        v.state_reason.clone().unwrap_or_default(),
     ]
 }
 
@@ -50,17 +53,98 @@ fn snapshot_row(s: &Snapshot) -> Vec<String> {
         s.state.as_str().into(),
         format!("{:.1}", s.stored_bytes as f64 / (1 << 20) as f64),
         s.created_at.clone(),
+        s.state_reason.clone().unwrap_or_default(),
     ]
+}
+
+fn tag_list(tags: &BTreeMap<String, String>) -> String {
+    let pairs: Vec<String> = tags.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    pairs.join(", ")
+}
+
+/// One volume with every field whole.
+fn print_volume(out: Output, v: &Volume) -> Result<(), ClientError> {
+    let attachment = v.attachment.as_ref();
+    print_record(
+        out,
+        v,
+        vec![
+            ("id", v.id.clone()),
+            ("name", opt(&v.name)),
+            ("size_gib", v.size_gib.to_string()),
+            ("state", v.state.as_str().into()),
+            ("state_reason", opt(&v.state_reason)),
+            ("instance", opt(&attachment.map(|a| a.instance_id.clone()))),
+            (
+                "attachment",
+                opt(&attachment.map(|a| a.state.as_str().into())),
+            ),
+            ("device", opt(&attachment.map(|a| a.device.clone()))),
+            ("host", opt(&v.host_id)),
+            ("image", opt(&v.image_id)),
+            ("snapshot", opt(&v.snapshot_id)),
+            ("bootable", v.bootable.to_string()),
+            ("tags", tag_list(&v.tags)),
+            ("created", v.created_at.clone()),
+        ],
+    )
+}
+
+/// One snapshot with every field whole.
+fn print_snapshot(out: Output, s: &Snapshot) -> Result<(), ClientError> {
+    print_record(
+        out,
+        s,
+        vec![
+            ("id", s.id.clone()),
+            ("volume", s.volume_id.clone()),
+            ("size_gib", s.volume_size_gib.to_string()),
+            ("state", s.state.as_str().into()),
+            ("state_reason", opt(&s.state_reason)),
+            ("description", s.description.clone()),
+            ("stored_bytes", s.stored_bytes.to_string()),
+            ("tags", tag_list(&s.tags)),
+            ("created", s.created_at.clone()),
+        ],
+    )
 }
 
 fn tags(pairs: Vec<(String, String)>) -> Option<BTreeMap<String, String>> {
     (!pairs.is_empty()).then(|| pairs.into_iter().collect())
 }
 
+/// What a wait shows of a volume or a snapshot.
+trait Shown {
+    fn id(&self) -> &str;
+    fn state(&self) -> String;
+}
+
+impl Shown for Volume {
+    fn id(&self) -> &str {
+        &self.id
+    }
+    fn state(&self) -> String {
+        match &self.attachment {
+            Some(a) => format!("{} ({})", self.state.as_str(), a.state.as_str()),
+            None => self.state.as_str().into(),
+        }
+    }
+}
+
+impl Shown for Snapshot {
+    fn id(&self) -> &str {
+        &self.id
+    }
+    fn state(&self) -> String {
+        self.state.as_str().into()
+    }
+}
+
 /// Polls `path` until `done` says the resource arrived (`Ok(true)`) or
 /// cannot (`Err`).
-async fn wait_until<T: DeserializeOwned>(
+async fn wait_until<T: DeserializeOwned + Shown>(
     client: &Client,
+    out: Output,
     path: &str,
     mut current: T,
     wait: Wait,
@@ -72,7 +156,9 @@ async fn wait_until<T: DeserializeOwned>(
     }
     let deadline = Instant::now() + Duration::from_secs(wait.timeout);
     let mut delay = Duration::from_millis(50);
+    let mut progress = Progress::start(out, &format!("{} to be {what}", current.id()));
     loop {
+        progress.reached(current.id(), &current.state());
         if done(&current).map_err(ClientError::Other)? {
             return Ok(current);
         }
@@ -89,10 +175,20 @@ async fn wait_until<T: DeserializeOwned>(
 }
 
 /// Polls `path` until it is not found any more.
-async fn wait_gone(client: &Client, path: &str, wait: Wait) -> Result<(), ClientError> {
+async fn wait_gone(
+    client: &Client,
+    out: Output,
+    path: &str,
+    wait: Wait,
+) -> Result<(), ClientError> {
     let deadline = Instant::now() + Duration::from_secs(wait.timeout);
+    let mut progress = Progress::start(out, &format!("{path} to go"));
     loop {
-        match client.get::<Volume>(path).await {
+        let read = client.get::<Volume>(path).await;
+        if let Ok(v) = &read {
+            progress.reached(&v.id, &v.state());
+        }
+        match read {
             Err(ClientError::Api(f)) if f.status == 404 => return Ok(()),
             Err(e) => return Err(e),
             Ok(v) if v.state == VolumeState::Error => {
@@ -156,8 +252,8 @@ pub async fn run(ctx: &Context, cmd: VolumeCommand) -> Result<(), ClientError> {
     let path = |id: &str| format!("/v1/volumes/{id}");
     let volume = match cmd {
         VolumeCommand::List => {
-            let volumes: Vec<Volume> = all_pages(&client, "/v1/volumes").await?;
-            return print(out, &volumes, HEADERS, volumes.iter().map(row).collect());
+            let page = all_pages::<Volume>(&client, "/v1/volumes").await?;
+            return print(out, &page, HEADERS, page.items.iter().map(row).collect());
         }
         VolumeCommand::Create {
             size,
@@ -175,9 +271,12 @@ pub async fn run(ctx: &Context, cmd: VolumeCommand) -> Result<(), ClientError> {
             let v: Volume = client.post("/v1/volumes", &req).await?;
             let p = path(&v.id);
             let check = volume_is(VolumeState::Available, None);
-            wait_until(&client, &p, v, wait, "available", check).await?
+            wait_until(&client, out, &p, v, wait, "available", check).await?
         }
-        VolumeCommand::Show { volume_id } => client.get(&path(&volume_id)).await?,
+        VolumeCommand::Show { volume_id } => {
+            let v: Volume = client.get(&path(&volume_id)).await?;
+            return print_volume(out, &v);
+        }
         VolumeCommand::Attach {
             volume_id,
             instance,
@@ -189,7 +288,7 @@ pub async fn run(ctx: &Context, cmd: VolumeCommand) -> Result<(), ClientError> {
             let p = path(&volume_id);
             let v: Volume = client.post(&format!("{p}/attach"), &req).await?;
             let check = volume_is(VolumeState::InUse, Some(true));
-            wait_until(&client, &p, v, wait, "attached", check).await?
+            wait_until(&client, out, &p, v, wait, "attached", check).await?
         }
         VolumeCommand::Detach {
             volume_id,
@@ -201,7 +300,7 @@ pub async fn run(ctx: &Context, cmd: VolumeCommand) -> Result<(), ClientError> {
                 .post(&format!("{p}/detach"), &DetachVolumeRequest { force })
                 .await?;
             let check = volume_is(VolumeState::Available, Some(false));
-            wait_until(&client, &p, v, wait, "detached", check).await?
+            wait_until(&client, out, &p, v, wait, "detached", check).await?
         }
         VolumeCommand::Resize {
             volume_id,
@@ -215,7 +314,7 @@ pub async fn run(ctx: &Context, cmd: VolumeCommand) -> Result<(), ClientError> {
             let p = path(&volume_id);
             let v: Volume = client.patch(&p, &req).await?;
             let check = volume_is(VolumeState::Available, None);
-            wait_until(&client, &p, v, wait, "available", check).await?
+            wait_until(&client, out, &p, v, wait, "available", check).await?
         }
         VolumeCommand::Tag { volume_id, tags: t } => {
             let req = UpdateVolumeRequest {
@@ -228,10 +327,13 @@ pub async fn run(ctx: &Context, cmd: VolumeCommand) -> Result<(), ClientError> {
             let p = path(&volume_id);
             let v: Volume = client.delete(&p).await?;
             if wait.wait {
-                wait_gone(&client, &p, wait).await?;
-                eprintln!("deleted volume {volume_id}");
-                return Ok(());
+                wait_gone(&client, out, &p, wait).await?;
+                if out == Output::Table {
+                    note(format!("deleted volume {volume_id}"));
+                    return Ok(());
+                }
             }
+            // Gone, it cannot be read again: the answer to the delete.
             v
         }
     };
@@ -247,13 +349,9 @@ pub async fn snapshots(ctx: &Context, cmd: SnapshotCommand) -> Result<(), Client
                 Some(v) => format!("/v1/snapshots?volume_id={v}"),
                 None => "/v1/snapshots".into(),
             };
-            let list: Vec<Snapshot> = all_pages(&client, &path).await?;
-            return print(
-                out,
-                &list,
-                SNAPSHOT_HEADERS,
-                list.iter().map(snapshot_row).collect(),
-            );
+            let page = all_pages::<Snapshot>(&client, &path).await?;
+            let rows = page.items.iter().map(snapshot_row).collect();
+            return print(out, &page, SNAPSHOT_HEADERS, rows);
         }
         SnapshotCommand::Create {
             volume_id,
@@ -270,6 +368,7 @@ pub async fn snapshots(ctx: &Context, cmd: SnapshotCommand) -> Result<(), Client
             let path = format!("/v1/snapshots/{}", s.id);
             wait_until(
                 &client,
+                out,
                 &path,
                 s,
                 wait,
@@ -287,7 +386,8 @@ pub async fn snapshots(ctx: &Context, cmd: SnapshotCommand) -> Result<(), Client
             .await?
         }
         SnapshotCommand::Show { snapshot_id } => {
-            client.get(&format!("/v1/snapshots/{snapshot_id}")).await?
+            let s: Snapshot = client.get(&format!("/v1/snapshots/{snapshot_id}")).await?;
+            return print_snapshot(out, &s);
         }
         SnapshotCommand::Delete { snapshot_id } => {
             client

@@ -8,7 +8,9 @@
 //! ```
 //!
 //! Invariant: `host_id` is set exactly while the instance holds capacity on that
-//! host; quota is held until `terminated`.
+//! host, and so the account's instance quotas (instances, vcpus, memory_mib):
+//! stopped, failed and terminated instances count against none, as AWS counts
+//! only pending and running instances against its limits.
 
 use nubo_api::compute::InstanceState;
 use nubo_api::quotas::QuotaResource;
@@ -31,10 +33,22 @@ fn with_state(row: &InstanceRow, state: InstanceState, at: i64) -> InstanceRow {
     }
 }
 
-/// Returns the host capacity the instance holds, if it holds any.
+/// The quota an instance holds while it holds a host.
+fn quota_held(row: &InstanceRow) -> [(QuotaResource, i64); 3] {
+    [
+        (QuotaResource::Instances, 1),
+        (QuotaResource::Vcpus, row.vcpus),
+        (QuotaResource::MemoryMib, row.memory_mib),
+    ]
+}
+
+/// Returns the host capacity and the quota the instance holds, if it holds any.
 async fn release_host(c: &mut Conn, row: &mut InstanceRow) -> Result<()> {
     if let Some(host_id) = row.host_id.take() {
         hosts::release(c, &host_id, row.vcpus, row.memory_mib).await?;
+        for (resource, amount) in quota_held(row) {
+            quotas::release(&mut *c, &row.account_id, resource.as_str(), amount).await?;
+        }
     }
     Ok(())
 }
@@ -89,6 +103,10 @@ pub async fn request_start(
     }
     let home = crate::volumes::roots::home(c, &row.id).await?;
     let what = format!("starting {}", row.id);
+    for (resource, amount) in quota_held(row) {
+        let amount = amount as u64;
+        crate::quotas::reserve(c, config, &row.account_id, resource, amount, &what).await?;
+    }
     let host = scheduler::place(c, config, 1, shape, home.as_deref(), &what).await?;
     next.host_id = host.into_iter().next();
     next.desired_state = InstanceState::Running.as_str().into();
@@ -158,8 +176,8 @@ pub async fn mark_failed(
     instances::update(c, row, next).await
 }
 
-/// The VM and everything it held are gone; the account's quota and the
-/// instance's network address are given back.
+/// The VM and everything it held are gone; the instance's network address is
+/// given back (its host and quota went with its host, if it still held one).
 pub async fn mark_terminated(
     c: &mut Conn,
     row: &InstanceRow,
@@ -170,13 +188,6 @@ pub async fn mark_terminated(
     let Some(done) = instances::update(&mut *c, row, next).await? else {
         return Ok(None);
     };
-    for (resource, amount) in [
-        (QuotaResource::Instances, 1),
-        (QuotaResource::Vcpus, row.vcpus),
-        (QuotaResource::MemoryMib, row.memory_mib),
-    ] {
-        quotas::release(&mut *c, &row.account_id, resource.as_str(), amount).await?;
-    }
     nubo_store::networks::release(&mut *c, &row.id).await?;
     crate::volumes::roots::on_terminated(&mut *c, &row.id, at).await?;
     Ok(Some(done))
