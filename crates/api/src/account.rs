@@ -20,6 +20,8 @@ pub struct SignupResponse {
     pub secret_access_key: String,
     /// The region that created the account.
     pub region: String,
+    /// Where S3 clients reach the region's object storage with these keys.
+    pub s3_endpoint: String,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]

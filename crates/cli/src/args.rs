@@ -158,6 +158,10 @@ pub enum ProfileCommand {
     /// Make a profile the default: commands use it unless --profile or
     /// NUBO_PROFILE names another.
     Use { name: String },
+    /// Print the credentials in use as shell `export` lines for AWS's
+    /// clients and SDKs (aws-cli, boto3): `eval "$(nubo profile export)"`,
+    /// then `aws s3 ls` reaches the region's object storage.
+    Export,
 }
 
 #[derive(Debug, Subcommand)]

@@ -27,6 +27,9 @@ pub struct Profile {
     pub access_key_id: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub secret_access_key: Option<String>,
+    /// The region's S3 endpoint, for `nubo profile export`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub s3_endpoint: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]

@@ -177,6 +177,24 @@ fn json_output_is_the_api_answer_for_every_command() {
     );
     w.run(Answer, &["whoami"]);
     w.run(Local, &["profile", "list"]);
+    let exported = w.run(Local, &["profile", "export"]);
+    for var in [
+        "AWS_ACCESS_KEY_ID",
+        "AWS_SECRET_ACCESS_KEY",
+        "AWS_DEFAULT_REGION",
+    ] {
+        assert!(
+            exported.as_str().unwrap().contains(&format!("\"{var}\"")),
+            "{exported}"
+        );
+    }
+    assert!(
+        exported
+            .as_str()
+            .unwrap()
+            .contains(&format!("\"{}\"", r.s3_endpoint)),
+        "{exported}"
+    );
     w.run(Local, &["profile", "use", &account]);
     w.run(Local, &["completions", "bash"]);
 

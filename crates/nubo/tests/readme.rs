@@ -26,7 +26,7 @@ const END: &str = "<!-- readme-test: end -->";
 /// Longest a command may take: a debian-12 launch under TCG, with `--wait`.
 const COMMAND_TIMEOUT: Duration = Duration::from_secs(600);
 /// How long a command whose output must show something is tried again.
-const EXPECT_WITHIN: Duration = Duration::from_secs(240);
+const EXPECT_WITHIN: Duration = Duration::from_secs(480);
 /// The region's default endpoints, which the README names.
 const API_PORT: u16 = 8080;
 const S3_PORT: u16 = 8081;

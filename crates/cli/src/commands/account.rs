@@ -57,6 +57,7 @@ pub async fn signup(
         region: Some(created.region.clone()),
         access_key_id: Some(created.access_key_id.clone()),
         secret_access_key: Some(created.secret_access_key.clone()),
+        s3_endpoint: Some(created.s3_endpoint.clone()),
     };
     let is_default = Profiles::read()?.save(&name, saved)?;
     if ctx.output() == Output::Table {
@@ -89,6 +90,14 @@ pub async fn configure(
     force: bool,
 ) -> Result<(), ClientError> {
     let (endpoint, region) = ctx.region().await?;
+    let s3_endpoint = ctx
+        .public()
+        .await?
+        .regions()
+        .await?
+        .into_iter()
+        .find(|r| r.name == region)
+        .map(|r| r.s3_endpoint);
     let client = ctx
         .client_as(Credentials::Key {
             id: id.clone(),
@@ -116,6 +125,7 @@ pub async fn configure(
         region: Some(region),
         access_key_id: Some(id),
         secret_access_key: Some(secret),
+        s3_endpoint,
     };
     let is_default = Profiles::read()?.save(&name, saved)?;
     let then = format!("it acts as account {}", who.account.id);

@@ -94,16 +94,23 @@ impl Context {
 
     /// A client that signs with the account's key.
     pub async fn client(&self) -> Result<Client, ClientError> {
+        let (id, secret) = self.key()?;
+        self.client_as(Credentials::Key { id, secret }).await
+    }
+
+    /// The access key in use (id, secret): the environment's, else the
+    /// profile's.
+    pub fn key(&self) -> Result<(String, String), ClientError> {
         let id = std::env::var("NUBO_ACCESS_KEY_ID")
             .ok()
             .or_else(|| self.profile.access_key_id.clone());
         let secret = std::env::var("NUBO_SECRET_ACCESS_KEY")
             .ok()
             .or_else(|| self.profile.secret_access_key.clone());
-        let (Some(id), Some(secret)) = (id, secret) else {
-            return Err(ClientError::Usage(self.no_credentials()));
-        };
-        self.client_as(Credentials::Key { id, secret }).await
+        match (id, secret) {
+            (Some(id), Some(secret)) => Ok((id, secret)),
+            _ => Err(ClientError::Usage(self.no_credentials())),
+        }
     }
 
     /// Why there are no credentials, and how to get some.

@@ -1,7 +1,10 @@
 //! nubo profile … (the config file only; no API call)
 
+use std::collections::BTreeMap;
+
 use serde::Serialize;
 
+use crate::args::Output;
 use crate::args::ProfileCommand;
 use crate::client::ClientError;
 use crate::commands::Context;
@@ -51,6 +54,7 @@ pub fn run(ctx: &Context, cmd: ProfileCommand) -> Result<(), ClientError> {
                 rows,
             )
         }
+        ProfileCommand::Export => export(ctx),
         ProfileCommand::Use { name } => {
             ctx.profiles.clone().make_default(&name)?;
             note(format!(
@@ -59,5 +63,61 @@ pub fn run(ctx: &Context, cmd: ProfileCommand) -> Result<(), ClientError> {
             ));
             Ok(())
         }
+    }
+}
+
+/// The credentials in use, as AWS's clients read them from the environment:
+/// shell `export` lines, or a JSON object of the same variables.
+fn export(ctx: &Context) -> Result<(), ClientError> {
+    let (id, secret) = ctx.key()?;
+    let region = ctx
+        .global
+        .region
+        .clone()
+        .or_else(|| ctx.profile.region.clone())
+        .ok_or_else(|| {
+            ClientError::Usage(format!(
+                "profile {:?} names no region: name one with --region",
+                ctx.profile_name
+            ))
+        })?;
+    let s3 = ctx.profile.s3_endpoint.clone().ok_or_else(|| {
+        ClientError::Usage(format!(
+            "profile {:?} does not say where the region's S3 endpoint is (`nubo regions \
+             list` does): save it again with `nubo configure`",
+            ctx.profile_name
+        ))
+    })?;
+    let vars = BTreeMap::from([
+        ("AWS_ACCESS_KEY_ID", id),
+        ("AWS_SECRET_ACCESS_KEY", secret),
+        ("AWS_DEFAULT_REGION", region),
+        ("AWS_ENDPOINT_URL_S3", s3),
+    ]);
+    match ctx.output() {
+        Output::Json => crate::output::json(&vars),
+        Output::Table | Output::Csv => {
+            let lines: String = vars
+                .iter()
+                .map(|(name, value)| format!("export {name}={}\n", shell_quoted(value)))
+                .collect();
+            crate::output::write(&lines)
+        }
+    }
+}
+
+/// `value` as one shell word.
+fn shell_quoted(value: &str) -> String {
+    format!("'{}'", value.replace('\'', r"'\''"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn values_are_single_shell_words() {
+        assert_eq!(shell_quoted("abc-_/+="), "'abc-_/+='");
+        assert_eq!(shell_quoted("it's"), r"'it'\''s'");
     }
 }

@@ -103,6 +103,7 @@ async fn signup(
             access_key_id: key.id,
             secret_access_key: secret,
             region: state.config.region.clone(),
+            s3_endpoint: state.config.public_s3_endpoint.clone(),
         }),
     ))
 }
