@@ -248,7 +248,7 @@ async fn opened(state: &AppState, account_id: &str) -> ApiResult<i64> {
 #[utoipa::path(get, path = "/v1/billing/invoices/{month}", tag = "billing",
     operation_id = "invoice_show",
     params(("month" = String, Path, description = "YYYY-MM"), InvoiceParams),
-    responses((status = 200, body = Invoice), (status = 400, body = ErrorBody),
+    responses((status = 200, content((Invoice = "application/json"), (String = "text/csv"))),
         (status = 404, body = ErrorBody)),
     security(("sigv4" = []), ("bearer" = [])))]
 async fn invoice_show(
@@ -301,9 +301,9 @@ async fn invoice_show(
 #[utoipa::path(post, path = "/v1/admin/billing/close", tag = "admin",
     operation_id = "admin_billing_close",
     request_body = CloseRequest,
-    responses((status = 200, body = CloseReport), (status = 400, body = ErrorBody),
+    responses((status = 200, body = CloseReport),
         (status = 409, body = ErrorBody)),
-    security(("bearer" = [])))]
+    security(("operator" = [])))]
 async fn invoice_close(
     State(state): State<AppState>,
     _: Operator,
