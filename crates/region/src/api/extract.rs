@@ -61,8 +61,36 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
             "invalid JSON body: expected an object",
         ));
     }
+    if holds_nul(&value) {
+        return Err(nul());
+    }
     integral_numbers(&mut value);
     T::deserialize(value).map_err(invalid)
+}
+
+/// No text of the API holds NUL (U+0000): PostgreSQL cannot store it, and no
+/// name, id or description means it.
+fn nul() -> ApiError {
+    ApiError::new(
+        ErrorCode::InvalidRequest,
+        "text may not contain NUL (U+0000)",
+    )
+}
+
+fn holds_nul(value: &Value) -> bool {
+    match value {
+        Value::String(s) => s.contains('\0'),
+        Value::Array(items) => items.iter().any(holds_nul),
+        Value::Object(fields) => fields.iter().any(|(k, v)| k.contains('\0') || holds_nul(v)),
+        _ => false,
+    }
+}
+
+/// Whether a percent-encoded part of a URI decodes to a NUL.
+fn encodes_nul(text: &str) -> bool {
+    text.as_bytes()
+        .windows(3)
+        .any(|w| w[0] == b'%' && w[1] == b'0' && w[2] == b'0')
 }
 
 /// JSON has one number type: `2.0` is the integer 2 to JSON Schema and to
@@ -93,6 +121,9 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for Query<T> {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        if parts.uri.query().is_some_and(encodes_nul) {
+            return Err(nul());
+        }
         axum::extract::Query::<T>::from_request_parts(parts, state)
             .await
             .map(|q| Query(q.0))
@@ -107,6 +138,9 @@ impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for Path<T>
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        if encodes_nul(parts.uri.path()) {
+            return Err(nul());
+        }
         axum::extract::Path::<T>::from_request_parts(parts, state)
             .await
             .map(|p| Path(p.0))
@@ -127,6 +161,14 @@ mod tests {
     }
 
     #[test]
+    fn a_nul_is_found_wherever_it_is_written() {
+        assert!(encodes_nul("/v1/volumes/vol-%00"));
+        assert!(!encodes_nul("/v1/volumes/vol-%2000"));
+        let nested: Value = serde_json::from_str(r#"{"a": [{"\u0000": 1}]}"#).unwrap();
+        assert!(holds_nul(&nested));
+    }
+
+    #[test]
     fn an_integer_written_with_a_fraction_is_an_integer() {
         let p: Port = parse_json(br#"{"port": 22.0, "weight": 2.0}"#).unwrap();
         assert_eq!((p.port, p.weight), (22, Some(2.0)));
@@ -142,6 +184,7 @@ mod tests {
             br#"{"port": 65536.0}"#,
             br#"{"port": 22, "colour": "blue"}"#,
             br#"[22]"#,
+            br#"{"port": 22, "weight": "\u0000"}"#,
             b"",
         ] {
             let e = parse_json::<Port>(body).unwrap_err();

@@ -247,7 +247,8 @@ async fn opened(state: &AppState, account_id: &str) -> ApiResult<i64> {
 /// open (the month so far) for the running month. `?format=csv` for CSV.
 #[utoipa::path(get, path = "/v1/billing/invoices/{month}", tag = "billing",
     operation_id = "invoice_show",
-    params(("month" = String, Path, description = "YYYY-MM"), InvoiceParams),
+    params(("month" = String, Path, description = "YYYY-MM",
+            pattern = "^(19[7-9][0-9]|[2-9][0-9]{3})-(0[1-9]|1[0-2])$"), InvoiceParams),
     responses((status = 200, content((Invoice = "application/json"), (String = "text/csv"))),
         (status = 404, body = ErrorBody)),
     security(("sigv4" = []), ("bearer" = [])))]
