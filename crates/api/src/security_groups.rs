@@ -80,6 +80,8 @@ pub struct CreateSecurityGroupRequest {
     /// 1 to 64 letters, digits, '.', '_' or '-'; unique in its network.
     #[schema(pattern = "^[A-Za-z0-9._-]{1,64}$", example = "web")]
     pub name: String,
+    /// At most 255 characters.
+    #[schema(max_length = 255, pattern = "^[^\\x00-\\x1F\\x7F-\\x9F]*$")]
     pub description: Option<String>,
     /// Id or name of the network; the account's default network if absent.
     pub network: Option<String>,

@@ -251,7 +251,9 @@ pub struct Snapshot {
 #[serde(deny_unknown_fields)]
 pub struct CreateSnapshotRequest {
     pub volume_id: String,
+    /// At most 256 characters.
     #[serde(default)]
+    #[schema(max_length = 256, pattern = "^[^\\x00-\\x1F\\x7F-\\x9F]*$")]
     pub description: Option<String>,
     #[serde(default)]
     #[schema(schema_with = tags_schema)]
