@@ -9,6 +9,7 @@ use crate::keys::KeyScope;
 #[serde(deny_unknown_fields)]
 pub struct SignupRequest {
     /// The owner's email address; one active account per address.
+    #[schema(format = "email", max_length = 254, example = "you@example.com")]
     pub email: String,
 }
 

@@ -14,6 +14,7 @@ pub struct UsageParams {
     pub until: Option<String>,
     /// `resource` (default), `service`, `tag` (the whole tag set) or
     /// `tag:<key>` (that tag's value).
+    #[param(pattern = "^(resource|service|tag|tag:.+)$")]
     pub by: Option<String>,
 }
 
@@ -130,6 +131,7 @@ pub struct InvoiceSummary {
 #[into_params(parameter_in = Query)]
 pub struct InvoiceParams {
     /// `json` (default) or `csv`.
+    #[param(pattern = "^(json|csv)$")]
     pub format: Option<String>,
 }
 
@@ -137,6 +139,10 @@ pub struct InvoiceParams {
 #[serde(deny_unknown_fields)]
 pub struct CloseRequest {
     /// `YYYY-MM`; it must have ended.
+    #[schema(
+        pattern = "^(19[7-9][0-9]|[2-9][0-9]{3})-(0[1-9]|1[0-2])$",
+        example = "2025-01"
+    )]
     pub month: String,
 }
 
@@ -156,6 +162,7 @@ pub struct CloseReport {
 #[serde(deny_unknown_fields)]
 pub struct CommitmentCreate {
     /// The spend per hour committed to, in the currency.
+    #[schema(minimum = 0.000000001, maximum = 10_000)]
     pub per_hour: f64,
     /// `1y` or `3y` (the operator may offer others).
     pub term: String,
@@ -181,8 +188,10 @@ pub struct Commitment {
 #[serde(deny_unknown_fields)]
 pub struct BudgetCreate {
     /// 1 to 64 letters, digits, `-`, `_` and `.`; unique in the account.
+    #[schema(pattern = "^[A-Za-z0-9._-]{1,64}$")]
     pub name: String,
     /// The monthly amount, in the currency.
+    #[schema(minimum = 0.000000001, maximum = 1_000_000_000)]
     pub monthly: f64,
     /// Percentages of the monthly amount (1 to 1000) at which to alert;
     /// default 80 and 100.

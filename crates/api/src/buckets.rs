@@ -21,6 +21,12 @@ pub struct Bucket {
 #[serde(deny_unknown_fields)]
 pub struct CreateBucketRequest {
     /// 3 to 63 lower-case letters, digits, dots and hyphens; unique in the region.
+    #[schema(
+        min_length = 3,
+        max_length = 63,
+        pattern = "^[a-z0-9]((\\.?[a-z0-9-])*\\.?[a-z0-9])?$",
+        example = "my-bucket"
+    )]
     pub name: String,
     #[serde(default)]
     pub public_read: bool,

@@ -123,12 +123,16 @@ pub struct Instance {
 #[serde(deny_unknown_fields)]
 pub struct LaunchRequest {
     /// Image id or public image name (`nubo-micro`).
+    #[schema(example = "nubo-micro")]
     pub image: String,
+    #[schema(example = "n1.nano")]
     pub instance_type: String,
     /// How many identical instances, 1 to 100 (default 1); spread over hosts.
     #[serde(default)]
+    #[schema(minimum = 1, maximum = 100)]
     pub count: Option<u32>,
     #[serde(default)]
+    #[schema(pattern = "^[^\\x00-\\x1F\\x7F-\\x9F]{1,128}$")]
     pub name: Option<String>,
     /// Script or cloud-config handed to the guest, at most 16 KiB.
     #[serde(default)]
@@ -136,6 +140,7 @@ pub struct LaunchRequest {
     /// Idempotency token: the same token with the same request returns the same
     /// instances instead of launching again.
     #[serde(default)]
+    #[schema(pattern = "^[!-~]{1,64}$")]
     pub client_token: Option<String>,
     /// Name of a key pair whose public key the guest installs.
     #[serde(default)]
@@ -146,6 +151,7 @@ pub struct LaunchRequest {
     /// Ids or names of security groups of the network (at most 5); its
     /// `default` group if absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(min_items = 1, max_items = 5)]
     pub security_groups: Option<Vec<String>>,
     /// `required`: the metadata service answers only IMDSv2 requests (with a
     /// session token); `optional` (default) answers both.
@@ -205,8 +211,10 @@ pub struct LaunchResponse {
 #[into_params(parameter_in = Query)]
 pub struct InstanceListParams {
     /// Items per page, 1 to 1000 (default 100).
+    #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<u32>,
     /// `next_page_token` of the previous page.
+    #[param(min_length = 1, max_length = 128, pattern = "^[!-~]*$")]
     pub page_token: Option<String>,
     /// Only instances in this state.
     pub state: Option<InstanceState>,
@@ -240,6 +248,7 @@ pub struct KeyPair {
 #[serde(deny_unknown_fields)]
 pub struct CreateKeyPairRequest {
     /// 1 to 255 letters, digits, `.`, `_` or `-`; unique in the account.
+    #[schema(pattern = "^[A-Za-z0-9._-]{1,255}$", example = "laptop")]
     pub name: String,
     /// An OpenSSH public key to import. Without it, nubo creates an ed25519 key
     /// pair and returns its private key, once.
@@ -277,15 +286,20 @@ impl DiskFormat {
 #[serde(deny_unknown_fields)]
 pub struct RegisterImageRequest {
     /// 1 to 128 letters, digits, `.`, `_` or `-`; unique among the account's images.
+    #[schema(pattern = "^[A-Za-z0-9._-]{1,128}$", example = "my-kernel")]
     pub name: String,
+    /// At most 1024 characters.
     #[serde(default)]
+    #[schema(max_length = 1024, pattern = "^[^\\x00-\\x1F\\x7F-\\x9F]*$")]
     pub description: Option<String>,
-    /// Kernel command line, e.g. `console=ttyS0 root=/dev/vda`.
+    /// Kernel command line, e.g. `console=ttyS0 root=/dev/vda`; at most 1024 characters.
     #[serde(default)]
+    #[schema(max_length = 1024, pattern = "^[^\\x00-\\x1F\\x7F-\\x9F]*$")]
     pub cmdline: Option<String>,
     /// A line the guest prints on its serial console once it is up. Without one,
-    /// an instance counts as running as soon as its VM starts.
+    /// an instance counts as running as soon as its VM starts. At most 128 characters.
     #[serde(default)]
+    #[schema(max_length = 128, pattern = "^[^\\x00-\\x1F\\x7F-\\x9F]*$")]
     pub ready_marker: Option<String>,
     /// Format of the root disk, if the image has one (uploaded as part `disk`).
     #[serde(default)]
@@ -330,6 +344,7 @@ pub struct ImageFile {
 #[serde(deny_unknown_fields)]
 pub struct PublishRequest {
     /// The instance's TCP port, 1 to 65535.
+    #[schema(minimum = 1, maximum = 65535, example = 22)]
     pub port: u16,
 }
 

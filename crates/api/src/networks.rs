@@ -23,8 +23,10 @@ pub struct Network {
 #[serde(deny_unknown_fields)]
 pub struct CreateNetworkRequest {
     /// 1 to 64 letters, digits, '.', '_' or '-'; unique in the account.
+    #[schema(pattern = "^[A-Za-z0-9._-]{1,64}$", example = "backend")]
     pub name: String,
     /// A private range (inside 10.0.0.0/8, 172.16.0.0/12 or 192.168.0.0/16),
     /// from /16 to /28. Networks of different accounts may overlap.
+    #[schema(example = "10.20.0.0/24")]
     pub cidr: String,
 }

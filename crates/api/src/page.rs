@@ -14,8 +14,10 @@ pub const DEFAULT_PAGE_SIZE: u32 = 100;
 #[into_params(parameter_in = Query)]
 pub struct PageParams {
     /// Items per page, 1 to 1000 (default 100).
+    #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<u32>,
     /// `next_page_token` of the previous page.
+    #[param(min_length = 1, max_length = 128, pattern = "^[!-~]*$")]
     pub page_token: Option<String>,
 }
 

@@ -78,7 +78,10 @@ pub struct SecurityGroupRule {
 #[serde(deny_unknown_fields)]
 pub struct CreateSecurityGroupRequest {
     /// 1 to 64 letters, digits, '.', '_' or '-'; unique in its network.
+    #[schema(pattern = "^[A-Za-z0-9._-]{1,64}$", example = "web")]
     pub name: String,
+    /// At most 255 characters.
+    #[schema(max_length = 255, pattern = "^[^\\x00-\\x1F\\x7F-\\x9F]*$")]
     pub description: Option<String>,
     /// Id or name of the network; the account's default network if absent.
     pub network: Option<String>,
@@ -91,10 +94,13 @@ pub struct AddRuleRequest {
     pub direction: Option<Direction>,
     pub protocol: Protocol,
     /// For TCP and UDP: the first port (every port if absent)...
+    #[schema(maximum = 65535, example = 22)]
     pub from_port: Option<u16>,
     /// ...and the last (`from_port` if absent).
+    #[schema(maximum = 65535, example = 22)]
     pub to_port: Option<u16>,
     /// The peers as an IPv4 range `a.b.c.d/n` (`0.0.0.0/0` for anywhere)...
+    #[schema(example = "0.0.0.0/0")]
     pub cidr: Option<String>,
     /// ...or the members of a group of the same network (id or name).
     pub peer_group: Option<String>,
@@ -105,5 +111,6 @@ pub struct AddRuleRequest {
 #[serde(deny_unknown_fields)]
 pub struct InstanceSecurityGroups {
     /// Group ids (names are accepted in requests); at least one, at most 5.
+    #[schema(min_items = 1, max_items = 5)]
     pub security_groups: Vec<String>,
 }

@@ -4,7 +4,27 @@
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
+use utoipa::openapi::schema::{ObjectBuilder, SchemaType, Type};
 use utoipa::{IntoParams, ToSchema};
+
+/// Tags a resource may hold: up to 50, keys of 1 to 128 characters and values
+/// of at most 256, neither with control characters.
+pub const MAX_TAGS: usize = 50;
+
+/// The schema of a request's tags, with the limits above.
+fn tags_schema() -> ObjectBuilder {
+    let printable = |max: usize| {
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .max_length(Some(max))
+            .pattern(Some("^[^\\x00-\\x1F\\x7F-\\x9F]*$"))
+    };
+    ObjectBuilder::new()
+        .schema_type(SchemaType::from_iter([Type::Object, Type::Null]))
+        .property_names(Some(printable(128).min_length(Some(1))))
+        .additional_properties(Some(printable(256)))
+        .max_properties(Some(MAX_TAGS))
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "kebab-case")]
@@ -124,14 +144,17 @@ pub struct CreateVolumeRequest {
     /// GiB, 1 to 16384; at least the snapshot's size when restoring (default: the
     /// snapshot's size).
     #[serde(default)]
+    #[schema(minimum = 1, maximum = 16384, example = 1)]
     pub size_gib: Option<u64>,
     #[serde(default)]
+    #[schema(pattern = "^[^\\x00-\\x1F\\x7F-\\x9F]{1,128}$")]
     pub name: Option<String>,
     /// Restore this snapshot into the new volume.
     #[serde(default)]
     pub snapshot_id: Option<String>,
     /// Up to 50 tags; keys 1 to 128 characters, values up to 256.
     #[serde(default)]
+    #[schema(schema_with = tags_schema)]
     pub tags: Option<BTreeMap<String, String>>,
 }
 
@@ -139,12 +162,15 @@ pub struct CreateVolumeRequest {
 #[serde(deny_unknown_fields)]
 pub struct UpdateVolumeRequest {
     #[serde(default)]
+    #[schema(pattern = "^[^\\x00-\\x1F\\x7F-\\x9F]{1,128}$")]
     pub name: Option<String>,
     /// Grows the volume (never shrinks it); only while it is not attached.
     #[serde(default)]
+    #[schema(minimum = 1, maximum = 16384)]
     pub size_gib: Option<u64>,
     /// Replaces the volume's tags.
     #[serde(default)]
+    #[schema(schema_with = tags_schema)]
     pub tags: Option<BTreeMap<String, String>>,
     /// Whether it goes when its instance terminates.
     #[serde(default)]
@@ -225,9 +251,12 @@ pub struct Snapshot {
 #[serde(deny_unknown_fields)]
 pub struct CreateSnapshotRequest {
     pub volume_id: String,
+    /// At most 256 characters.
     #[serde(default)]
+    #[schema(max_length = 256, pattern = "^[^\\x00-\\x1F\\x7F-\\x9F]*$")]
     pub description: Option<String>,
     #[serde(default)]
+    #[schema(schema_with = tags_schema)]
     pub tags: Option<BTreeMap<String, String>>,
 }
 
@@ -236,8 +265,10 @@ pub struct CreateSnapshotRequest {
 #[into_params(parameter_in = Query)]
 pub struct SnapshotListParams {
     /// Items per page, 1 to 1000 (default 100).
+    #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<u32>,
     /// `next_page_token` of the previous page.
+    #[param(min_length = 1, max_length = 128, pattern = "^[!-~]*$")]
     pub page_token: Option<String>,
     /// Only snapshots of this volume.
     pub volume_id: Option<String>,

@@ -543,11 +543,7 @@ on_both_stores!(
             "a pending image does not launch: {v}"
         );
         let (s, v) = r.signed(&c, "POST", &format!("/v1/images/{id}/complete"), None);
-        assert_eq!(
-            (s, code(&v)),
-            (400, "InvalidParameter"),
-            "no kernel yet: {v}"
-        );
+        assert_eq!((s, code(&v)), (409, "InvalidState"), "no kernel yet: {v}");
         let (s, v) = upload(&r, &c, &id, "bootloader", b"x");
         assert_eq!((s, code(&v)), (400, "InvalidParameter"));
 

@@ -67,7 +67,7 @@ pub async fn reserve(
 
 /// Lists the account's quotas with what it holds and how far it may raise them.
 #[utoipa::path(get, path = "/v1/quotas", tag = "quotas", operation_id = "quota_list",
-    responses((status = 200, body = Vec<Quota>), (status = 401, body = ErrorBody)),
+    responses((status = 200, body = Vec<Quota>)),
     security(("sigv4" = []), ("bearer" = [])))]
 async fn quota_list(
     State(state): State<AppState>,
@@ -99,8 +99,9 @@ async fn quota_list(
 #[utoipa::path(put, path = "/v1/quotas/{resource}", tag = "quotas", operation_id = "quota_set",
     params(("resource" = QuotaResource, Path, description = "Quota resource")),
     request_body = SetQuotaRequest,
-    responses((status = 200, body = Quota), (status = 400, body = ErrorBody),
-              (status = 403, body = ErrorBody)),
+    responses((status = 200, body = Quota),
+              (status = 403, body = ErrorBody,
+               description = "Above the operator's ceiling (`QuotaCeilingExceeded`)")),
     security(("sigv4" = []), ("bearer" = [])))]
 async fn quota_set(
     State(state): State<AppState>,

@@ -1,7 +1,7 @@
 //! The catalog of regions: this one, and the peers the operator configured.
 
 use axum::extract::State;
-use nubo_api::error::{ErrorBody, ErrorCode};
+use nubo_api::error::ErrorCode;
 use nubo_api::regions::{Region, RegionCapacity};
 
 use crate::api::error::{ApiError, ApiResult};
@@ -21,7 +21,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
 /// The region's room for new instances. Public, so that regions (and their
 /// users) can find one with room when another is full.
 #[utoipa::path(get, path = "/v1/capacity", tag = "regions", operation_id = "region_capacity",
-    responses((status = 200, body = RegionCapacity), (status = 503, body = ErrorBody)))]
+    responses((status = 200, body = RegionCapacity)))]
 async fn region_capacity(State(state): State<AppState>) -> ApiResult<axum::Json<RegionCapacity>> {
     let mut c = state.store.conn().await?;
     let hosts = nubo_store::hosts::list(&mut c).await?;

@@ -91,7 +91,7 @@ fn refused(e: S3Error, name: &str) -> ApiError {
 
 /// Lists the account's buckets.
 #[utoipa::path(get, path = "/v1/buckets", tag = "storage", operation_id = "bucket_list",
-    responses((status = 200, body = Vec<Bucket>), (status = 401, body = ErrorBody)),
+    responses((status = 200, body = Vec<Bucket>)),
     security(("sigv4" = []), ("bearer" = [])))]
 async fn bucket_list(
     State(state): State<AppState>,
@@ -108,8 +108,9 @@ async fn bucket_list(
 /// Creates a bucket in this region.
 #[utoipa::path(post, path = "/v1/buckets", tag = "storage", operation_id = "bucket_create",
     request_body = CreateBucketRequest,
-    responses((status = 201, body = Bucket), (status = 400, body = ErrorBody),
-              (status = 403, body = ErrorBody), (status = 409, body = ErrorBody)),
+    responses((status = 201, body = Bucket),
+              (status = 403, body = ErrorBody, description = "A quota refuses it (`QuotaExceeded`)"),
+              (status = 409, body = ErrorBody)),
     security(("sigv4" = []), ("bearer" = [])))]
 async fn bucket_create(
     State(state): State<AppState>,

@@ -147,13 +147,19 @@ impl Store {
 
     /// Begins a write transaction.
     pub async fn begin(&self) -> Result<Tx> {
-        let writer = match &self.writer {
-            Some(gate) => Some(gate.clone().lock_owned().await),
-            None => None,
+        let Some(gate) = &self.writer else {
+            return Ok(Tx {
+                inner: self.pool.begin().await?,
+                _writer: None,
+            });
         };
+        let writer = gate.clone().lock_owned().await;
+        // A write outside a transaction (autocommit) does not queue at the gate:
+        // IMMEDIATE waits for it (busy_timeout) as the transaction begins, where
+        // a deferred one would fail with SQLITE_BUSY once it first writes.
         Ok(Tx {
-            inner: self.pool.begin().await?,
-            _writer: writer,
+            inner: self.pool.begin_with("BEGIN IMMEDIATE").await?,
+            _writer: Some(writer),
         })
     }
 

@@ -62,8 +62,8 @@ fn normalize_email(raw: &str) -> ApiResult<String> {
 /// is shown in this response only.
 #[utoipa::path(post, path = "/v1/signup", tag = "accounts", operation_id = "account_signup",
     request_body = SignupRequest,
-    responses((status = 201, body = SignupResponse), (status = 400, body = ErrorBody),
-              (status = 409, body = ErrorBody), (status = 429, body = ErrorBody)))]
+    responses((status = 201, body = SignupResponse),
+              (status = 409, body = ErrorBody)))]
 async fn signup(
     State(state): State<AppState>,
     ConnectInfo(client): ConnectInfo<SocketAddr>,
@@ -110,7 +110,7 @@ async fn signup(
 
 /// Who is calling: the account and the key that signed the request.
 #[utoipa::path(get, path = "/v1/account", tag = "accounts", operation_id = "account_show",
-    responses((status = 200, body = WhoAmI), (status = 401, body = ErrorBody)),
+    responses((status = 200, body = WhoAmI)),
     security(("sigv4" = []), ("bearer" = [])))]
 async fn account_show(
     State(state): State<AppState>,
@@ -131,7 +131,7 @@ async fn account_show(
 /// Closes the account: its keys stop working and its instances are terminated.
 #[utoipa::path(post, path = "/v1/account/close", tag = "accounts", operation_id = "account_close",
     request_body = CloseAccountRequest,
-    responses((status = 200, body = Account), (status = 400, body = ErrorBody)),
+    responses((status = 200, body = Account)),
     security(("sigv4" = []), ("bearer" = [])))]
 async fn account_close(
     State(state): State<AppState>,

@@ -38,29 +38,41 @@ enum Authenticated {
     Operator,
 }
 
+/// What the presented credentials proved. Only handlers that need credentials
+/// act on it (through [`Caller`] and [`Operator`]): a public endpoint answers
+/// whatever credentials came along.
+#[derive(Clone)]
+struct Credentials(Result<Authenticated, ApiError>);
+
 pub async fn authenticate(State(state): State<AppState>, req: Request, next: Next) -> Response {
     let Some(value) = req.headers().get(header::AUTHORIZATION) else {
         return next.run(req).await;
     };
-    let Ok(value) = value.to_str().map(str::to_string) else {
-        return unauthenticated("the Authorization header is not ASCII").into_response();
-    };
-    let outcome = if let Some(token) = value.strip_prefix("Bearer ") {
-        bearer(&state, token.trim()).await.map(|who| (who, req))
-    } else if value.starts_with(sigv4::ALGORITHM) {
-        signed(&state, &value, req).await
-    } else {
-        Err(unauthenticated(
-            "unsupported Authorization scheme; use AWS4-HMAC-SHA256 or Bearer",
-        ))
-    };
-    match outcome {
-        Ok((who, mut req)) => {
-            req.extensions_mut().insert(who);
-            next.run(req).await
+    let (outcome, mut req) = match value.to_str().map(str::to_string) {
+        Err(_) => (
+            Err(unauthenticated("the Authorization header is not ASCII")),
+            req,
+        ),
+        Ok(value) => {
+            if let Some(token) = value.strip_prefix("Bearer ") {
+                (bearer(&state, token.trim()).await, req)
+            } else if value.starts_with(sigv4::ALGORITHM) {
+                match signed(&state, &value, req).await {
+                    Ok(checked) => checked,
+                    Err(too_large) => return too_large.into_response(),
+                }
+            } else {
+                (
+                    Err(unauthenticated(
+                        "unsupported Authorization scheme; use AWS4-HMAC-SHA256 or Bearer",
+                    )),
+                    req,
+                )
+            }
         }
-        Err(e) => e.into_response(),
-    }
+    };
+    req.extensions_mut().insert(Credentials(outcome));
+    next.run(req).await
 }
 
 fn unauthenticated(message: &str) -> ApiError {
@@ -106,13 +118,17 @@ async fn bearer(state: &AppState, token: &str) -> Result<Authenticated, ApiError
     }
 }
 
+/// Checks a SigV4 signature; the request goes on with its body either way.
+/// Only a body too large to hash ends the request here.
 async fn signed(
     state: &AppState,
     value: &str,
     req: Request,
-) -> Result<(Authenticated, Request), ApiError> {
-    let auth = Authorization::parse(value).map_err(|e| unauthenticated(&e.to_string()))?;
-    let key = active_key(state, &auth.access_key_id).await?;
+) -> Result<(Result<Authenticated, ApiError>, Request), ApiError> {
+    let auth = match Authorization::parse(value) {
+        Ok(auth) => auth,
+        Err(e) => return Ok((Err(unauthenticated(&e.to_string())), req)),
+    };
     let (parts, body) = req.into_parts();
     // An unsigned payload (uploads) is not part of the signature, so it streams
     // on to the handler; any other body is read here to check its hash.
@@ -128,6 +144,17 @@ async fn signed(
             .map_err(|_| too_large())?;
         (bytes.clone(), Body::from(bytes))
     };
+    let outcome = verify(state, &auth, &parts, &signed_body).await;
+    Ok((outcome, Request::from_parts(parts, body)))
+}
+
+async fn verify(
+    state: &AppState,
+    auth: &Authorization,
+    parts: &Parts,
+    body: &[u8],
+) -> Result<Authenticated, ApiError> {
+    let key = active_key(state, &auth.access_key_id).await?;
     let uri = parts
         .uri
         .path_and_query()
@@ -142,11 +169,11 @@ async fn signed(
         max_skew: MAX_SKEW,
     };
     sigv4::verify(
-        &auth,
+        auth,
         parts.method.as_str(),
         uri,
         &parts.headers,
-        &signed_body,
+        body,
         &key.secret,
         &expect,
     )
@@ -173,7 +200,7 @@ async fn signed(
             "this signed request was already received; sign each request anew",
         ));
     }
-    Ok((Authenticated::Key(key), Request::from_parts(parts, body)))
+    Ok(Authenticated::Key(key))
 }
 
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
@@ -193,8 +220,9 @@ impl<S: Send + Sync> FromRequestParts<S> for Caller {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
-        match parts.extensions.get::<Authenticated>() {
-            Some(Authenticated::Key(key)) => {
+        match parts.extensions.get::<Credentials>().map(|c| &c.0) {
+            Some(Err(e)) => Err(e.clone()),
+            Some(Ok(Authenticated::Key(key))) => {
                 let reads = parts.method == Method::GET || parts.method == Method::HEAD;
                 if key.scope == KeyScope::ReadOnly && !reads {
                     return Err(ApiError::new(
@@ -208,7 +236,7 @@ impl<S: Send + Sync> FromRequestParts<S> for Caller {
                     scope: key.scope,
                 })
             }
-            Some(Authenticated::Operator) => Err(ApiError::new(
+            Some(Ok(Authenticated::Operator)) => Err(ApiError::new(
                 ErrorCode::AccessDenied,
                 "the operator token does not act for an account; use an access key",
             )),
@@ -228,9 +256,10 @@ impl<S: Send + Sync> FromRequestParts<S> for Operator {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
-        match parts.extensions.get::<Authenticated>() {
-            Some(Authenticated::Operator) => Ok(Operator),
-            Some(Authenticated::Key(_)) => Err(ApiError::new(
+        match parts.extensions.get::<Credentials>().map(|c| &c.0) {
+            Some(Err(e)) => Err(e.clone()),
+            Some(Ok(Authenticated::Operator)) => Ok(Operator),
+            Some(Ok(Authenticated::Key(_))) => Err(ApiError::new(
                 ErrorCode::AccessDenied,
                 "operator endpoints need the operator token",
             )),

@@ -7,6 +7,7 @@ pub mod error;
 pub mod extract;
 pub mod metrics;
 pub mod page;
+pub mod statuses;
 
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
@@ -101,12 +102,21 @@ fn api_router() -> OpenApiRouter<AppState> {
 
 /// The OpenAPI document of this build's API.
 pub fn openapi() -> Document {
-    api_router().into_openapi()
+    let (_, doc) = documented_router();
+    doc
+}
+
+/// The routes and their document, complete with the statuses that follow from
+/// each operation's shape (which only the merged document shows).
+fn documented_router() -> (Router<AppState>, Document) {
+    let (router, mut doc) = api_router().split_for_parts();
+    statuses::ShapeStatuses.modify(&mut doc);
+    (router, doc)
 }
 
 /// The whole HTTP application.
 pub fn app(state: AppState) -> Router {
-    let (router, doc) = api_router().split_for_parts();
+    let (router, doc) = documented_router();
     let doc = std::sync::Arc::new(doc);
     router
         .route(
@@ -149,7 +159,7 @@ struct Health {
 
 /// Answers 200 while the region serves and reaches its store.
 #[utoipa::path(get, path = "/healthz", tag = "operations", operation_id = "healthz",
-    responses((status = 200, body = Health), (status = 503, body = ErrorBody)))]
+    responses((status = 200, body = Health)))]
 async fn healthz(State(state): State<AppState>) -> ApiResult<axum::Json<Health>> {
     let mut c = state.store.conn().await?;
     nubo_store::accounts::count_active(&mut c).await?;

@@ -13,7 +13,7 @@ pub fn query(limit: Option<u32>, page_token: Option<String>) -> ApiResult<PageQu
         )));
     }
     if let Some(token) = &page_token
-        && (token.is_empty() || token.len() > 128 || !token.is_ascii())
+        && (token.is_empty() || token.len() > 128 || !token.bytes().all(|b| b.is_ascii_graphic()))
     {
         return Err(ApiError::invalid("page_token is not one this API issued"));
     }

@@ -67,9 +67,10 @@ fn validate(req: &BudgetCreate) -> ApiResult<Vec<u32>> {
             "name: 1 to 64 letters, digits, '-', '_' and '.'",
         ));
     }
-    if !(req.monthly > 0.0 && req.monthly <= 1e9) {
+    // A billionth is the smallest amount: anything less would round to none.
+    if !(req.monthly >= 1e-9 && req.monthly <= 1e9) {
         return Err(ApiError::invalid(format!(
-            "monthly {}: must be above 0 and at most 1000000000",
+            "monthly {}: must be from 0.000000001 to 1000000000",
             req.monthly
         )));
     }
@@ -103,7 +104,7 @@ fn validate(req: &BudgetCreate) -> ApiResult<Vec<u32>> {
 /// alerts at the next billing cycle.
 #[utoipa::path(post, path = "/v1/billing/budgets", tag = "billing", operation_id = "budget_create",
     request_body = BudgetCreate,
-    responses((status = 201, body = Budget), (status = 400, body = ErrorBody),
+    responses((status = 201, body = Budget),
         (status = 409, body = ErrorBody)),
     security(("sigv4" = []), ("bearer" = [])))]
 async fn budget_create(

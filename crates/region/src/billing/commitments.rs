@@ -55,7 +55,7 @@ fn view(r: CommitmentRow, now: i64) -> Commitment {
 #[utoipa::path(post, path = "/v1/billing/commitments", tag = "billing",
     operation_id = "commitment_create",
     request_body = CommitmentCreate,
-    responses((status = 201, body = Commitment), (status = 400, body = ErrorBody)),
+    responses((status = 201, body = Commitment)),
     security(("sigv4" = []), ("bearer" = [])))]
 async fn commitment_create(
     State(state): State<AppState>,
@@ -71,9 +71,10 @@ async fn commitment_create(
             offered.join(", ")
         )));
     };
-    if !(req.per_hour > 0.0 && req.per_hour <= MAX_PER_HOUR) {
+    // A billionth is the smallest amount: anything less would round to none.
+    if !(req.per_hour >= 1e-9 && req.per_hour <= MAX_PER_HOUR) {
         return Err(ApiError::invalid(format!(
-            "per_hour {}: must be above 0 and at most {MAX_PER_HOUR}",
+            "per_hour {}: must be from 0.000000001 to {MAX_PER_HOUR}",
             req.per_hour
         )));
     }

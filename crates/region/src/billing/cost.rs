@@ -5,7 +5,6 @@ use std::collections::BTreeMap;
 
 use axum::extract::State;
 use nubo_api::billing::{CostLine, CostReport, Forecast, UsageParams, money};
-use nubo_api::error::ErrorBody;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
@@ -59,7 +58,7 @@ fn grouped(
 /// will cost if what runs keeps running and what is stored stays.
 #[utoipa::path(get, path = "/v1/billing/cost", tag = "billing", operation_id = "billing_cost",
     params(UsageParams),
-    responses((status = 200, body = CostReport), (status = 400, body = ErrorBody)),
+    responses((status = 200, body = CostReport)),
     security(("sigv4" = []), ("bearer" = [])))]
 async fn billing_cost(
     State(state): State<AppState>,

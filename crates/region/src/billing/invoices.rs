@@ -247,8 +247,9 @@ async fn opened(state: &AppState, account_id: &str) -> ApiResult<i64> {
 /// open (the month so far) for the running month. `?format=csv` for CSV.
 #[utoipa::path(get, path = "/v1/billing/invoices/{month}", tag = "billing",
     operation_id = "invoice_show",
-    params(("month" = String, Path, description = "YYYY-MM"), InvoiceParams),
-    responses((status = 200, body = Invoice), (status = 400, body = ErrorBody),
+    params(("month" = String, Path, description = "YYYY-MM",
+            pattern = "^(19[7-9][0-9]|[2-9][0-9]{3})-(0[1-9]|1[0-2])$"), InvoiceParams),
+    responses((status = 200, content((Invoice = "application/json"), (String = "text/csv"))),
         (status = 404, body = ErrorBody)),
     security(("sigv4" = []), ("bearer" = [])))]
 async fn invoice_show(
@@ -301,9 +302,9 @@ async fn invoice_show(
 #[utoipa::path(post, path = "/v1/admin/billing/close", tag = "admin",
     operation_id = "admin_billing_close",
     request_body = CloseRequest,
-    responses((status = 200, body = CloseReport), (status = 400, body = ErrorBody),
+    responses((status = 200, body = CloseReport),
         (status = 409, body = ErrorBody)),
-    security(("bearer" = [])))]
+    security(("operator" = [])))]
 async fn invoice_close(
     State(state): State<AppState>,
     _: Operator,

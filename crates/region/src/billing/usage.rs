@@ -5,7 +5,6 @@ use std::collections::{BTreeMap, HashMap};
 
 use axum::extract::State;
 use nubo_api::billing::{UsageLine, UsageParams, UsageReport};
-use nubo_api::error::ErrorBody;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
@@ -58,7 +57,7 @@ fn unit(meter: &Meter) -> (&'static str, f64) {
 /// the GiB.
 #[utoipa::path(get, path = "/v1/billing/usage", tag = "billing", operation_id = "billing_usage",
     params(UsageParams),
-    responses((status = 200, body = UsageReport), (status = 400, body = ErrorBody)),
+    responses((status = 200, body = UsageReport)),
     security(("sigv4" = []), ("bearer" = [])))]
 async fn billing_usage(
     State(state): State<AppState>,

@@ -19,6 +19,8 @@ use serde::Serialize;
 use serde_json::json;
 use sha2::{Digest, Sha256};
 use tokio::io::AsyncWriteExt;
+use utoipa::openapi::RefOr;
+use utoipa::openapi::schema::{KnownFormat, ObjectBuilder, Schema, SchemaFormat, Type};
 
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -153,7 +155,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
 /// Lists the images the account may launch: public ones and its own.
 #[utoipa::path(get, path = "/v1/images", tag = "compute", operation_id = "image_list",
     params(PageParams),
-    responses((status = 200, body = Page<Image>), (status = 401, body = ErrorBody)),
+    responses((status = 200, body = Page<Image>)),
     security(("sigv4" = []), ("bearer" = [])))]
 async fn image_list(
     State(state): State<AppState>,
@@ -227,7 +229,7 @@ async fn own_image(state: &AppState, caller: &Caller, image_id: &str) -> ApiResu
 /// complete it.
 #[utoipa::path(post, path = "/v1/images", tag = "compute", operation_id = "image_register",
     request_body = RegisterImageRequest,
-    responses((status = 201, body = Image), (status = 400, body = ErrorBody),
+    responses((status = 201, body = Image),
               (status = 409, body = ErrorBody)),
     security(("sigv4" = []), ("bearer" = [])))]
 async fn image_register(
@@ -247,10 +249,10 @@ async fn image_register(
     ] {
         if text
             .as_ref()
-            .is_some_and(|t| t.len() > max || t.chars().any(char::is_control))
+            .is_some_and(|t| t.chars().count() > max || t.chars().any(char::is_control))
         {
             return Err(ApiError::invalid(format!(
-                "{what} is longer than {max} bytes or has control characters"
+                "{what} is longer than {max} characters or has control characters"
             )));
         }
     }
@@ -283,6 +285,21 @@ async fn image_register(
     Ok((StatusCode::CREATED, axum::Json(view(row))))
 }
 
+/// The bytes of an image part, as they are: the schema of an upload's body.
+struct PartBytes;
+
+impl utoipa::PartialSchema for PartBytes {
+    fn schema() -> RefOr<Schema> {
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .format(Some(SchemaFormat::KnownFormat(KnownFormat::Binary)))
+            .min_length(Some(1))
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for PartBytes {}
+
 /// Uploads one part of a pending image (`application/octet-stream`; sign with
 /// `x-amz-content-sha256: UNSIGNED-PAYLOAD`, which streams). Uploading a part
 /// again replaces it.
@@ -290,9 +307,11 @@ async fn image_register(
     operation_id = "image_upload",
     params(("image_id" = String, Path, description = "Image id"),
            ("part" = ImagePart, Path, description = "kernel, initrd or disk")),
-    request_body(content = Vec<u8>, content_type = "application/octet-stream"),
+    request_body(content = PartBytes, content_type = "application/octet-stream"),
     responses((status = 200, body = ImageFile), (status = 404, body = ErrorBody),
-              (status = 409, body = ErrorBody), (status = 413, body = ErrorBody)),
+              (status = 409, body = ErrorBody),
+              (status = 413, body = ErrorBody,
+               description = "The part is larger than its limit (`PayloadTooLarge`)")),
     security(("sigv4" = []), ("bearer" = [])))]
 async fn image_upload(
     State(state): State<AppState>,
@@ -359,6 +378,9 @@ async fn receive(body: Body, path: &std::path::Path, limit: u64) -> ApiResult<(u
         hash.update(&chunk);
         file.write_all(&chunk).await.map_err(ApiError::internal)?;
     }
+    if bytes == 0 {
+        return Err(ApiError::invalid("the part is empty"));
+    }
     file.sync_all().await.map_err(ApiError::internal)?;
     Ok((bytes, hex::encode(hash.finalize())))
 }
@@ -367,7 +389,7 @@ async fn receive(body: Body, path: &std::path::Path, limit: u64) -> ApiResult<(u
 #[utoipa::path(post, path = "/v1/images/{image_id}/complete", tag = "compute",
     operation_id = "image_complete",
     params(("image_id" = String, Path, description = "Image id")),
-    responses((status = 200, body = Image), (status = 400, body = ErrorBody),
+    responses((status = 200, body = Image),
               (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)),
     security(("sigv4" = []), ("bearer" = [])))]
 async fn image_complete(
@@ -383,14 +405,16 @@ async fn image_complete(
     let dir = files_dir(&state.config, &image.id);
     let kernel = dir.join("kernel");
     if !kernel.is_file() {
-        return Err(ApiError::invalid("upload the kernel (part `kernel`) first"));
+        return Err(ApiError::invalid_state(
+            "upload the kernel (part `kernel`) first",
+        ));
     }
     let initrd = dir.join("initrd");
     let disk = match requested.disk_format {
         Some(format) => {
             let path = dir.join("disk");
             if !path.is_file() {
-                return Err(ApiError::invalid(
+                return Err(ApiError::invalid_state(
                     "this image has a root disk: upload it (part `disk`) first",
                 ));
             }

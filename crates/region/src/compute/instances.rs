@@ -58,7 +58,7 @@ pub fn view(r: InstanceRow, region: &str) -> Instance {
 /// Lists the account's instances (terminated ones stay listed for an hour).
 #[utoipa::path(get, path = "/v1/instances", tag = "compute", operation_id = "instance_list",
     params(InstanceListParams),
-    responses((status = 200, body = Page<Instance>), (status = 401, body = ErrorBody)),
+    responses((status = 200, body = Page<Instance>)),
     security(("sigv4" = []), ("bearer" = [])))]
 async fn instance_list(
     State(state): State<AppState>,

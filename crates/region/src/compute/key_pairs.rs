@@ -46,7 +46,7 @@ fn valid_name(name: &str) -> bool {
 /// Lists the account's key pairs.
 #[utoipa::path(get, path = "/v1/key-pairs", tag = "compute", operation_id = "key_pair_list",
     params(PageParams),
-    responses((status = 200, body = Page<KeyPair>), (status = 401, body = ErrorBody)),
+    responses((status = 200, body = Page<KeyPair>)),
     security(("sigv4" = []), ("bearer" = [])))]
 async fn key_pair_list(
     State(state): State<AppState>,
@@ -63,7 +63,7 @@ async fn key_pair_list(
 /// imports an OpenSSH public key.
 #[utoipa::path(post, path = "/v1/key-pairs", tag = "compute", operation_id = "key_pair_create",
     request_body = CreateKeyPairRequest,
-    responses((status = 201, body = CreatedKeyPair), (status = 400, body = ErrorBody),
+    responses((status = 201, body = CreatedKeyPair),
               (status = 409, body = ErrorBody)),
     security(("sigv4" = []), ("bearer" = [])))]
 async fn key_pair_create(

@@ -145,7 +145,7 @@ async fn replay(
     request_body = LaunchRequest,
     responses((status = 202, body = LaunchResponse, description = "Accepted; instances are pending"),
               (status = 200, body = LaunchResponse, description = "A retry of an earlier launch"),
-              (status = 400, body = ErrorBody), (status = 403, body = ErrorBody),
+              (status = 403, body = ErrorBody, description = "A quota refuses it (`QuotaExceeded`)"),
               (status = 409, body = ErrorBody), (status = 507, body = ErrorBody)),
     security(("sigv4" = []), ("bearer" = [])))]
 async fn instance_launch(

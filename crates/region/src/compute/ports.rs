@@ -55,7 +55,7 @@ async fn instance_ports(
     operation_id = "instance_publish",
     params(("instance_id" = String, Path, description = "Instance id")),
     request_body = PublishRequest,
-    responses((status = 201, body = PublishedPort), (status = 400, body = ErrorBody),
+    responses((status = 201, body = PublishedPort),
               (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)),
     security(("sigv4" = []), ("bearer" = [])))]
 async fn instance_publish(

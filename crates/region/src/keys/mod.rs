@@ -63,7 +63,7 @@ pub fn view(k: KeyRow) -> AccessKey {
 /// Lists the account's access keys (never their secrets).
 #[utoipa::path(get, path = "/v1/keys", tag = "keys", operation_id = "key_list",
     params(PageParams),
-    responses((status = 200, body = Page<AccessKey>), (status = 401, body = ErrorBody)),
+    responses((status = 200, body = Page<AccessKey>)),
     security(("sigv4" = []), ("bearer" = [])))]
 async fn key_list(
     State(state): State<AppState>,
@@ -79,7 +79,7 @@ async fn key_list(
 /// Creates an access key; the secret is in this response only.
 #[utoipa::path(post, path = "/v1/keys", tag = "keys", operation_id = "key_create",
     request_body = CreateKeyRequest,
-    responses((status = 201, body = CreatedKey), (status = 400, body = ErrorBody)),
+    responses((status = 201, body = CreatedKey)),
     security(("sigv4" = []), ("bearer" = [])))]
 async fn key_create(
     State(state): State<AppState>,

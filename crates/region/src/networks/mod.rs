@@ -121,7 +121,7 @@ fn validate(req: &CreateNetworkRequest) -> ApiResult<()> {
 /// Lists the account's networks (its default one included).
 #[utoipa::path(get, path = "/v1/networks", tag = "networks", operation_id = "network_list",
     params(PageParams),
-    responses((status = 200, body = Page<Network>), (status = 401, body = ErrorBody)),
+    responses((status = 200, body = Page<Network>)),
     security(("sigv4" = []), ("bearer" = [])))]
 async fn network_list(
     State(state): State<AppState>,
@@ -141,7 +141,7 @@ async fn network_list(
 /// Creates a network with a private address range.
 #[utoipa::path(post, path = "/v1/networks", tag = "networks", operation_id = "network_create",
     request_body = CreateNetworkRequest,
-    responses((status = 201, body = Network), (status = 400, body = ErrorBody),
+    responses((status = 201, body = Network),
               (status = 409, body = ErrorBody)),
     security(("sigv4" = []), ("bearer" = [])))]
 async fn network_create(

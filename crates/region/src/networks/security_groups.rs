@@ -156,7 +156,7 @@ pub async fn for_instance(
 /// Lists the account's security groups with their rules.
 #[utoipa::path(get, path = "/v1/security-groups", tag = "networks",
     operation_id = "security_group_list", params(PageParams),
-    responses((status = 200, body = Page<SecurityGroup>), (status = 401, body = ErrorBody)),
+    responses((status = 200, body = Page<SecurityGroup>)),
     security(("sigv4" = []), ("bearer" = [])))]
 async fn group_list(
     State(state): State<AppState>,
@@ -177,7 +177,7 @@ async fn group_list(
 /// from its own members and everything out.
 #[utoipa::path(post, path = "/v1/security-groups", tag = "networks",
     operation_id = "security_group_create", request_body = CreateSecurityGroupRequest,
-    responses((status = 201, body = SecurityGroup), (status = 400, body = ErrorBody),
+    responses((status = 201, body = SecurityGroup),
               (status = 409, body = ErrorBody)),
     security(("sigv4" = []), ("bearer" = [])))]
 async fn group_create(
@@ -345,7 +345,7 @@ async fn rule_of(
 #[utoipa::path(post, path = "/v1/security-groups/{group}/rules", tag = "networks",
     operation_id = "security_group_rule_add", request_body = AddRuleRequest,
     params(("group" = String, Path, description = "Security group id or name")),
-    responses((status = 201, body = SecurityGroup), (status = 400, body = ErrorBody),
+    responses((status = 201, body = SecurityGroup),
               (status = 404, body = ErrorBody)),
     security(("sigv4" = []), ("bearer" = [])))]
 async fn rule_add(
@@ -413,7 +413,7 @@ async fn instance_groups(
 #[utoipa::path(put, path = "/v1/instances/{instance_id}/security-groups", tag = "compute",
     operation_id = "instance_set_security_groups", request_body = InstanceSecurityGroups,
     params(("instance_id" = String, Path, description = "Instance id")),
-    responses((status = 200, body = InstanceSecurityGroups), (status = 400, body = ErrorBody),
+    responses((status = 200, body = InstanceSecurityGroups),
               (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)),
     security(("sigv4" = []), ("bearer" = [])))]
 async fn instance_set_groups(

@@ -32,7 +32,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
     operation_id = "volume_attach",
     params(("volume_id" = String, Path, description = "Volume id")),
     request_body = AttachVolumeRequest,
-    responses((status = 202, body = Volume), (status = 400, body = ErrorBody),
+    responses((status = 202, body = Volume),
               (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)),
     security(("sigv4" = []), ("bearer" = [])))]
 async fn volume_attach(

@@ -67,7 +67,7 @@ pub async fn not_being_copied(c: &mut nubo_store::Conn, v: &VolumeRow) -> ApiRes
 /// Lists the account's volumes.
 #[utoipa::path(get, path = "/v1/volumes", tag = "volumes", operation_id = "volume_list",
     params(PageParams),
-    responses((status = 200, body = Page<Volume>), (status = 401, body = ErrorBody)),
+    responses((status = 200, body = Page<Volume>)),
     security(("sigv4" = []), ("bearer" = [])))]
 async fn volume_list(
     State(state): State<AppState>,
@@ -85,8 +85,9 @@ async fn volume_list(
 /// (`creating`); it becomes `available` when its host has made it.
 #[utoipa::path(post, path = "/v1/volumes", tag = "volumes", operation_id = "volume_create",
     request_body = CreateVolumeRequest,
-    responses((status = 202, body = Volume), (status = 400, body = ErrorBody),
-              (status = 403, body = ErrorBody), (status = 409, body = ErrorBody),
+    responses((status = 202, body = Volume),
+              (status = 403, body = ErrorBody, description = "A quota refuses it (`QuotaExceeded`)"),
+              (status = 404, body = ErrorBody), (status = 409, body = ErrorBody),
               (status = 507, body = ErrorBody)),
     security(("sigv4" = []), ("bearer" = [])))]
 async fn volume_create(
@@ -187,7 +188,7 @@ async fn volume_show(
     operation_id = "volume_update",
     params(("volume_id" = String, Path, description = "Volume id")),
     request_body = UpdateVolumeRequest,
-    responses((status = 200, body = Volume), (status = 400, body = ErrorBody),
+    responses((status = 200, body = Volume),
               (status = 404, body = ErrorBody), (status = 409, body = ErrorBody),
               (status = 507, body = ErrorBody)),
     security(("sigv4" = []), ("bearer" = [])))]

@@ -13,7 +13,9 @@ pub mod snapshots;
 
 use std::collections::BTreeMap;
 
-use nubo_api::volumes::{AttachState, Attachment, Snapshot, SnapshotState, Volume, VolumeState};
+use nubo_api::volumes::{
+    AttachState, Attachment, MAX_TAGS, Snapshot, SnapshotState, Volume, VolumeState,
+};
 use nubo_store::snapshots::SnapshotRow;
 use nubo_store::volumes::VolumeRow;
 use utoipa_axum::router::OpenApiRouter;
@@ -24,7 +26,6 @@ use crate::state::AppState;
 
 /// The largest volume, in GiB.
 pub const MAX_SIZE_GIB: u64 = 16 * 1024;
-const MAX_TAGS: usize = 50;
 
 pub fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()

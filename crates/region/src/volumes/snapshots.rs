@@ -40,7 +40,7 @@ pub async fn find(c: &mut Conn, caller: &Caller, id: &str) -> ApiResult<Snapshot
 /// Lists the account's snapshots, of one volume if asked.
 #[utoipa::path(get, path = "/v1/snapshots", tag = "volumes", operation_id = "snapshot_list",
     params(SnapshotListParams),
-    responses((status = 200, body = Page<Snapshot>), (status = 401, body = ErrorBody)),
+    responses((status = 200, body = Page<Snapshot>)),
     security(("sigv4" = []), ("bearer" = [])))]
 async fn snapshot_list(
     State(state): State<AppState>,
@@ -60,7 +60,7 @@ async fn snapshot_list(
 /// is `completed` once the copy is in object storage.
 #[utoipa::path(post, path = "/v1/snapshots", tag = "volumes", operation_id = "snapshot_create",
     request_body = CreateSnapshotRequest,
-    responses((status = 202, body = Snapshot), (status = 400, body = ErrorBody),
+    responses((status = 202, body = Snapshot),
               (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)),
     security(("sigv4" = []), ("bearer" = [])))]
 async fn snapshot_create(
