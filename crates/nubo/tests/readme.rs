@@ -398,9 +398,16 @@ fn the_readme_walkthrough_works_as_written() {
         ports,
     };
 
+    let mut taken_down = None;
     for step in &steps {
         let command = session.substitute(&step.command, step.line);
-        let command = xtask_down(&command).unwrap_or(command);
+        let command = match xtask_down(&command) {
+            Some(down) => {
+                taken_down = Some(namespaces_of(&dir));
+                down
+            }
+            None => command,
+        };
         let expect = step
             .expect
             .as_ref()
@@ -434,8 +441,44 @@ fn the_readme_walkthrough_works_as_written() {
             std::thread::sleep(Duration::from_secs(1));
         }
     }
+    // Nothing of the region runs after `cargo xtask down`.
+    let namespaces = taken_down.expect("the walkthrough took the region down");
+    assert!(!namespaces.is_empty(), "the walkthrough made networks");
+    let listed = Command::new("ip").args(["netns", "list"]).output().unwrap();
+    let listed = String::from_utf8_lossy(&listed.stdout);
+    for ns in &namespaces {
+        assert!(!listed.contains(ns.as_str()), "{ns} is left: {listed}");
+    }
+    assert_eq!(processes_in(&dir), Vec::<String>::new(), "processes left");
     drop(nubod);
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The network namespaces the region in `dir` made (one folder each).
+fn namespaces_of(dir: &Path) -> Vec<String> {
+    std::fs::read_dir(dir.join(".nubo/networks"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect()
+}
+
+/// Processes whose command line or working directory is in `dir`.
+fn processes_in(dir: &Path) -> Vec<String> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        if entry.file_name().to_string_lossy().parse::<u32>().is_err() {
+            continue;
+        }
+        let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
+        let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+        let cwd = std::fs::read_link(entry.path().join("cwd")).unwrap_or_default();
+        if cmdline.contains(&dir.display().to_string()) || cwd.starts_with(dir) {
+            found.push(cmdline);
+        }
+    }
+    found
 }
 
 #[test]
