@@ -128,6 +128,10 @@ pub struct Volume {
     /// The snapshot it was restored from.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub snapshot_id: Option<String>,
+    /// For a volume restored from a snapshot, how far the restore has come:
+    /// 100 once it is available.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub progress_percent: Option<u8>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub attachment: Option<Attachment>,
     /// It holds an operating system an instance can boot from.
@@ -241,6 +245,8 @@ pub struct Snapshot {
     /// Bytes of data it holds (all-zero ranges take none); chunks it shares
     /// with other snapshots of the volume are stored once.
     pub stored_bytes: u64,
+    /// How far its copy has come: 100 once completed.
+    pub progress_percent: u8,
     pub tags: BTreeMap<String, String>,
     pub region: String,
     /// RFC 3339: the point in time it copies.

@@ -11,6 +11,7 @@
 use std::os::unix::fs::FileExt;
 use std::path::Path;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt};
@@ -69,6 +70,11 @@ pub trait ChunkStore: Send + Sync {
     fn contains<'a>(&'a self, hash: &'a str) -> BoxFuture<'a, Result<bool, String>>;
     fn put<'a>(&'a self, hash: &'a str, data: Bytes) -> BoxFuture<'a, Result<(), String>>;
     fn get<'a>(&'a self, hash: &'a str) -> BoxFuture<'a, Result<Bytes, String>>;
+
+    /// How far the copy that uses the store has come: `done` of its `total`
+    /// chunks, told as it goes (a snapshot counts every chunk of the volume,
+    /// zeros too; a restore every chunk of the snapshot).
+    fn advanced(&self, _done: u64, _total: u64) {}
 }
 
 pub fn hash(data: &[u8]) -> String {
@@ -119,24 +125,28 @@ fn read_chunk(
 pub async fn upload(path: &Path, store: &Arc<dyn ChunkStore>) -> Result<Manifest, HostError> {
     let file = Arc::new(std::fs::File::open(path).map_err(agent("snapshot copy"))?);
     let size_bytes = file.metadata().map_err(agent("snapshot copy"))?.len();
-    let chunks: Vec<Option<(u64, String)>> =
-        futures::stream::iter(0..size_bytes.div_ceil(CHUNK_SIZE))
-            .map(|position| {
-                let (file, store) = (file.clone(), store.clone());
-                async move {
-                    let read = blocking(move || read_chunk(&file, position, size_bytes)).await?;
-                    let Some((digest, data)) = read else {
-                        return Ok(None);
-                    };
-                    if !store.contains(&digest).await.map_err(HostError::Agent)? {
-                        store.put(&digest, data).await.map_err(HostError::Agent)?;
-                    }
-                    Ok::<_, HostError>(Some((position, digest)))
+    let total = size_bytes.div_ceil(CHUNK_SIZE);
+    let done = Arc::new(AtomicU64::new(0));
+    let chunks: Vec<Option<(u64, String)>> = futures::stream::iter(0..total)
+        .map(|position| {
+            let (file, store, done) = (file.clone(), store.clone(), done.clone());
+            async move {
+                let read = blocking(move || read_chunk(&file, position, size_bytes)).await?;
+                if let Some((digest, data)) = &read
+                    && !store.contains(digest).await.map_err(HostError::Agent)?
+                {
+                    store
+                        .put(digest, data.clone())
+                        .await
+                        .map_err(HostError::Agent)?;
                 }
-            })
-            .buffered(IN_FLIGHT)
-            .try_collect()
-            .await?;
+                store.advanced(done.fetch_add(1, Ordering::Relaxed) + 1, total);
+                Ok::<_, HostError>(read.map(|(digest, _)| (position, digest)))
+            }
+        })
+        .buffered(IN_FLIGHT)
+        .try_collect()
+        .await?;
     Ok(Manifest {
         size_bytes,
         chunk_size: CHUNK_SIZE,
@@ -155,9 +165,10 @@ pub async fn download(
     file.set_len(manifest.size_bytes)
         .map_err(agent("restore copy"))?;
     let file = Arc::new(file);
+    let (done, total) = (Arc::new(AtomicU64::new(0)), manifest.chunks.len() as u64);
     futures::stream::iter(manifest.chunks.iter().cloned())
         .map(|(position, expected)| {
-            let (file, store) = (file.clone(), store.clone());
+            let (file, store, done) = (file.clone(), store.clone(), done.clone());
             let (size, chunk_size) = (manifest.size_bytes, manifest.chunk_size);
             async move {
                 let data = store.get(&expected).await.map_err(|e| {
@@ -173,7 +184,9 @@ pub async fn download(
                     file.write_all_at(&data, offset)
                         .map_err(agent("restore copy"))
                 })
-                .await
+                .await?;
+                store.advanced(done.fetch_add(1, Ordering::Relaxed) + 1, total);
+                Ok(())
             }
         })
         .buffer_unordered(IN_FLIGHT)
@@ -190,8 +203,9 @@ mod tests {
 
     use super::*;
 
+    /// Chunks, and every `advanced` told.
     #[derive(Default)]
-    struct Memory(Mutex<HashMap<String, Bytes>>);
+    struct Memory(Mutex<HashMap<String, Bytes>>, Mutex<Vec<(u64, u64)>>);
 
     impl ChunkStore for Memory {
         fn contains<'a>(&'a self, hash: &'a str) -> BoxFuture<'a, Result<bool, String>> {
@@ -213,6 +227,14 @@ mod tests {
                     .ok_or_else(|| "no such chunk".to_string())
             })
         }
+        fn advanced(&self, done: u64, total: u64) {
+            self.1.lock().unwrap().push((done, total));
+        }
+    }
+
+    /// What a copy told of its progress, since the last call.
+    fn told(memory: &Memory) -> Vec<(u64, u64)> {
+        std::mem::take(&mut *memory.1.lock().unwrap())
     }
 
     fn image(dir: &Path, name: &str, blocks: &[(u64, u8)], size: u64) -> std::path::PathBuf {
@@ -244,6 +266,10 @@ mod tests {
         assert_eq!(first.size_bytes, size);
         let positions: Vec<u64> = first.chunks.iter().map(|(p, _)| *p).collect();
         assert_eq!(positions, vec![0, 3], "all-zero chunks are left out");
+        // A snapshot counts every chunk of the volume, once each, to the end.
+        let mut progress = told(&memory);
+        progress.sort();
+        assert_eq!(progress, [(1, 4), (2, 4), (3, 4), (4, 4)]);
         // A second copy that changed one chunk adds one chunk to the store.
         let b = image(
             &dir,
@@ -255,7 +281,15 @@ mod tests {
         assert_eq!(second.chunks.len(), 3);
         assert_eq!(memory.0.lock().unwrap().len(), 3);
         let restored = dir.join("restored");
+        told(&memory);
         download(&second, &restored, &store).await.unwrap();
+        let mut progress = told(&memory);
+        progress.sort();
+        assert_eq!(
+            progress,
+            [(1, 3), (2, 3), (3, 3)],
+            "a restore counts its chunks"
+        );
         assert_eq!(
             std::fs::read(&restored).unwrap(),
             std::fs::read(&b).unwrap()

@@ -726,14 +726,23 @@ on_both_stores!(
             (202, Some("pending")),
             "{snap}"
         );
+        assert!(snap["progress_percent"].as_u64() < Some(100), "{snap}");
         let snap = snap["id"].as_str().unwrap().to_string();
-        r.wait_for(&c, &format!("/v1/snapshots/{snap}"), "completed");
+        let done = r.wait_for(&c, &format!("/v1/snapshots/{snap}"), "completed");
+        assert_eq!(done["progress_percent"], 100, "{done}");
         let (s, v) = post("/v1/volumes", json!({"snapshot_id": snap, "size_gib": 3}));
         assert_eq!((s, code(&v)), (400, "InvalidParameter"), "{v}");
         let (s, v) = post("/v1/volumes", json!({"snapshot_id": snap}));
         assert_eq!((s, v["size_gib"].as_u64()), (202, Some(4)), "{v}");
+        assert!(v["progress_percent"].as_u64() < Some(100), "{v}");
         let copy = v["id"].as_str().unwrap().to_string();
-        r.wait_for(&c, &format!("/v1/volumes/{copy}"), "available");
+        let restored = r.wait_for(&c, &format!("/v1/volumes/{copy}"), "available");
+        assert_eq!(restored["progress_percent"], 100, "{restored}");
+        let (_, blank) = r.signed(&c, "GET", &path, None);
+        assert!(
+            blank["progress_percent"].is_null(),
+            "not a restore: {blank}"
+        );
 
         // Detached, it moves to the other instance; the instance's termination
         // detaches it, and then it goes.

@@ -92,17 +92,7 @@ on_both_stores!(launch_and_drive_instances, |store: StoreKind| {
     let images = r.json(&["images", "list"]);
     assert_eq!(images["items"][0]["name"], "nubo-micro");
 
-    let launched = r.json(&[
-        "instance",
-        "launch",
-        "--image",
-        "nubo-micro",
-        "--type",
-        "n1.nano",
-        "--count",
-        "3",
-        "--wait",
-    ]);
+    let launched = r.json(&common::launch_micro(&["--count", "3", "--wait"]));
     let instances = launched["instances"].as_array().unwrap();
     assert_eq!(instances.len(), 3);
     assert!(
@@ -443,33 +433,21 @@ on_both_stores!(security_groups_and_their_rules, |store: StoreKind| {
         stderr(&ambiguous)
     );
 
-    let launched = r.json(&[
-        "instance",
-        "launch",
-        "--image",
-        "nubo-micro",
-        "--type",
-        "n1.nano",
+    let launched = r.json(&common::launch_micro(&[
         "--security-group",
         &web_id,
         "--security-group",
         "default",
-    ]);
+    ]));
     let id = launched["instances"][0]["id"].as_str().unwrap().to_string();
     let mut expected = vec![web_id.clone(), default["id"].as_str().unwrap().to_string()];
     expected.sort();
     let member_of = r.json(&["instance", "security-groups", &id]);
     assert_eq!(member_of["security_groups"], Value::from(expected));
-    let mismatched = r.nubo(&[
-        "instance",
-        "launch",
-        "--image",
-        "nubo-micro",
-        "--type",
-        "n1.nano",
+    let mismatched = r.nubo(&common::launch_micro(&[
         "--security-group",
         elsewhere["id"].as_str().unwrap(),
-    ]);
+    ]));
     assert!(
         stderr(&mismatched).contains("is of network"),
         "{}",
@@ -641,17 +619,7 @@ on_both_stores!(
             (of("instances"), of("vcpus"), of("memory_mib"))
         };
         let launch = |count: &str| {
-            r.json(&[
-                "instance",
-                "launch",
-                "--image",
-                "nubo-micro",
-                "--type",
-                "n1.nano",
-                "--count",
-                count,
-                "--wait",
-            ])["instances"]
+            r.json(&common::launch_micro(&["--count", count, "--wait"]))["instances"]
                 .as_array()
                 .unwrap()
                 .iter()

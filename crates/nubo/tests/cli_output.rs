@@ -377,20 +377,13 @@ fn json_output_is_the_api_answer_for_every_command() {
 fn a_waited_launch_prints_the_launch_answer_with_each_instance_as_last_read() {
     let r = Region::start(StoreKind::Sqlite);
     r.ok(&["signup", "--email", "wait@example.com"]);
-    let out = r.nubo(&[
-        "-o",
-        "json",
-        "--debug",
-        "instance",
-        "launch",
-        "--image",
-        "nubo-micro",
-        "--type",
-        "n1.nano",
-        "--count",
-        "3",
-        "--wait",
-    ]);
+    let out = r.nubo(
+        &[
+            &["-o", "json", "--debug"][..],
+            &common::launch_micro(&["--count", "3", "--wait"]),
+        ]
+        .concat(),
+    );
     assert!(
         out.status.success(),
         "{}",
@@ -440,15 +433,7 @@ fn closed_stdout(r: &Region, args: &[&str]) -> (Option<i32>, String) {
 fn a_closed_pipe_ends_every_kind_of_output_quietly() {
     let r = Region::start(StoreKind::Sqlite);
     r.ok(&["signup", "--email", "pipe@example.com"]);
-    let launched = r.json(&[
-        "instance",
-        "launch",
-        "--image",
-        "nubo-micro",
-        "--type",
-        "n1.nano",
-        "--wait",
-    ]);
+    let launched = r.json(&common::launch_micro(&["--wait"]));
     let i = id(&launched["instances"][0]);
     for args in [
         vec!["pricing", "list", "-o", "json"],

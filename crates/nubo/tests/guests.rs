@@ -102,19 +102,13 @@ fn a_guest_runs_its_user_data_and_obeys_stop_start_reboot_terminate() {
     r.ok(&["signup", "--email", "guest@example.com"]);
     let script = r.dir.join("hello.sh");
     std::fs::write(&script, "#!/bin/sh\necho \"user-data says $((6 * 7))\"\n").unwrap();
-    let launched = r.json(&[
-        "instance",
-        "launch",
-        "--image",
-        "nubo-micro",
-        "--type",
-        "n1.nano",
+    let launched = r.json(&common::launch_micro(&[
         "--user-data",
         script.to_str().unwrap(),
         "--wait",
         "--timeout",
         "120",
-    ]);
+    ]));
     let id = launched["instances"][0]["id"].as_str().unwrap().to_string();
     assert_eq!(launched["instances"][0]["state"], "running");
     wait_until("the user-data output", Duration::from_secs(60), || {
@@ -295,13 +289,7 @@ fn key_pairs_reach_the_guest() {
         "#!/bin/sh\necho \"authorized: $(cat /root/.ssh/authorized_keys)\"\n",
     )
     .unwrap();
-    let launched = r.json(&[
-        "instance",
-        "launch",
-        "--image",
-        "nubo-micro",
-        "--type",
-        "n1.nano",
+    let launched = r.json(&common::launch_micro(&[
         "--key",
         "mykey",
         "--user-data",
@@ -309,7 +297,7 @@ fn key_pairs_reach_the_guest() {
         "--wait",
         "--timeout",
         "120",
-    ]);
+    ]));
     let id = launched["instances"][0]["id"].as_str().unwrap().to_string();
     assert_eq!(launched["instances"][0]["key_name"], "mykey");
     let key_body = public.split_whitespace().nth(1).unwrap().to_string();

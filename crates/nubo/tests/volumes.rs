@@ -58,13 +58,7 @@ done
 fn launch_with(r: &Region, script: &str, name: &str) -> String {
     let path = r.dir.join(format!("{name}.sh"));
     std::fs::write(&path, script).unwrap();
-    let launched = r.json(&[
-        "instance",
-        "launch",
-        "--image",
-        "nubo-micro",
-        "--type",
-        "n1.nano",
+    let launched = r.json(&common::launch_micro(&[
         "--name",
         name,
         "--user-data",
@@ -72,7 +66,7 @@ fn launch_with(r: &Region, script: &str, name: &str) -> String {
         "--wait",
         "--timeout",
         "120",
-    ]);
+    ]));
     launched["instances"][0]["id"].as_str().unwrap().to_string()
 }
 

@@ -84,6 +84,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "instance quotas follow hosts",
         include_str!("../migrations/0015_instance_quotas_follow_hosts.sql"),
     ),
+    (
+        16,
+        "copy progress",
+        include_str!("../migrations/0016_copy_progress.sql"),
+    ),
 ];
 
 /// How many migrations this build carries.

@@ -34,6 +34,9 @@ pub struct SnapshotRow {
     pub created_at: i64,
     pub state_changed_at: i64,
     pub version: i64,
+    /// How far its copy has come, in percent, while one runs (written apart
+    /// from the rest of the row: see `set_progress`).
+    pub progress: Option<i64>,
 }
 
 fn from_row(r: &AnyRow) -> Result<SnapshotRow> {
@@ -51,6 +54,7 @@ fn from_row(r: &AnyRow) -> Result<SnapshotRow> {
         created_at: r.try_get("created_at")?,
         state_changed_at: r.try_get("state_changed_at")?,
         version: r.try_get("version")?,
+        progress: r.try_get("progress")?,
     })
 }
 
@@ -108,7 +112,7 @@ pub async fn get(c: &mut Conn, account_id: &str, id: &str) -> Result<Option<Snap
     crate::fetch_optional(
         c,
         sqlx::query(sqlx::AssertSqlSafe(format!(
-            "SELECT {COLUMNS} FROM snapshots \
+            "SELECT {COLUMNS}, progress FROM snapshots \
              WHERE id = $1 AND account_id = $2 AND state <> 'deleted'"
         )))
         .bind(id)
@@ -122,7 +126,7 @@ pub async fn get_any(c: &mut Conn, id: &str) -> Result<Option<SnapshotRow>> {
     crate::fetch_optional(
         c,
         sqlx::query(sqlx::AssertSqlSafe(format!(
-            "SELECT {COLUMNS} FROM snapshots WHERE id = $1"
+            "SELECT {COLUMNS}, progress FROM snapshots WHERE id = $1"
         )))
         .bind(id),
         from_row,
@@ -137,7 +141,7 @@ pub async fn list(
     page: &PageQuery,
 ) -> Result<Paged<SnapshotRow>> {
     let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-        "SELECT {COLUMNS} FROM snapshots \
+        "SELECT {COLUMNS}, progress FROM snapshots \
          WHERE account_id = $1 AND id > $2 AND state <> 'deleted' \
            AND ($3 = '' OR volume_id = $3) ORDER BY id LIMIT $4"
     )))
@@ -156,7 +160,7 @@ pub async fn unsettled(c: &mut Conn, limit: i64) -> Result<Vec<SnapshotRow>> {
     crate::fetch_all(
         c,
         sqlx::query(sqlx::AssertSqlSafe(format!(
-            "SELECT {COLUMNS} FROM snapshots WHERE state IN ('pending', 'deleting') \
+            "SELECT {COLUMNS}, progress FROM snapshots WHERE state IN ('pending', 'deleting') \
              ORDER BY state_changed_at LIMIT $1"
         )))
         .bind(limit),
@@ -170,7 +174,7 @@ pub async fn live_of_account(c: &mut Conn, account_id: &str) -> Result<Vec<Snaps
     crate::fetch_all(
         c,
         sqlx::query(sqlx::AssertSqlSafe(format!(
-            "SELECT {COLUMNS} FROM snapshots WHERE account_id = $1 AND state <> 'deleted' ORDER BY id"
+            "SELECT {COLUMNS}, progress FROM snapshots WHERE account_id = $1 AND state <> 'deleted' ORDER BY id"
         )))
         .bind(account_id),
         from_row,
@@ -183,7 +187,7 @@ pub async fn pending_of_volume(c: &mut Conn, volume_id: &str) -> Result<Vec<Snap
     crate::fetch_all(
         c,
         sqlx::query(sqlx::AssertSqlSafe(format!(
-            "SELECT {COLUMNS} FROM snapshots WHERE volume_id = $1 AND state = 'pending'"
+            "SELECT {COLUMNS}, progress FROM snapshots WHERE volume_id = $1 AND state = 'pending'"
         )))
         .bind(volume_id),
         from_row,
@@ -303,4 +307,16 @@ pub async fn purge_deleted(c: &mut Conn, before: i64) -> Result<u64> {
             .await?
             .rows_affected(),
     )
+}
+
+/// Records how far the copy of `id` has come, in percent, while it is still
+/// being made: a write of its own, so that it never races the row's updates.
+pub async fn set_progress(c: &mut Conn, id: &str, percent: i64) -> Result<()> {
+    sqlx::query("UPDATE snapshots SET progress = $1 WHERE id = $2 AND state = $3")
+        .bind(percent)
+        .bind(id)
+        .bind(PENDING)
+        .execute(&mut *c)
+        .await?;
+    Ok(())
 }

@@ -52,6 +52,9 @@ pub struct VolumeRow {
     pub created_at: i64,
     pub state_changed_at: i64,
     pub version: i64,
+    /// How far its copy has come, in percent, while one runs (written apart
+    /// from the rest of the row: see `set_progress`).
+    pub progress: Option<i64>,
 }
 
 impl VolumeRow {
@@ -85,6 +88,7 @@ fn from_row(r: &AnyRow) -> Result<VolumeRow> {
         created_at: r.try_get("created_at")?,
         state_changed_at: r.try_get("state_changed_at")?,
         version: r.try_get("version")?,
+        progress: r.try_get("progress")?,
     })
 }
 
@@ -151,7 +155,7 @@ pub async fn get(c: &mut Conn, account_id: &str, id: &str) -> Result<Option<Volu
     crate::fetch_optional(
         c,
         sqlx::query(sqlx::AssertSqlSafe(format!(
-            "SELECT {COLUMNS} FROM volumes WHERE id = $1 AND account_id = $2 AND state <> 'deleted'"
+            "SELECT {COLUMNS}, progress FROM volumes WHERE id = $1 AND account_id = $2 AND state <> 'deleted'"
         )))
         .bind(id)
         .bind(account_id),
@@ -165,7 +169,7 @@ pub async fn get_any(c: &mut Conn, id: &str) -> Result<Option<VolumeRow>> {
     crate::fetch_optional(
         c,
         sqlx::query(sqlx::AssertSqlSafe(format!(
-            "SELECT {COLUMNS} FROM volumes WHERE id = $1"
+            "SELECT {COLUMNS}, progress FROM volumes WHERE id = $1"
         )))
         .bind(id),
         from_row,
@@ -175,7 +179,7 @@ pub async fn get_any(c: &mut Conn, id: &str) -> Result<Option<VolumeRow>> {
 
 pub async fn list(c: &mut Conn, account_id: &str, page: &PageQuery) -> Result<Paged<VolumeRow>> {
     let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-        "SELECT {COLUMNS} FROM volumes \
+        "SELECT {COLUMNS}, progress FROM volumes \
          WHERE account_id = $1 AND id > $2 AND state <> 'deleted' ORDER BY id LIMIT $3"
     )))
     .bind(account_id)
@@ -192,7 +196,7 @@ pub async fn of_instance(c: &mut Conn, instance_id: &str) -> Result<Vec<VolumeRo
     crate::fetch_all(
         c,
         sqlx::query(sqlx::AssertSqlSafe(format!(
-            "SELECT {COLUMNS} FROM volumes WHERE instance_id = $1 \
+            "SELECT {COLUMNS}, progress FROM volumes WHERE instance_id = $1 \
              ORDER BY is_root DESC, slot, id"
         )))
         .bind(instance_id),
@@ -206,7 +210,7 @@ pub async fn unsettled(c: &mut Conn, limit: i64) -> Result<Vec<VolumeRow>> {
     crate::fetch_all(
         c,
         sqlx::query(sqlx::AssertSqlSafe(format!(
-            "SELECT {COLUMNS} FROM volumes \
+            "SELECT {COLUMNS}, progress FROM volumes \
              WHERE state IN ('creating', 'resizing', 'deleting') \
                 OR attach_state IN ('attaching', 'detaching') \
              ORDER BY state_changed_at LIMIT $1"
@@ -222,7 +226,7 @@ pub async fn attached(c: &mut Conn) -> Result<Vec<VolumeRow>> {
     crate::fetch_all(
         c,
         sqlx::query(sqlx::AssertSqlSafe(format!(
-            "SELECT {COLUMNS} FROM volumes WHERE attach_state = 'attached' ORDER BY id"
+            "SELECT {COLUMNS}, progress FROM volumes WHERE attach_state = 'attached' ORDER BY id"
         ))),
         from_row,
     )
@@ -234,7 +238,7 @@ pub async fn on_host(c: &mut Conn, host_id: &str) -> Result<Vec<VolumeRow>> {
     crate::fetch_all(
         c,
         sqlx::query(sqlx::AssertSqlSafe(format!(
-            "SELECT {COLUMNS} FROM volumes WHERE host_id = $1 AND state <> 'deleted' ORDER BY id"
+            "SELECT {COLUMNS}, progress FROM volumes WHERE host_id = $1 AND state <> 'deleted' ORDER BY id"
         )))
         .bind(host_id),
         from_row,
@@ -247,7 +251,7 @@ pub async fn live_of_account(c: &mut Conn, account_id: &str) -> Result<Vec<Volum
     crate::fetch_all(
         c,
         sqlx::query(sqlx::AssertSqlSafe(format!(
-            "SELECT {COLUMNS} FROM volumes WHERE account_id = $1 AND state <> 'deleted' ORDER BY id"
+            "SELECT {COLUMNS}, progress FROM volumes WHERE account_id = $1 AND state <> 'deleted' ORDER BY id"
         )))
         .bind(account_id),
         from_row,
@@ -308,4 +312,16 @@ pub async fn purge_deleted(c: &mut Conn, before: i64) -> Result<u64> {
             .await?
             .rows_affected(),
     )
+}
+
+/// Records how far the copy of `id` has come, in percent, while it is still
+/// being made: a write of its own, so that it never races the row's updates.
+pub async fn set_progress(c: &mut Conn, id: &str, percent: i64) -> Result<()> {
+    sqlx::query("UPDATE volumes SET progress = $1 WHERE id = $2 AND state = $3")
+        .bind(percent)
+        .bind(id)
+        .bind(CREATING)
+        .execute(&mut *c)
+        .await?;
+    Ok(())
 }

@@ -561,6 +561,7 @@ fn volume(account_id: &str, n: i64) -> nubo_store::volumes::VolumeRow {
         created_at: n,
         state_changed_at: n,
         version: 0,
+        progress: None,
     }
 }
 
@@ -639,6 +640,7 @@ async fn a_deleted_snapshot_frees_only_the_chunks_no_other_uses() {
             created_at: n,
             state_changed_at: n,
             version: 0,
+            progress: None,
         };
         let (first, second) = (snapshot(1), snapshot(2));
         let mut tx = store.begin().await.unwrap();

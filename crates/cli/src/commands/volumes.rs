@@ -103,6 +103,7 @@ fn print_snapshot(out: Output, s: &Snapshot) -> Result<(), ClientError> {
             ("state_reason", opt(&s.state_reason)),
             ("description", s.description.clone()),
             ("stored_bytes", s.stored_bytes.to_string()),
+            ("progress", format!("{}%", s.progress_percent)),
             ("tags", tag_list(&s.tags)),
             ("created", s.created_at.clone()),
         ],
@@ -117,6 +118,8 @@ fn tags(pairs: Vec<(String, String)>) -> Option<BTreeMap<String, String>> {
 trait Shown {
     fn id(&self) -> &str;
     fn state(&self) -> String;
+    /// How far its copy has come, while one runs.
+    fn copying(&self) -> Option<u8>;
 }
 
 impl Shown for Volume {
@@ -129,6 +132,10 @@ impl Shown for Volume {
             None => self.state.as_str().into(),
         }
     }
+    fn copying(&self) -> Option<u8> {
+        self.progress_percent
+            .filter(|_| self.state == VolumeState::Creating)
+    }
 }
 
 impl Shown for Snapshot {
@@ -137,6 +144,9 @@ impl Shown for Snapshot {
     }
     fn state(&self) -> String {
         self.state.as_str().into()
+    }
+    fn copying(&self) -> Option<u8> {
+        (self.state == SnapshotState::Pending).then_some(self.progress_percent)
     }
 }
 
@@ -156,9 +166,13 @@ async fn wait_until<T: DeserializeOwned + Shown>(
     }
     let deadline = Instant::now() + Duration::from_secs(wait.timeout);
     let mut delay = Duration::from_millis(50);
-    let mut progress = Progress::start(out, &format!("{} to be {what}", current.id()));
+    let waiting = format!("{} to be {what}", current.id());
+    let mut progress = Progress::start(out, &waiting);
     loop {
         progress.reached(current.id(), &current.state());
+        if let Some(percent) = current.copying() {
+            progress.waiting_for(format!("{waiting}: {percent}% copied"));
+        }
         if done(&current).map_err(ClientError::Other)? {
             return Ok(current);
         }

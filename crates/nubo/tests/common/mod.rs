@@ -541,3 +541,17 @@ pub fn volume_files(r: &Region) -> Vec<String> {
         .map(|e| e.file_name().to_string_lossy().into_owned())
         .collect()
 }
+
+/// The arguments of `nubo instance launch` of the test image in the smallest
+/// type, then `more`.
+pub fn launch_micro<'a>(more: &[&'a str]) -> Vec<&'a str> {
+    let launch = [
+        "instance",
+        "launch",
+        "--image",
+        "nubo-micro",
+        "--type",
+        "n1.nano",
+    ];
+    [&launch[..], more].concat()
+}

@@ -7,6 +7,7 @@
 pub mod attachments;
 pub mod chunks;
 pub mod manage;
+pub mod progress;
 pub mod reconciler;
 pub mod roots;
 pub mod snapshots;
@@ -121,7 +122,14 @@ pub fn view(v: VolumeRow, region: &str) -> Volume {
         }),
         _ => None,
     };
+    // Only a restore copies anything while a volume is made.
+    let progress_percent = v.snapshot_id.as_ref().map(|_| match v.state.as_str() {
+        nubo_store::volumes::CREATING => v.progress.unwrap_or(0).clamp(0, 99) as u8,
+        nubo_store::volumes::ERROR => v.progress.unwrap_or(0).clamp(0, 100) as u8,
+        _ => 100,
+    });
     Volume {
+        progress_percent,
         name: v.name,
         size_gib: v.size_gib.max(0) as u64,
         state: VolumeState::parse(&v.state).unwrap_or(VolumeState::Error),
@@ -139,7 +147,15 @@ pub fn view(v: VolumeRow, region: &str) -> Volume {
 }
 
 pub fn snapshot_view(s: SnapshotRow, region: &str) -> Snapshot {
+    let progress_percent = match s.state.as_str() {
+        nubo_store::snapshots::PENDING => s.progress.unwrap_or(0).clamp(0, 99),
+        nubo_store::snapshots::ERROR
+        | nubo_store::snapshots::DELETING
+        | nubo_store::snapshots::DELETED => s.progress.unwrap_or(0).clamp(0, 100),
+        _ => 100,
+    } as u8;
     Snapshot {
+        progress_percent,
         volume_id: s.volume_id,
         volume_size_gib: s.volume_size_gib.max(0) as u64,
         description: s.description,

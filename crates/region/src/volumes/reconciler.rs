@@ -22,6 +22,7 @@ use tokio::task::JoinHandle;
 
 use super::chunks::SnapshotChunks;
 use super::gib;
+use super::progress;
 use super::roots::mark;
 use crate::state::AppState;
 
@@ -220,10 +221,16 @@ impl Reconciler {
             chunk_size: snapshot.chunk_size as u64,
             chunks: chunks.into_iter().map(|(p, h)| (p as u64, h)).collect(),
         };
-        agent
-            .restore_volume(spec, manifest, self.chunks())
-            .await
-            .map_err(|e| format!("restoring snapshot {snapshot_id}: {e}"))
+        let volume_id = spec.id.clone();
+        progress::track(
+            &self.state,
+            progress::Copy::Restore,
+            &volume_id,
+            self.chunks(),
+            |chunks| agent.restore_volume(spec, manifest, chunks),
+        )
+        .await
+        .map_err(|e| format!("restoring snapshot {snapshot_id}: {e}"))
     }
 
     fn resize(&self, v: VolumeRow, agent: Option<Arc<dyn HostAgent>>) {
@@ -418,10 +425,15 @@ impl Reconciler {
         self.start(&id, async move {
             let _chunks_stay = r.state.chunk_gc.read().await;
             let started = Instant::now();
-            let taken = agent
-                .snapshot_volume(&v.id, writer.as_deref(), r.chunks())
-                .await
-                .map_err(|e| e.to_string());
+            let taken = progress::track(
+                &r.state,
+                progress::Copy::Snapshot,
+                &s.id,
+                r.chunks(),
+                |chunks| agent.snapshot_volume(&v.id, writer.as_deref(), chunks),
+            )
+            .await
+            .map_err(|e| e.to_string());
             if let Ok(m) = &taken {
                 tracing::info!(
                     snapshot_id = s.id,

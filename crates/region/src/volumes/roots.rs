@@ -109,6 +109,7 @@ pub async fn insert(
         created_at: instance.launched_at,
         state_changed_at: instance.launched_at,
         version: 0,
+        progress: None,
     };
     store::insert(c, &row).await?;
     Ok(row)

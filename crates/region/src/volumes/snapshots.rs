@@ -99,6 +99,7 @@ async fn snapshot_create(
         created_at: at,
         state_changed_at: at,
         version: 0,
+        progress: None,
     };
     store::insert(&mut tx, &row).await?;
     tx.commit().await?;

@@ -156,6 +156,7 @@ pub fn remove(ns: &str, dir: &Path) -> Result<(), HostError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::qemu::network::test_port;
 
     fn link(name: &str, master: Option<&str>, up: bool) -> Link {
         let json = serde_json::json!({
@@ -166,17 +167,6 @@ mod tests {
         serde_json::from_value(json).unwrap()
     }
 
-    fn port(id: &str) -> Port {
-        Port {
-            instance_id: id.into(),
-            network_id: "net-1".into(),
-            address: "10.0.0.4".parse().unwrap(),
-            prefix_len: 24,
-            gateway: "10.0.0.1".parse().unwrap(),
-            mac: "02:00:00:00:00:04".into(),
-        }
-    }
-
     #[test]
     fn taps_become_exactly_the_ports() {
         let held = [
@@ -185,7 +175,14 @@ mod tests {
             link("tapstale", Some("br0"), true),
             link("tapiloose", None, false),
         ];
-        let commands = taps(&held, &[port("i-kept"), port("i-loose"), port("i-new")]);
+        let commands = taps(
+            &held,
+            &[
+                test_port("i-kept", 4),
+                test_port("i-loose", 5),
+                test_port("i-new", 6),
+            ],
+        );
         assert_eq!(
             commands,
             [
@@ -196,6 +193,9 @@ mod tests {
             ]
             .map(String::from)
         );
-        assert_eq!(taps(&held[..2], &[port("i-kept")]), Vec::<String>::new());
+        assert_eq!(
+            taps(&held[..2], &[test_port("i-kept", 4)]),
+            Vec::<String>::new()
+        );
     }
 }

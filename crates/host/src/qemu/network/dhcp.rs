@@ -156,18 +156,7 @@ fn halt(dir: &Path) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::qemu::network::Port;
-
-    fn port(id: &str, last: u8) -> Port {
-        Port {
-            instance_id: id.into(),
-            network_id: "net-1".into(),
-            address: Ipv4Addr::new(10, 0, 0, last),
-            prefix_len: 24,
-            gateway: Ipv4Addr::new(10, 0, 0, 1),
-            mac: format!("02:00:00:00:00:{last:02x}"),
-        }
-    }
+    use crate::qemu::network::test_port;
 
     #[test]
     fn the_command_line_follows_the_ports_and_leases_each_address_once() {
@@ -175,7 +164,11 @@ mod tests {
             namespace: "nubo-net-1".into(),
             network_id: "net-1".into(),
             state: Default::default(),
-            ports: vec![port("i-a", 4), port("i-b", 5), port("i-c", 4)],
+            ports: vec![
+                test_port("i-a", 4),
+                test_port("i-b", 5),
+                test_port("i-c", 4),
+            ],
         };
         let args = args(Path::new("/data/networks/nubo-net-1"), &d);
         assert!(args.contains(&"--dhcp-range=10.0.0.0,static,255.255.255.0,1h".to_string()));
@@ -200,7 +193,7 @@ mod tests {
             namespace: "nubo-net-1".into(),
             network_id: "net-1".into(),
             state: Default::default(),
-            ports: vec![port("i-a", 4)],
+            ports: vec![test_port("i-a", 4)],
         };
         let e = converge(Path::new(".nubo/networks/nubo-net-1"), &d).unwrap_err();
         assert!(e.to_string().contains("not absolute"), "{e}");

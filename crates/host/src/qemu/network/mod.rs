@@ -252,6 +252,19 @@ pub fn qemu_args(instance_id: &str, nic: &Nic, vhost: bool) -> Vec<String> {
     ]
 }
 
+/// A port of network `net-1` (10.0.0.0/24) whose address ends in `last`.
+#[cfg(test)]
+fn test_port(instance_id: &str, last: u8) -> Port {
+    Port {
+        instance_id: instance_id.into(),
+        network_id: "net-1".into(),
+        address: Ipv4Addr::new(10, 0, 0, last),
+        prefix_len: 24,
+        gateway: Ipv4Addr::new(10, 0, 0, 1),
+        mac: format!("02:00:00:00:00:{last:02x}"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

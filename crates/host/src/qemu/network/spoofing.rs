@@ -54,21 +54,11 @@ pub fn script(ports: &[Port]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn port(id: &str, last: u8) -> Port {
-        Port {
-            instance_id: id.into(),
-            network_id: "net-1".into(),
-            address: std::net::Ipv4Addr::new(10, 0, 0, last),
-            prefix_len: 24,
-            gateway: std::net::Ipv4Addr::new(10, 0, 0, 1),
-            mac: format!("02:00:00:00:00:{last:02x}"),
-        }
-    }
+    use crate::qemu::network::test_port;
 
     #[test]
     fn the_sets_hold_exactly_the_declared_ports() {
-        let s = script(&[port("i-a", 4), port("i-b", 5)]);
+        let s = script(&[test_port("i-a", 4), test_port("i-b", 5)]);
         assert!(
             s.starts_with("table bridge nubo\ndelete table bridge nubo\n"),
             "{s}"
