@@ -46,6 +46,7 @@ pub fn run(nubod_args: &[String]) -> Result {
         println!("    export PATH=\"{}:$PATH\"", bin.display());
         println!("    nubo --endpoint {endpoint} signup --email you@example.com");
         println!("    nubo instance launch --image nubo-micro --type n1.nano --wait");
+        println!("  and when you are done: cargo xtask down   (its VMs run on after Ctrl-C)");
         println!();
     }
     // Ctrl-C reaches nubod directly, being in our process group, and it shuts

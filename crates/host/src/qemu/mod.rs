@@ -609,7 +609,10 @@ impl Inner {
             // Before QEMU starts, so that the VM never sends or receives unfiltered.
             self.converge_network(&port.network_id, Some(nic.network.clone()), true)
                 .await
-                .map_err(|e| agent("network", &e))?;
+                .map_err(|e| match e {
+                    HostError::Agent(why) => agent("network", &why),
+                    other => other,
+                })?;
             let ns = network::namespace(&self.config.fabric.prefix, &port.network_id);
             let document = metadata::Document {
                 instance_id: spec.instance_id.clone(),
