@@ -33,6 +33,10 @@ pub struct Global {
     /// Output format.
     #[arg(short, long, global = true, value_enum, default_value_t = Output::Table)]
     pub output: Output,
+    /// Trust only the CA certificates in this PEM file for https:// endpoints
+    /// (a region with a private CA); default: the system's.
+    #[arg(long, global = true, env = "NUBO_CA_BUNDLE")]
+    pub ca_bundle: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -1,6 +1,8 @@
 //! The API client: signs every request with SigV4 and turns error bodies into
 //! one-line errors.
 
+use std::path::Path;
+use std::sync::OnceLock;
 use std::time::SystemTime;
 
 use nubo_api::SIGV4_SERVICE;
@@ -63,10 +65,45 @@ pub struct Client {
     credentials: Credentials,
 }
 
+/// The HTTP client every API client of this process shares.
+static HTTP: OnceLock<reqwest::Client> = OnceLock::new();
+
+/// Sets how this process checks the certificates of HTTPS endpoints: against
+/// the CA certificates of `ca_bundle` (PEM) alone, as aws-cli's `--ca-bundle`
+/// does, or else against the system's. Call it before making any client.
+pub fn trust(ca_bundle: Option<&Path>) -> Result<(), ClientError> {
+    nubo_tls::install_crypto_provider();
+    let mut http = reqwest::Client::builder();
+    if let Some(path) = ca_bundle {
+        let bad = |e: &dyn std::fmt::Display| {
+            ClientError::Usage(format!("CA bundle {}: {e}", path.display()))
+        };
+        let pem = std::fs::read(path).map_err(|e| bad(&e))?;
+        let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| bad(&e))?;
+        if certs.is_empty() {
+            return Err(bad(&"no PEM certificate in it"));
+        }
+        http = http.tls_certs_only(certs);
+    }
+    let http = http
+        .build()
+        .map_err(|e| ClientError::Other(format!("HTTP client: {}", error_chain(&e))))?;
+    HTTP.set(http)
+        .map_err(|_| ClientError::Other("the HTTP client is set up already".into()))
+}
+
+fn http() -> reqwest::Client {
+    HTTP.get_or_init(|| {
+        nubo_tls::install_crypto_provider();
+        reqwest::Client::new()
+    })
+    .clone()
+}
+
 impl Client {
     pub fn new(endpoint: &str, region: &str, credentials: Credentials) -> Client {
         Client {
-            http: reqwest::Client::new(),
+            http: http(),
             endpoint: endpoint.trim_end_matches('/').to_string(),
             region: region.to_string(),
             credentials,

@@ -8,6 +8,7 @@ use std::path::Path;
 
 use std::sync::{Arc, OnceLock};
 
+use axum::serve::ListenerExt;
 use nubo_auth::SecretBox;
 use nubo_s3::ObjectStorage;
 use nubo_store::Store;
@@ -27,6 +28,12 @@ use crate::{api, compute};
 
 /// Runs the region until SIGTERM or SIGINT.
 pub async fn run(config: Config) -> Result<(), String> {
+    nubo_tls::install_crypto_provider();
+    let tls = config
+        .tls
+        .as_ref()
+        .map(|files| nubo_tls::server_config(&files.cert, &files.key))
+        .transpose()?;
     fs::create_dir_all(&config.data_dir)
         .map_err(|e| format!("data dir {}: {e}", config.data_dir.display()))?;
     fs::set_permissions(&config.data_dir, fs::Permissions::from_mode(0o700))
@@ -49,9 +56,7 @@ pub async fn run(config: Config) -> Result<(), String> {
         .await
         .map_err(|e| format!("hosts: {e}"))?;
 
-    let listener = TcpListener::bind(config.listen)
-        .await
-        .map_err(|e| format!("listen on {}: {e}", config.listen))?;
+    let listener = listen(config.listen, "", tls.clone()).await?;
     let state = AppState::new(Shared {
         keys: KeyLookup::new(store.clone(), secrets.clone()),
         signups: SignupLimiter::new(config.signups_per_hour),
@@ -79,9 +84,7 @@ pub async fn run(config: Config) -> Result<(), String> {
     .await
     .map_err(|e| format!("object storage: {e}"))?;
     let _ = state.objects.set(storage.clone());
-    let s3_listener = TcpListener::bind(config.s3_listen)
-        .await
-        .map_err(|e| format!("listen on {} (S3): {e}", config.s3_listen))?;
+    let s3_listener = listen(config.s3_listen, " (S3)", tls.clone()).await?;
     let (stop_tx, stop_rx) = watch::channel(false);
     let reconciler = compute::reconciler::spawn(state.clone(), stop_rx.clone());
     let volumes = crate::volumes::reconciler::spawn(state.clone(), stop_rx.clone());
@@ -97,10 +100,13 @@ pub async fn run(config: Config) -> Result<(), String> {
         s3 = config.public_s3_endpoint,
         store = store.engine().name(),
         hypervisor = ?config.hypervisor,
+        tls = tls.is_some(),
         "nubod serving"
     );
+    // tap_io changes nothing; through it axum hands handlers the peer's
+    // address of any listener's connections, not only a TcpListener's.
     axum::serve(
-        listener,
+        listener.tap_io(|_| {}),
         api::app(state).into_make_service_with_connect_info::<SocketAddr>(),
     )
     .with_graceful_shutdown(shutdown_signal())
@@ -115,6 +121,18 @@ pub async fn run(config: Config) -> Result<(), String> {
     let _ = s3.await;
     store.close().await;
     Ok(())
+}
+
+/// Binds `addr`, serving TLS if the region has a certificate.
+async fn listen(
+    addr: SocketAddr,
+    what: &str,
+    tls: Option<Arc<nubo_tls::ServerConfig>>,
+) -> Result<nubo_tls::Listener, String> {
+    let tcp = TcpListener::bind(addr)
+        .await
+        .map_err(|e| format!("listen on {addr}{what}: {e}"))?;
+    nubo_tls::Listener::new(tcp, tls).map_err(|e| format!("listen on {addr}{what}: {e}"))
 }
 
 async fn shutdown_signal() {

@@ -113,6 +113,7 @@ impl Context {
 }
 
 pub async fn run(cli: Cli) -> Result<(), ClientError> {
+    crate::client::trust(cli.global.ca_bundle.as_deref())?;
     let profile = profile::load(&cli.global.profile)?;
     let ctx = Context {
         global: cli.global,

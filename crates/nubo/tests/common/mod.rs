@@ -488,6 +488,7 @@ pub fn http_bytes(
         .enable_all()
         .build()
         .unwrap();
+    nubo_tls::install_crypto_provider();
     rt.block_on(async {
         let mut req = reqwest::Client::new()
             .request(method.parse().unwrap(), format!("{endpoint}{path}"))

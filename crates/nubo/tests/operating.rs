@@ -1,0 +1,413 @@
+//! What docs/operating.md tells an operator to do works: the systemd unit,
+//! TLS on both endpoints, backup and restore.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use clap::Parser;
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!(
+        "nubo-{name}-{:016x}",
+        nubo_store::ids::random_u64()
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn run(cmd: &mut Command) -> Output {
+    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// `[Section]` → `Key=value` lines of a systemd unit, in order.
+fn unit_settings(text: &str) -> Vec<(String, String, String)> {
+    let mut section = String::new();
+    let mut settings = Vec::new();
+    for line in text.lines().map(str::trim) {
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        if let Some(name) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
+            section = name.to_string();
+        } else if let Some((key, value)) = line.split_once('=') {
+            settings.push((section.clone(), key.to_string(), value.to_string()));
+        }
+    }
+    settings
+}
+
+#[test]
+fn the_systemd_unit_is_valid_and_leaves_vms_running_when_stopped() {
+    let path = repo().join("deploy/systemd/nubod.service");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let settings = unit_settings(&text);
+    let get = |section: &str, key: &str| -> Vec<&str> {
+        settings
+            .iter()
+            .filter(|(s, k, _)| s == section && k == key)
+            .map(|(_, _, v)| v.as_str())
+            .collect()
+    };
+    // Stopping the service must signal nubod alone: VMs, DHCP servers and
+    // relays outlive it and are re-adopted.
+    assert_eq!(get("Service", "KillMode"), ["process"]);
+    assert_eq!(get("Service", "Restart"), ["on-failure"]);
+    assert_eq!(get("Install", "WantedBy"), ["multi-user.target"]);
+
+    // ExecStart is a command line nubod takes, on the data dir systemd makes.
+    let exec = get("Service", "ExecStart");
+    assert_eq!(exec.len(), 1, "one ExecStart");
+    let words: Vec<&str> = exec[0].split_whitespace().collect();
+    assert_eq!(words[0], "/usr/local/bin/nubod");
+    let args = nubo_region::Args::try_parse_from(&words)
+        .unwrap_or_else(|e| panic!("nubod does not take {:?}: {e}", exec[0]));
+    let state = get("Service", "StateDirectory");
+    assert_eq!(state.len(), 1);
+    assert_eq!(
+        args.data_dir,
+        Some(Path::new("/var/lib").join(state[0])),
+        "the data dir is the unit's StateDirectory"
+    );
+    assert_eq!(get("Service", "StateDirectoryMode"), ["0700"]);
+
+    // The example environment file names only variables nubod reads.
+    let env = std::fs::read_to_string(repo().join("deploy/systemd/nubod.env")).unwrap();
+    let help =
+        String::from_utf8(run(Command::new(env!("CARGO_BIN_EXE_nubod")).arg("--help")).stdout)
+            .unwrap();
+    for line in env.lines() {
+        let Some((name, _)) = line.trim_start_matches('#').split_once('=') else {
+            continue;
+        };
+        if name.starts_with("NUBO_") {
+            assert!(
+                help.contains(&format!("[env: {name}")),
+                "nubod reads no {name}"
+            );
+        }
+    }
+
+    // systemd's own check, with ExecStart pointing at the binary just built
+    // (the unit names where an operator installs it).
+    let dir = scratch("unit");
+    let unit = dir.join("nubod.service");
+    std::fs::write(
+        &unit,
+        text.replace("/usr/local/bin/nubod", env!("CARGO_BIN_EXE_nubod")),
+    )
+    .unwrap();
+    let out = Command::new("systemd-analyze")
+        .args(["verify", "--man=no"])
+        .arg(&unit)
+        .output()
+        .expect("systemd-analyze runs (Debian's systemd package)");
+    let complaints = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success() && complaints.trim().is_empty(),
+        "systemd-analyze verify: {complaints}"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// A private CA, and a certificate it signed for 127.0.0.1: `ca.pem`,
+/// `cert.pem` and `key.pem` in `dir`.
+fn private_ca(dir: &Path) {
+    let openssl = |args: &[&str]| {
+        run(Command::new("openssl").current_dir(dir).args(args));
+    };
+    openssl(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-nodes",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.pem",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=nubo test CA",
+        "-addext",
+        "basicConstraints=critical,CA:TRUE",
+        "-addext",
+        "keyUsage=critical,keyCertSign,cRLSign",
+    ]);
+    openssl(&[
+        "req",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-nodes",
+        "-keyout",
+        "key.pem",
+        "-out",
+        "cert.csr",
+        "-subj",
+        "/CN=127.0.0.1",
+    ]);
+    std::fs::write(
+        dir.join("cert.ext"),
+        "basicConstraints=critical,CA:FALSE\n\
+         keyUsage=critical,digitalSignature\n\
+         extendedKeyUsage=serverAuth\n\
+         subjectAltName=IP:127.0.0.1,DNS:localhost\n\
+         subjectKeyIdentifier=hash\n\
+         authorityKeyIdentifier=keyid,issuer\n",
+    )
+    .unwrap();
+    openssl(&[
+        "x509",
+        "-req",
+        "-in",
+        "cert.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-days",
+        "2",
+        "-extfile",
+        "cert.ext",
+        "-out",
+        "cert.pem",
+    ]);
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// nubod serving both endpoints over TLS, until dropped.
+struct TlsRegion {
+    child: Child,
+    dir: PathBuf,
+    endpoint: String,
+    s3_endpoint: String,
+}
+
+impl TlsRegion {
+    fn start(dir: &Path) -> TlsRegion {
+        let (api, s3) = (free_port(), free_port());
+        let child = Command::new(env!("CARGO_BIN_EXE_nubod"))
+            .arg("--data-dir")
+            .arg(dir.join("data"))
+            .args([
+                "--hypervisor",
+                "sim",
+                "--listen",
+                &format!("127.0.0.1:{api}"),
+            ])
+            .args(["--s3-listen", &format!("127.0.0.1:{s3}")])
+            .arg("--tls-cert")
+            .arg(dir.join("cert.pem"))
+            .arg("--tls-key")
+            .arg(dir.join("key.pem"))
+            .env_remove("NUBO_DATABASE_URL")
+            .env("NUBO_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(dir.join("nubod.log")).unwrap())
+            .spawn()
+            .unwrap();
+        let region = TlsRegion {
+            child,
+            dir: dir.to_path_buf(),
+            endpoint: format!("https://127.0.0.1:{api}"),
+            s3_endpoint: format!("https://127.0.0.1:{s3}"),
+        };
+        let ca = std::fs::read(dir.join("ca.pem")).unwrap();
+        let client = https_status_trusting(&ca);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if client(&format!("{}/healthz", region.endpoint)) == Some(200) {
+                return region;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "nubod did not serve HTTPS: {}",
+                std::fs::read_to_string(dir.join("nubod.log")).unwrap_or_default()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn nubo(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_nubo"));
+        cmd.args(args)
+            .env("XDG_CONFIG_HOME", self.dir.join("config"))
+            .env("NUBO_ENDPOINT", &self.endpoint)
+            .env_remove("NUBO_CA_BUNDLE")
+            .env_remove("NUBO_ACCESS_KEY_ID")
+            .env_remove("NUBO_SECRET_ACCESS_KEY")
+            .env_remove("NUBO_REGION")
+            .env_remove("NUBO_PROFILE");
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        cmd.output().unwrap()
+    }
+}
+
+impl Drop for TlsRegion {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The status of a GET of a URL, by a client that trusts only `ca`.
+fn https_status_trusting(ca: &[u8]) -> impl Fn(&str) -> Option<u16> {
+    nubo_tls::install_crypto_provider();
+    let certs = reqwest::Certificate::from_pem_bundle(ca).unwrap();
+    let client = reqwest::Client::builder()
+        .tls_certs_only(certs)
+        .build()
+        .unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    move |url: &str| {
+        rt.block_on(async {
+            client
+                .get(url)
+                .send()
+                .await
+                .ok()
+                .map(|r| r.status().as_u16())
+        })
+    }
+}
+
+#[test]
+fn the_cli_and_s3_clients_speak_https_trusting_a_private_ca() {
+    let dir = scratch("tls");
+    private_ca(&dir);
+    let r = TlsRegion::start(&dir);
+    let ca = dir.join("ca.pem");
+    let ca = ca.to_str().unwrap();
+
+    // Without the CA, the CLI refuses the region's certificate.
+    let refused = r.nubo(&["regions", "list"], &[]);
+    assert!(!refused.status.success());
+    let why = String::from_utf8_lossy(&refused.stderr);
+    assert!(why.contains("certificate"), "{why}");
+
+    // With it (flag or environment), everything works over HTTPS.
+    let out = r.nubo(
+        &[
+            "--ca-bundle",
+            ca,
+            "-o",
+            "json",
+            "signup",
+            "--email",
+            "tls@example.com",
+            "--no-save",
+        ],
+        &[],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let created: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let key_id = created["access_key_id"].as_str().unwrap().to_string();
+    let secret = created["secret_access_key"].as_str().unwrap().to_string();
+    let out = r.nubo(
+        &["-o", "json", "regions", "list"],
+        &[("NUBO_CA_BUNDLE", ca)],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let regions: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        regions[0]["s3_endpoint"].as_str(),
+        Some(r.s3_endpoint.as_str()),
+        "the catalog names the https:// S3 endpoint: {regions}"
+    );
+    let who = r.nubo(
+        &["whoami"],
+        &[
+            ("NUBO_CA_BUNDLE", ca),
+            ("NUBO_ACCESS_KEY_ID", &key_id),
+            ("NUBO_SECRET_ACCESS_KEY", &secret),
+        ],
+    );
+    assert!(
+        who.status.success(),
+        "{}",
+        String::from_utf8_lossy(&who.stderr)
+    );
+
+    // A CA bundle that is not one is a clear usage error.
+    let bad = r.nubo(&["--ca-bundle", "/dev/null", "regions", "list"], &[]);
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("CA bundle"));
+
+    // boto3 and the aws CLI, with and without the CA.
+    let python = std::env::var("NUBO_TEST_PYTHON")
+        .expect("NUBO_TEST_PYTHON is not set: this test drives boto3. Run `cargo xtask test`");
+    let scripts = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python");
+    let mut cmd = Command::new(python);
+    cmd.arg(scripts.join("s3_tls.py"))
+        .current_dir(&dir)
+        .env("NUBO_S3_ENDPOINT", &r.s3_endpoint)
+        .env("AWS_CA_BUNDLE", ca)
+        .env("AWS_ACCESS_KEY_ID", &key_id)
+        .env("AWS_SECRET_ACCESS_KEY", &secret)
+        .env("AWS_DEFAULT_REGION", "local-1")
+        .env("AWS_CONFIG_FILE", dir.join("no-aws-config"))
+        .env(
+            "AWS_SHARED_CREDENTIALS_FILE",
+            dir.join("no-aws-credentials"),
+        )
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env("PYTHONDONTWRITEBYTECODE", "1")
+        .env("NO_PROXY", "127.0.0.1,localhost")
+        .stdin(Stdio::null());
+    for var in [
+        "AWS_PROFILE",
+        "AWS_ENDPOINT_URL",
+        "HTTPS_PROXY",
+        "https_proxy",
+    ] {
+        cmd.env_remove(var);
+    }
+    let out = run(&mut cmd);
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        said.contains("ok: a client without the region's CA is refused"),
+        "{said}"
+    );
+
+    drop(r);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
