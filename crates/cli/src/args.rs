@@ -650,6 +650,17 @@ pub enum AdminCommand {
     /// Billing: close a month's invoices.
     #[command(subcommand)]
     Billing(AdminBillingCommand),
+    /// Save a consistent backup of the running region (its store, keys,
+    /// object data, images and volumes) as a tar archive; restore it with
+    /// `nubod restore --from FILE`.
+    Backup {
+        /// Where to write the archive (written whole or not at all).
+        #[arg(long)]
+        to: PathBuf,
+        /// The region's operator token (from its data dir).
+        #[arg(long, env = "NUBO_OPERATOR_TOKEN", hide_env_values = true)]
+        operator_token: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]

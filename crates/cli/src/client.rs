@@ -222,6 +222,41 @@ impl Client {
             .map_err(|e| ClientError::Other(format!("unexpected answer from {path}: {e}")))
     }
 
+    /// Saves the answer of a `GET` to `file`, as it streams in: under a
+    /// temporary name, renamed once whole, so that `file` is never a part.
+    pub async fn download(&self, path: &str, file: &Path) -> Result<u64, ClientError> {
+        use tokio::io::AsyncWriteExt;
+        let url = format!("{}{path}", self.endpoint);
+        let mut req = self.http.get(&url);
+        if let Credentials::Operator(token) = &self.credentials {
+            req = req.bearer_auth(token);
+        }
+        let mut response = req.send().await.map_err(|e| self.unreachable(&e))?;
+        if !response.status().is_success() {
+            return self.answer(&url, response).await.map(|_| 0);
+        }
+        let partial = file.with_extension("partial");
+        let local = |e: std::io::Error| ClientError::Other(format!("{}: {e}", partial.display()));
+        let mut out = tokio::fs::File::create(&partial).await.map_err(local)?;
+        let mut written = 0u64;
+        let copied: Result<(), ClientError> = async {
+            while let Some(piece) = response.chunk().await.map_err(|e| self.unreachable(&e))? {
+                out.write_all(&piece).await.map_err(local)?;
+                written += piece.len() as u64;
+            }
+            out.sync_all().await.map_err(local)
+        }
+        .await;
+        if let Err(e) = copied {
+            let _ = tokio::fs::remove_file(&partial).await;
+            return Err(e);
+        }
+        tokio::fs::rename(&partial, file)
+            .await
+            .map_err(|e| ClientError::Other(format!("{}: {e}", file.display())))?;
+        Ok(written)
+    }
+
     async fn call<B: Serialize, T: DeserializeOwned>(
         &self,
         method: Method,

@@ -8,6 +8,8 @@ use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use clap::Parser;
+use common::{Creds, Region, StoreKind};
+use serde_json::json;
 
 fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
@@ -410,4 +412,228 @@ fn the_cli_and_s3_clients_speak_https_trusting_a_private_ca() {
 
     drop(r);
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// Runs a `backup_objects.py` mode against `r`'s S3 endpoint as `c`.
+fn objects(r: &Region, c: &Creds, args: &[&str]) -> Command {
+    let python = std::env::var("NUBO_TEST_PYTHON")
+        .expect("NUBO_TEST_PYTHON is not set: this test drives boto3. Run `cargo xtask test`");
+    let mut cmd = Command::new(python);
+    cmd.arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python/backup_objects.py"))
+        .args(args)
+        .current_dir(&r.dir)
+        .env("NUBO_S3_ENDPOINT", &r.s3_endpoint)
+        .env("AWS_ACCESS_KEY_ID", &c.key_id)
+        .env("AWS_SECRET_ACCESS_KEY", &c.secret)
+        .env("AWS_DEFAULT_REGION", "local-1")
+        .env("AWS_CONFIG_FILE", r.dir.join("no-aws-config"))
+        .env(
+            "AWS_SHARED_CREDENTIALS_FILE",
+            r.dir.join("no-aws-credentials"),
+        )
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env("PYTHONDONTWRITEBYTECODE", "1")
+        .env("NO_PROXY", "127.0.0.1,localhost")
+        .stdin(Stdio::null());
+    for var in [
+        "AWS_PROFILE",
+        "AWS_ENDPOINT_URL",
+        "AWS_CA_BUNDLE",
+        "HTTP_PROXY",
+        "http_proxy",
+    ] {
+        cmd.env_remove(var);
+    }
+    cmd
+}
+
+/// Downloads a backup of `r` into `to` as the API streams it, running
+/// `meanwhile` after its first bytes.
+fn download_backup(r: &Region, to: &Path, meanwhile: impl FnOnce()) {
+    nubo_tls::install_crypto_provider();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let mut response = rt
+        .block_on(
+            reqwest::Client::new()
+                .get(format!("{}/v1/admin/backup", r.endpoint))
+                .bearer_auth(r.operator_token())
+                .send(),
+        )
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let mut bytes = rt.block_on(response.chunk()).unwrap().unwrap().to_vec();
+    meanwhile();
+    while let Some(piece) = rt.block_on(response.chunk()).unwrap() {
+        bytes.extend_from_slice(&piece);
+    }
+    std::fs::write(to, bytes).unwrap();
+}
+
+/// `nubo admin backup` of `r` into `to`.
+fn backup(r: &Region, to: &Path) {
+    let token = r.operator_token();
+    let out = r.nubo(&[
+        "-o",
+        "json",
+        "admin",
+        "backup",
+        "--to",
+        to.to_str().unwrap(),
+        "--operator-token",
+        &token,
+    ]);
+    assert!(
+        out.status.success(),
+        "nubo admin backup: {}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        r.log()
+    );
+    let said: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        said["bytes"].as_u64(),
+        Some(std::fs::metadata(to).unwrap().len())
+    );
+}
+
+on_both_stores!(
+    a_backup_taken_while_the_region_works_restores_every_resource,
+    |store: StoreKind| {
+        let r = Region::start(store);
+        let c = r.signup("backup@example.com");
+        let launched = common::launch(
+            &r,
+            &c,
+            json!({"image": "nubo-micro", "instance_type": "n1.nano"}),
+        );
+        let instance = launched[0].clone();
+        r.wait_state(&c, &instance, "running");
+        let (s, v) = r.signed(
+            &c,
+            "POST",
+            "/v1/volumes",
+            Some(&json!({"size_gib": 2, "name": "data"}).to_string()),
+        );
+        assert_eq!(s, 202, "{v}");
+        let volume = v["id"].as_str().unwrap().to_string();
+        let path = format!("/v1/volumes/{volume}");
+        r.wait_for(&c, &path, "available");
+        let (s, v) = r.signed(
+            &c,
+            "POST",
+            &format!("{path}/attach"),
+            Some(&json!({"instance_id": instance}).to_string()),
+        );
+        assert_eq!(s, 202, "{v}");
+        r.wait_for(&c, &path, "in-use");
+        run(&mut objects(&r, &c, &["fill", "kept", "24"]));
+
+        // Objects are written, overwritten and deleted while the backup runs.
+        let stop = r.dir.join("stop-churn");
+        let churn = objects(&r, &c, &["churn", "churn", stop.to_str().unwrap()])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let rounds = || {
+            std::fs::read_to_string(r.dir.join("stop-churn.rounds"))
+                .ok()
+                .and_then(|n| n.parse::<u32>().ok())
+                .unwrap_or(0)
+        };
+        common::wait_until("the churn starts", Duration::from_secs(60), || rounds() > 0);
+        // The archive's first bytes come once the store is copied; while its
+        // reader waits, 30 more rounds overwrite and delete objects whose
+        // files the copy lists and the archive has yet to take.
+        let archive = r.dir.join("region.tar");
+        download_backup(&r, &archive, || {
+            let from = rounds();
+            common::wait_until("30 rounds of churn", Duration::from_secs(120), || {
+                rounds() >= from + 30
+            });
+        });
+        std::fs::write(&stop, "").unwrap();
+        let churned = churn.wait_with_output().unwrap();
+        assert!(
+            churned.status.success(),
+            "{}",
+            String::from_utf8_lossy(&churned.stderr)
+        );
+
+        let restored = Region::restored(store, &archive, &["--hypervisor", "sim"]);
+        let (s, v) = restored.signed(&c, "GET", "/v1/account", None);
+        assert_eq!(s, 200, "the account and its key come back: {v}");
+        assert_eq!(v["account"]["id"], c.account_id.as_str());
+        let (s, v) = restored.signed(&c, "GET", &format!("/v1/instances/{instance}"), None);
+        assert_eq!(s, 200, "{v}");
+        let (s, v) = restored.signed(&c, "GET", &path, None);
+        assert_eq!((s, v["name"].as_str()), (200, Some("data")), "{v}");
+        assert_eq!(v["attachment"]["instance_id"], instance.as_str(), "{v}");
+        let said = run(&mut objects(
+            &restored,
+            &c,
+            &["verify", "kept:25", "churn:*"],
+        ));
+        let said = String::from_utf8_lossy(&said.stdout);
+        assert!(said.contains("kept: 25 objects"), "{said}");
+        // The operator token and the key that seals secrets came along.
+        assert_eq!(restored.operator_token(), r.operator_token());
+    }
+);
+
+#[test]
+fn a_volume_comes_back_with_its_bytes() {
+    let r = Region::start_qemu(StoreKind::Sqlite, &[]);
+    let c = r.signup("volume-backup@example.com");
+    let (s, v) = r.signed(
+        &c,
+        "POST",
+        "/v1/volumes",
+        Some(&json!({"size_gib": 1}).to_string()),
+    );
+    assert_eq!(s, 202, "{v}");
+    let volume = v["id"].as_str().unwrap().to_string();
+    r.wait_for(&c, &format!("/v1/volumes/{volume}"), "available");
+    // Bytes a guest could have written: at the start, across a chunk's end,
+    // and at the very end of the volume.
+    let file = r.dir.join(format!("data/volumes/{volume}.raw"));
+    let size = 1u64 << 30;
+    let writes: Vec<(u64, Vec<u8>)> = vec![
+        (0, b"nubo volume header".to_vec()),
+        ((4 << 20) - 3, vec![0xab; 10]),
+        (size - 512, vec![0x5a; 512]),
+    ];
+    {
+        use std::os::unix::fs::FileExt;
+        let f = std::fs::OpenOptions::new().write(true).open(&file).unwrap();
+        for (at, bytes) in &writes {
+            f.write_all_at(bytes, *at).unwrap();
+        }
+        f.sync_all().unwrap();
+    }
+    let archive = r.dir.join("region.tar");
+    backup(&r, &archive);
+
+    let images = std::env::var("NUBO_TEST_IMAGES").unwrap();
+    let restored = Region::restored(
+        StoreKind::Sqlite,
+        &archive,
+        &["--hypervisor", "qemu", "--images-dir", &images],
+    );
+    let (s, v) = restored.signed(&c, "GET", &format!("/v1/volumes/{volume}"), None);
+    assert_eq!((s, v["state"].as_str()), (200, Some("available")), "{v}");
+    let copy = restored.dir.join(format!("data/volumes/{volume}.raw"));
+    assert_eq!(std::fs::metadata(&copy).unwrap().len(), size);
+    use std::os::unix::fs::FileExt;
+    let f = std::fs::File::open(&copy).unwrap();
+    for (at, bytes) in &writes {
+        let mut back = vec![0u8; bytes.len()];
+        f.read_exact_at(&mut back, *at).unwrap();
+        assert_eq!(&back, bytes, "the bytes at {at}");
+    }
+    let mut between = vec![1u8; 4096];
+    f.read_exact_at(&mut between, 1 << 20).unwrap();
+    assert!(between.iter().all(|b| *b == 0), "zeros stay zeros");
 }

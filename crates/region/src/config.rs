@@ -86,6 +86,21 @@ pub struct Args {
     /// for tests of billing over days and months.
     #[arg(long, env = "NUBO_CLOCK_FILE", hide = true)]
     pub clock_file: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+/// What nubod does instead of serving.
+#[derive(Debug, Clone, PartialEq, Eq, clap::Subcommand)]
+pub enum Command {
+    /// Restore a backup (`nubo admin backup`) into the data dir, which must
+    /// be new or empty (and, with PostgreSQL, into an empty database); then
+    /// start nubod on it with the same settings.
+    Restore {
+        /// The backup archive.
+        #[arg(long)]
+        from: PathBuf,
+    },
 }
 
 /// The config file: the flags' settings, plus what only a file can say.

@@ -65,6 +65,7 @@ pub async fn run(config: Config) -> Result<(), String> {
         reconcile: Notify::new(),
         volumes: Notify::new(),
         chunk_gc: tokio::sync::RwLock::new(()),
+        volume_files: tokio::sync::RwLock::new(()),
         fleet,
         secrets,
         operator_token,
@@ -146,7 +147,7 @@ async fn shutdown_signal() {
 
 /// Holds an exclusive lock on the data dir for the life of the server, so that
 /// two servers never share one store file.
-fn lock_data_dir(dir: &Path) -> Result<File, String> {
+pub(crate) fn lock_data_dir(dir: &Path) -> Result<File, String> {
     let path = dir.join("nubod.lock");
     let file = OpenOptions::new()
         .create(true)

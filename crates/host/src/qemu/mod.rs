@@ -315,7 +315,7 @@ impl QemuHost {
 
 /// Where a host's volumes live: beside its VMs' folders (`vms` → `volumes`,
 /// `vms-1` → `volumes-1`).
-fn volumes_dir(state_dir: &Path) -> PathBuf {
+pub fn volumes_dir(state_dir: &Path) -> PathBuf {
     let name = state_dir
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())

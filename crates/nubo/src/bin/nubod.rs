@@ -1,10 +1,13 @@
 //! nubod, the region server.
 
 use clap::Parser;
+use nubo_region::config::Command;
 use nubo_region::{Args, Config};
 
 fn main() -> std::process::ExitCode {
-    let config = match Config::load(Args::parse()) {
+    let args = Args::parse();
+    let command = args.command.clone();
+    let config = match Config::load(args) {
         Ok(config) => config,
         Err(e) => {
             eprintln!("nubod: {e}");
@@ -16,7 +19,20 @@ fn main() -> std::process::ExitCode {
         return std::process::ExitCode::from(2);
     }
     let runtime = tokio::runtime::Runtime::new().expect("a tokio runtime");
-    match runtime.block_on(nubo_region::server::run(config)) {
+    let done = match command {
+        Some(Command::Restore { from }) => runtime
+            .block_on(nubo_region::backup::restore::restore(&config, &from))
+            .map(|r| {
+                println!(
+                    "restored {} files and {} volumes into {}; start nubod on it",
+                    r.files,
+                    r.volumes,
+                    config.data_dir.display()
+                )
+            }),
+        None => runtime.block_on(nubo_region::server::run(config)),
+    };
+    match done {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("nubod: {e}");

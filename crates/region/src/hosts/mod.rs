@@ -104,7 +104,7 @@ impl Fleet {
 
 /// The QEMU hosts of this machine: the first keeps the plain names (its
 /// folder `vms`, namespaces `nubo-…`), the others get their own.
-fn qemu_hosts(config: &Config) -> Vec<QemuConfig> {
+pub(crate) fn qemu_hosts(config: &Config) -> Vec<QemuConfig> {
     let q = &config.qemu;
     let entries: Vec<Option<&crate::config::QemuHostEntry>> = if q.hosts.is_empty() {
         vec![None]
