@@ -40,11 +40,12 @@ pub async fn restore(config: &Config, from: &Path) -> Result<Restored, String> {
     }
     let _lock = crate::server::lock_data_dir(data_dir)?;
     let staging = data_dir.join("restore-staging");
-    let (config2, from2, staging2) = (config.clone(), from.to_path_buf(), staging.clone());
-    let (manifest, mut restored) =
-        tokio::task::spawn_blocking(move || unpack(&config2, &from2, &staging2))
+    let (manifest, mut restored) = {
+        let (config, from, staging) = (config.clone(), from.to_path_buf(), staging.clone());
+        tokio::task::spawn_blocking(move || unpack(&config, &from, &staging))
             .await
-            .map_err(|e| e.to_string())??;
+            .map_err(|e| e.to_string())??
+    };
     if manifest.engine == nubo_store::Engine::Postgres.name() {
         super::store_copy::restore_postgres(
             &staging.join(super::store_copy::archive_name(
@@ -89,9 +90,12 @@ fn unpack(config: &Config, from: &Path, staging: &Path) -> Result<(Manifest, Res
     for entry in archive.entries().map_err(bad)? {
         let mut entry = entry.map_err(bad)?;
         let name = entry.path().map_err(bad)?.into_owned();
-        if !name.components().all(|c| matches!(c, Component::Normal(_))) {
+        // A backup holds plain files, each under the data dir.
+        if !entry.header().entry_type().is_file()
+            || !name.components().all(|c| matches!(c, Component::Normal(_)))
+        {
             return Err(format!(
-                "{}: an entry outside the data dir: {}",
+                "{}: {} is not a file of a data dir",
                 from.display(),
                 name.display()
             ));
@@ -252,5 +256,65 @@ impl ChunkStore for StagedChunks {
                 .map(Bytes::from)
                 .map_err(|e| format!("chunk {hash}: {e}"))
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn manifest() -> Manifest {
+        Manifest {
+            format: FORMAT,
+            region: "local-1".into(),
+            taken_at: "2026-12-06T00:00:00Z".into(),
+            engine: "sqlite".into(),
+            data_dir: "/var/lib/nubo".into(),
+            migrations: nubo_store::migrations::COUNT,
+            nubod: "0.1.0".into(),
+        }
+    }
+
+    #[test]
+    fn a_backup_this_nubod_cannot_restore_as_set_up_is_refused() {
+        let config = Config::load(crate::Args::default()).unwrap();
+        assert!(check(&manifest(), &config).is_ok());
+        let newer = Manifest {
+            migrations: nubo_store::migrations::COUNT + 1,
+            ..manifest()
+        };
+        assert!(check(&newer, &config).unwrap_err().contains("migrations"));
+        let other = Manifest {
+            region: "eu-2".into(),
+            ..manifest()
+        };
+        assert!(
+            check(&other, &config)
+                .unwrap_err()
+                .contains("--region eu-2")
+        );
+        let postgres = Manifest {
+            engine: "postgres".into(),
+            ..manifest()
+        };
+        assert!(
+            check(&postgres, &config)
+                .unwrap_err()
+                .contains("--database-url")
+        );
+        let future = Manifest {
+            format: FORMAT + 1,
+            ..manifest()
+        };
+        assert!(check(&future, &config).unwrap_err().contains("format"));
+    }
+
+    #[test]
+    fn the_sqlite_file_is_the_urls_path_without_options() {
+        assert_eq!(
+            sqlite_path("sqlite:///var/lib/nubo/region.db?mode=rwc").unwrap(),
+            PathBuf::from("/var/lib/nubo/region.db")
+        );
+        assert!(sqlite_path("postgres://db/nubo").is_err());
     }
 }
