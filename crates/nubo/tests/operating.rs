@@ -68,6 +68,8 @@ fn the_systemd_unit_is_valid_and_leaves_vms_running_when_stopped() {
     // relays outlive it and are re-adopted.
     assert_eq!(get("Service", "KillMode"), ["process"]);
     assert_eq!(get("Service", "Restart"), ["on-failure"]);
+    // A reload reads a renewed TLS certificate (nubod's SIGHUP).
+    assert_eq!(get("Service", "ExecReload"), ["/bin/kill -HUP $MAINPID"]);
     assert_eq!(get("Install", "WantedBy"), ["multi-user.target"]);
 
     // ExecStart is a command line nubod takes, on the data dir systemd makes.
@@ -273,6 +275,12 @@ impl TlsRegion {
     }
 }
 
+impl TlsRegion {
+    fn hangup(&self) {
+        run(Command::new("kill").args(["-HUP", &self.child.id().to_string()]));
+    }
+}
+
 impl Drop for TlsRegion {
     fn drop(&mut self) {
         let _ = self.child.kill();
@@ -280,12 +288,14 @@ impl Drop for TlsRegion {
     }
 }
 
-/// The status of a GET of a URL, by a client that trusts only `ca`.
+/// The status of a GET of a URL, by a client that trusts only `ca`, on a
+/// new connection each time.
 fn https_status_trusting(ca: &[u8]) -> impl Fn(&str) -> Option<u16> {
     nubo_tls::install_crypto_provider();
     let certs = reqwest::Certificate::from_pem_bundle(ca).unwrap();
     let client = reqwest::Client::builder()
         .tls_certs_only(certs)
+        .pool_max_idle_per_host(0)
         .build()
         .unwrap();
     let rt = tokio::runtime::Builder::new_current_thread()
@@ -408,6 +418,47 @@ fn the_cli_and_s3_clients_speak_https_trusting_a_private_ca() {
     assert!(
         said.contains("ok: a client without the region's CA is refused"),
         "{said}"
+    );
+
+    // A renewed certificate (here: of another CA) serves new connections
+    // after SIGHUP, without a restart; a bad one leaves the old in place.
+    let first_ca = std::fs::read(dir.join("ca.pem")).unwrap();
+    let renewed = dir.join("renewed");
+    std::fs::create_dir_all(&renewed).unwrap();
+    private_ca(&renewed);
+    let second_ca = std::fs::read(renewed.join("ca.pem")).unwrap();
+    let healthz = format!("{}/healthz", r.endpoint);
+    let first = https_status_trusting(&first_ca);
+    let second = https_status_trusting(&second_ca);
+    std::fs::write(dir.join("cert.pem"), "not a certificate\n").unwrap();
+    r.hangup();
+    common::wait_until(
+        "the bad certificate refused",
+        Duration::from_secs(30),
+        || {
+            std::fs::read_to_string(dir.join("nubod.log"))
+                .unwrap_or_default()
+                .contains("TLS certificate not reloaded")
+        },
+    );
+    assert_eq!(
+        first(&healthz),
+        Some(200),
+        "the old certificate still serves"
+    );
+    for file in ["cert.pem", "key.pem"] {
+        std::fs::copy(renewed.join(file), dir.join(file)).unwrap();
+    }
+    r.hangup();
+    common::wait_until("the renewed certificate", Duration::from_secs(30), || {
+        second(&healthz) == Some(200)
+    });
+    // (A fresh client: one that resumes an earlier TLS session is not shown
+    // a certificate at all.)
+    assert_eq!(
+        https_status_trusting(&first_ca)(&healthz),
+        None,
+        "the old CA no longer vouches for it"
     );
 
     drop(r);

@@ -28,12 +28,16 @@ use crate::{api, compute};
 
 /// Runs the region until SIGTERM or SIGINT.
 pub async fn run(config: Config) -> Result<(), String> {
+    // From the start: SIGHUP's default action would end nubod.
+    let hangups = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        .map_err(|e| format!("SIGHUP handler: {e}"))?;
     nubo_tls::install_crypto_provider();
-    let tls = config
+    let cert = config
         .tls
         .as_ref()
-        .map(|files| nubo_tls::server_config(&files.cert, &files.key))
+        .map(|files| nubo_tls::ServerCert::load(&files.cert, &files.key))
         .transpose()?;
+    let tls = cert.as_ref().map(|c| c.server_config()).transpose()?;
     fs::create_dir_all(&config.data_dir)
         .map_err(|e| format!("data dir {}: {e}", config.data_dir.display()))?;
     fs::set_permissions(&config.data_dir, fs::Permissions::from_mode(0o700))
@@ -90,6 +94,7 @@ pub async fn run(config: Config) -> Result<(), String> {
     let reconciler = compute::reconciler::spawn(state.clone(), stop_rx.clone());
     let volumes = crate::volumes::reconciler::spawn(state.clone(), stop_rx.clone());
     let billing = crate::billing::cycle::spawn(state.clone(), stop_rx.clone());
+    let reloads = tokio::spawn(reload_on_hangup(hangups, cert));
     let mut s3_stop = stop_rx;
     let s3 = tokio::spawn(nubo_s3::serve(storage, s3_listener, async move {
         let _ = s3_stop.changed().await;
@@ -115,6 +120,7 @@ pub async fn run(config: Config) -> Result<(), String> {
     .map_err(|e| format!("serve: {e}"))?;
 
     tracing::info!("shutting down");
+    reloads.abort();
     let _ = stop_tx.send(true);
     let _ = reconciler.await;
     let _ = volumes.await;
@@ -134,6 +140,25 @@ async fn listen(
         .await
         .map_err(|e| format!("listen on {addr}{what}: {e}"))?;
     nubo_tls::Listener::new(tcp, tls).map_err(|e| format!("listen on {addr}{what}: {e}"))
+}
+
+/// Reads the TLS certificate and key again on each SIGHUP (`systemctl
+/// reload nubod`), for new connections; a bad pair leaves the one in use.
+async fn reload_on_hangup(
+    mut hangups: tokio::signal::unix::Signal,
+    cert: Option<Arc<nubo_tls::ServerCert>>,
+) {
+    while hangups.recv().await.is_some() {
+        match &cert {
+            None => tracing::info!("SIGHUP: no TLS certificate to reload"),
+            Some(cert) => match cert.reload() {
+                Ok(()) => tracing::info!("TLS certificate reloaded"),
+                Err(e) => {
+                    tracing::error!(error = %e, "TLS certificate not reloaded; the old one serves")
+                }
+            },
+        }
+    }
 }
 
 async fn shutdown_signal() {

@@ -12,13 +12,15 @@
 
 mod listener;
 
-use std::path::Path;
-use std::sync::Arc;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
 
 pub use rustls::ServerConfig;
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::server::{ClientHello, ResolvesServerCert};
+use rustls::sign::CertifiedKey;
 
 pub use listener::{Listener, Stream};
 
@@ -33,9 +35,57 @@ pub fn install_crypto_provider() {
     let _ = CryptoProvider::clone(&provider()).install_default();
 }
 
-/// A server's TLS settings from PEM files: its certificate chain (leaf first)
-/// and its private key (PKCS#8, PKCS#1 or SEC1).
-pub fn server_config(cert: &Path, key: &Path) -> Result<Arc<ServerConfig>, String> {
+/// A server's certificate chain (leaf first) and private key (PKCS#8,
+/// PKCS#1 or SEC1), from PEM files, read again by [`ServerCert::reload`] so
+/// that a renewed certificate serves new connections without a restart.
+#[derive(Debug)]
+pub struct ServerCert {
+    cert: PathBuf,
+    key: PathBuf,
+    current: RwLock<Arc<CertifiedKey>>,
+}
+
+impl ServerCert {
+    pub fn load(cert: &Path, key: &Path) -> Result<Arc<ServerCert>, String> {
+        Ok(Arc::new(ServerCert {
+            current: RwLock::new(Arc::new(read(cert, key)?)),
+            cert: cert.to_path_buf(),
+            key: key.to_path_buf(),
+        }))
+    }
+
+    /// Reads the files again; on an error the certificate in use stays.
+    pub fn reload(&self) -> Result<(), String> {
+        let fresh = Arc::new(read(&self.cert, &self.key)?);
+        *self.current.write().unwrap_or_else(|p| p.into_inner()) = fresh;
+        Ok(())
+    }
+
+    /// TLS settings that serve this certificate (HTTP/1.1, which both of
+    /// nubo's servers speak).
+    pub fn server_config(self: &Arc<Self>) -> Result<Arc<ServerConfig>, String> {
+        let mut config = ServerConfig::builder_with_provider(provider())
+            .with_safe_default_protocol_versions()
+            .map_err(|e| format!("TLS: {e}"))?
+            .with_no_client_auth()
+            .with_cert_resolver(self.clone());
+        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        Ok(Arc::new(config))
+    }
+}
+
+impl ResolvesServerCert for ServerCert {
+    fn resolve(&self, _: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        Some(
+            self.current
+                .read()
+                .unwrap_or_else(|p| p.into_inner())
+                .clone(),
+        )
+    }
+}
+
+fn read(cert: &Path, key: &Path) -> Result<CertifiedKey, String> {
     let certs = CertificateDer::pem_file_iter(cert)
         .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
         .map_err(|e| format!("TLS certificate {}: {e}", cert.display()))?;
@@ -47,20 +97,12 @@ pub fn server_config(cert: &Path, key: &Path) -> Result<Arc<ServerConfig>, Strin
     }
     let key =
         PrivateKeyDer::from_pem_file(key).map_err(|e| format!("TLS key {}: {e}", key.display()))?;
-    let mut config = ServerConfig::builder_with_provider(provider())
-        .with_safe_default_protocol_versions()
-        .map_err(|e| format!("TLS: {e}"))?
-        .with_no_client_auth()
-        .with_single_cert(certs, key)
-        .map_err(|e| {
-            format!(
-                "TLS certificate {} and key do not go together: {e}",
-                cert.display()
-            )
-        })?;
-    // Both servers speak HTTP/1.1 only.
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
-    Ok(Arc::new(config))
+    CertifiedKey::from_der(certs, key, &provider()).map_err(|e| {
+        format!(
+            "TLS certificate {} and key do not go together: {e}",
+            cert.display()
+        )
+    })
 }
 
 #[cfg(test)]
@@ -72,10 +114,10 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("nubo-tls-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
-        let err = server_config(&cert, &key).unwrap_err();
+        let err = ServerCert::load(&cert, &key).unwrap_err();
         assert!(err.contains("cert.pem"), "{err}");
         std::fs::write(&cert, "not PEM\n").unwrap();
-        let err = server_config(&cert, &key).unwrap_err();
+        let err = ServerCert::load(&cert, &key).unwrap_err();
         assert!(err.contains("no PEM certificate"), "{err}");
         std::fs::remove_dir_all(&dir).unwrap();
     }
