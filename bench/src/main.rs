@@ -22,6 +22,7 @@ mod volumes;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
+    nubo_tls::install_crypto_provider();
     let args: Vec<String> = std::env::args().skip(1).collect();
     let result = match args.first().map(String::as_str) {
         Some("api") => api::run(&args[1..]),

@@ -17,7 +17,14 @@ const IMAGES_VAR: &str = "NUBO_TEST_IMAGES";
 /// Runs the checks in order and stops at the first failure. `test_args` go
 /// on to the test runner (a filter, say).
 pub fn run(test_args: &[String]) -> Result {
-    packages::ensure(&[packages::REGION, &["postgresql", "openssh-client"]].concat())?;
+    // openssl makes the TLS test's private CA; systemd checks the unit file.
+    packages::ensure(
+        &[
+            packages::REGION,
+            &["postgresql", "openssh-client", "openssl", "systemd"],
+        ]
+        .concat(),
+    )?;
     let url = postgres::ensure()?;
     let python = python::ensure()?;
     let images = image::ensure_installed()?;

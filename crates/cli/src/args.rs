@@ -38,6 +38,10 @@ pub struct Global {
     /// Print each API request and the API's whole answer on stderr.
     #[arg(long, global = true)]
     pub debug: bool,
+    /// Trust only the CA certificates in this PEM file for https:// endpoints
+    /// (a region with a private CA); default: the system's.
+    #[arg(long, global = true, env = "NUBO_CA_BUNDLE")]
+    pub ca_bundle: Option<PathBuf>,
 }
 
 /// What `-o json` prints, for every command (the README says the same).
@@ -691,6 +695,17 @@ pub enum AdminCommand {
     /// Billing: close a month's invoices.
     #[command(subcommand)]
     Billing(AdminBillingCommand),
+    /// Save a consistent backup of the running region (its store, keys,
+    /// object data, images and volumes) as a tar archive; restore it with
+    /// `nubod restore --from FILE`.
+    Backup {
+        /// Where to write the archive (written whole or not at all).
+        #[arg(long)]
+        to: PathBuf,
+        /// The region's operator token (from its data dir).
+        #[arg(long, env = "NUBO_OPERATOR_TOKEN", hide_env_values = true)]
+        operator_token: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]

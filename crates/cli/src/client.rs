@@ -1,6 +1,8 @@
 //! The API client: signs every request with SigV4 and turns error bodies into
 //! one-line errors.
 
+use std::path::Path;
+use std::sync::OnceLock;
 use std::time::SystemTime;
 
 use nubo_api::SIGV4_SERVICE;
@@ -67,10 +69,45 @@ pub struct Client {
     debug: bool,
 }
 
+/// The HTTP client every API client of this process shares.
+static HTTP: OnceLock<reqwest::Client> = OnceLock::new();
+
+/// Sets how this process checks the certificates of HTTPS endpoints: against
+/// the CA certificates of `ca_bundle` (PEM) alone, as aws-cli's `--ca-bundle`
+/// does, or else against the system's. Call it before making any client.
+pub fn trust(ca_bundle: Option<&Path>) -> Result<(), ClientError> {
+    nubo_tls::install_crypto_provider();
+    let mut http = reqwest::Client::builder();
+    if let Some(path) = ca_bundle {
+        let bad = |e: &dyn std::fmt::Display| {
+            ClientError::Usage(format!("CA bundle {}: {e}", path.display()))
+        };
+        let pem = std::fs::read(path).map_err(|e| bad(&e))?;
+        let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| bad(&e))?;
+        if certs.is_empty() {
+            return Err(bad(&"no PEM certificate in it"));
+        }
+        http = http.tls_certs_only(certs);
+    }
+    let http = http
+        .build()
+        .map_err(|e| ClientError::Other(format!("HTTP client: {}", error_chain(&e))))?;
+    HTTP.set(http)
+        .map_err(|_| ClientError::Other("the HTTP client is set up already".into()))
+}
+
+fn http() -> reqwest::Client {
+    HTTP.get_or_init(|| {
+        nubo_tls::install_crypto_provider();
+        reqwest::Client::new()
+    })
+    .clone()
+}
+
 impl Client {
     pub fn new(endpoint: &str, region: &str, credentials: Credentials) -> Client {
         Client {
-            http: reqwest::Client::new(),
+            http: http(),
             endpoint: endpoint.trim_end_matches('/').to_string(),
             region: region.to_string(),
             credentials,
@@ -192,6 +229,41 @@ impl Client {
         let bytes = self.answer(&Method::PUT, &url, response).await?;
         serde_json::from_slice(&bytes)
             .map_err(|e| ClientError::Other(format!("unexpected answer from {path}: {e}")))
+    }
+
+    /// Saves the answer of a `GET` to `file`, as it streams in: under a
+    /// temporary name, renamed once whole, so that `file` is never a part.
+    pub async fn download(&self, path: &str, file: &Path) -> Result<u64, ClientError> {
+        use tokio::io::AsyncWriteExt;
+        let url = format!("{}{path}", self.endpoint);
+        let mut req = self.http.get(&url);
+        if let Credentials::Operator(token) = &self.credentials {
+            req = req.bearer_auth(token);
+        }
+        let mut response = req.send().await.map_err(|e| self.unreachable(&e))?;
+        if !response.status().is_success() {
+            return self.answer(&Method::GET, &url, response).await.map(|_| 0);
+        }
+        let partial = file.with_extension("partial");
+        let local = |e: std::io::Error| ClientError::Other(format!("{}: {e}", partial.display()));
+        let mut out = tokio::fs::File::create(&partial).await.map_err(local)?;
+        let mut written = 0u64;
+        let copied: Result<(), ClientError> = async {
+            while let Some(piece) = response.chunk().await.map_err(|e| self.unreachable(&e))? {
+                out.write_all(&piece).await.map_err(local)?;
+                written += piece.len() as u64;
+            }
+            out.sync_all().await.map_err(local)
+        }
+        .await;
+        if let Err(e) = copied {
+            let _ = tokio::fs::remove_file(&partial).await;
+            return Err(e);
+        }
+        tokio::fs::rename(&partial, file)
+            .await
+            .map_err(|e| ClientError::Other(format!("{}: {e}", file.display())))?;
+        Ok(written)
     }
 
     async fn call<B: Serialize, T: DeserializeOwned>(

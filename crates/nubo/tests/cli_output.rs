@@ -70,6 +70,9 @@ enum Rule {
     Local,
     /// The API refuses it on simulated hosts; the command prints nothing.
     Refused,
+    /// The answer (an archive) is saved to a file; the command prints the
+    /// file and its size.
+    Saved,
 }
 
 /// Runs commands with `-o json --debug`, checks each against its rule and
@@ -127,6 +130,15 @@ impl Walk<'_> {
                 assert!(answers.is_empty(), "{args:?} calls no API: {stderr}");
                 Value::String(stdout)
             }
+            Rule::Saved => {
+                let printed: Value = serde_json::from_str(&stdout)
+                    .unwrap_or_else(|e| panic!("{args:?} prints JSON: {e}: {stdout}"));
+                let file = printed["file"].as_str().unwrap_or_default();
+                let size = std::fs::metadata(file).map(|m| m.len()).ok();
+                assert!(size > Some(0), "{args:?}: {printed}");
+                assert_eq!(printed["bytes"].as_u64(), size, "{args:?}: {printed}");
+                printed
+            }
             Rule::Refused => unreachable!(),
         }
     }
@@ -144,7 +156,7 @@ fn id(v: &Value) -> String {
 /// not run fails it, so a new command cannot skip the rule.
 #[test]
 fn json_output_is_the_api_answer_for_every_command() {
-    use Rule::{Answer, Local, NoBody, Refused};
+    use Rule::{Answer, Local, NoBody, Refused, Saved};
     let r = Region::start(StoreKind::Sqlite);
     let mut w = Walk {
         r: &r,
@@ -359,6 +371,18 @@ fn json_output_is_the_api_answer_for_every_command() {
             "close",
             "--month",
             "2020-01",
+            "--operator-token",
+            &token,
+        ],
+    );
+    let archive = r.dir.join("walk-backup.tar");
+    w.run(
+        Saved,
+        &[
+            "admin",
+            "backup",
+            "--to",
+            archive.to_str().unwrap(),
             "--operator-token",
             &token,
         ],

@@ -47,12 +47,21 @@ pub struct Args {
     /// Store: `postgres://…` or `sqlite://PATH` (default: SQLite in the data dir).
     #[arg(long, env = "NUBO_DATABASE_URL", hide_env_values = true)]
     pub database_url: Option<String>,
-    /// URL clients use to reach the API (default: http://LISTEN).
+    /// URL clients use to reach the API (default: http://LISTEN, or https://
+    /// with TLS).
     #[arg(long, env = "NUBO_PUBLIC_ENDPOINT")]
     pub public_endpoint: Option<String>,
-    /// URL clients use to reach S3 (default: http://S3_LISTEN).
+    /// URL clients use to reach S3 (default: http://S3_LISTEN, or https://
+    /// with TLS).
     #[arg(long, env = "NUBO_PUBLIC_S3_ENDPOINT")]
     pub public_s3_endpoint: Option<String>,
+    /// Serve the API and S3 over TLS with this certificate chain (PEM, leaf
+    /// first; it names the hosts of both endpoints). Needs --tls-key.
+    #[arg(long, env = "NUBO_TLS_CERT")]
+    pub tls_cert: Option<PathBuf>,
+    /// The private key of --tls-cert (PEM).
+    #[arg(long, env = "NUBO_TLS_KEY")]
+    pub tls_key: Option<PathBuf>,
     /// Where the images this region offers are (one folder each, with image.json).
     #[arg(long, env = "NUBO_IMAGES_DIR")]
     pub images_dir: Option<PathBuf>,
@@ -86,7 +95,7 @@ pub struct Args {
 }
 
 /// What nubod does instead of serving.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::Subcommand)]
+#[derive(Debug, Clone, PartialEq, Eq, clap::Subcommand)]
 pub enum Command {
     /// Stop the nubod serving the data dir, if one does, then every VM, DHCP
     /// server and network namespace its hosts made on this machine, with
@@ -95,6 +104,14 @@ pub enum Command {
         /// Remove the data dir too (a PostgreSQL store is left as it is).
         #[arg(long)]
         purge: bool,
+    },
+    /// Restore a backup (`nubo admin backup`) into the data dir, which must
+    /// be new or empty (and, with PostgreSQL, into an empty database); then
+    /// start nubod on it with the same settings.
+    Restore {
+        /// The backup archive.
+        #[arg(long)]
+        from: PathBuf,
     },
 }
 
@@ -111,6 +128,8 @@ struct FileConfig {
     database_url: Option<String>,
     public_endpoint: Option<String>,
     public_s3_endpoint: Option<String>,
+    tls_cert: Option<PathBuf>,
+    tls_key: Option<PathBuf>,
     sim_hosts: Option<u32>,
     signups_per_hour: Option<u32>,
     egress_nat: Option<bool>,
@@ -228,6 +247,13 @@ pub struct PeerRegion {
     pub s3_endpoint: String,
 }
 
+/// PEM files of a server certificate chain and its key.
+#[derive(Debug, Clone)]
+pub struct TlsFiles {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
 /// Quota of one resource: the default limit of a new account, and the most an
 /// account may raise it to by itself.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -247,6 +273,8 @@ pub struct Config {
     pub database_url: String,
     pub public_endpoint: String,
     pub public_s3_endpoint: String,
+    /// The certificate chain and key both listeners serve TLS with, if any.
+    pub tls: Option<TlsFiles>,
     pub sim_hosts: u32,
     pub sim_host: SimHostConfig,
     pub images_dir: PathBuf,
@@ -306,14 +334,25 @@ impl Config {
             .database_url
             .or(file.database_url)
             .unwrap_or_else(|| sqlite_url(&data_dir.join("region.db")));
+        let tls = match (
+            args.tls_cert.or(file.tls_cert),
+            args.tls_key.or(file.tls_key),
+        ) {
+            (Some(cert), Some(key)) => Some(TlsFiles { cert, key }),
+            (None, None) => None,
+            _ => {
+                return Err("TLS needs both a certificate (tls_cert) and its key (tls_key)".into());
+            }
+        };
+        let scheme = if tls.is_some() { "https" } else { "http" };
         let public_endpoint = args
             .public_endpoint
             .or(file.public_endpoint)
-            .unwrap_or_else(|| format!("http://{listen}"));
+            .unwrap_or_else(|| format!("{scheme}://{listen}"));
         let public_s3_endpoint = args
             .public_s3_endpoint
             .or(file.public_s3_endpoint)
-            .unwrap_or_else(|| format!("http://{s3_listen}"));
+            .unwrap_or_else(|| format!("{scheme}://{s3_listen}"));
         let quotas = quota_rules(&file.quota_defaults, &file.quota_ceilings)?;
         let currency = file.currency.clone().unwrap_or_else(|| "USD".into());
         let prices = crate::billing::prices::Prices::new(&currency, &file.prices)?;
@@ -352,6 +391,7 @@ impl Config {
             database_url,
             public_endpoint: public_endpoint.trim_end_matches('/').to_string(),
             public_s3_endpoint: public_s3_endpoint.trim_end_matches('/').to_string(),
+            tls,
             sim_hosts: args.sim_hosts.or(file.sim_hosts).unwrap_or(1).max(1),
             sim_host: file.sim_host.unwrap_or_default(),
             signups_per_hour: args
@@ -482,6 +522,25 @@ mod tests {
         .unwrap_err();
         assert!(err.contains("colour"), "{err}");
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn tls_takes_a_certificate_and_its_key_and_makes_endpoints_https() {
+        let c = Config::load(Args {
+            tls_cert: Some("cert.pem".into()),
+            tls_key: Some("key.pem".into()),
+            ..Args::default()
+        })
+        .unwrap();
+        assert!(c.tls.is_some());
+        assert_eq!(c.public_endpoint, "https://127.0.0.1:8080");
+        assert_eq!(c.public_s3_endpoint, "https://127.0.0.1:8081");
+        let half = Config::load(Args {
+            tls_cert: Some("cert.pem".into()),
+            ..Args::default()
+        })
+        .unwrap_err();
+        assert!(half.contains("tls_key"), "{half}");
     }
 
     #[test]

@@ -8,6 +8,7 @@
 
 pub mod accounts;
 pub mod api;
+pub mod backup;
 pub mod billing;
 pub mod clock;
 pub mod compute;

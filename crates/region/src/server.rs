@@ -8,6 +8,7 @@ use std::path::Path;
 
 use std::sync::{Arc, OnceLock};
 
+use axum::serve::ListenerExt;
 use nubo_auth::SecretBox;
 use nubo_s3::ObjectStorage;
 use nubo_store::Store;
@@ -27,6 +28,16 @@ use crate::{api, compute};
 
 /// Runs the region until SIGTERM or SIGINT.
 pub async fn run(config: Config) -> Result<(), String> {
+    // From the start: SIGHUP's default action would end nubod.
+    let hangups = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        .map_err(|e| format!("SIGHUP handler: {e}"))?;
+    nubo_tls::install_crypto_provider();
+    let cert = config
+        .tls
+        .as_ref()
+        .map(|files| nubo_tls::ServerCert::load(&files.cert, &files.key))
+        .transpose()?;
+    let tls = cert.as_ref().map(|c| c.server_config()).transpose()?;
     fs::create_dir_all(&config.data_dir)
         .map_err(|e| format!("data dir {}: {e}", config.data_dir.display()))?;
     fs::set_permissions(&config.data_dir, fs::Permissions::from_mode(0o700))
@@ -53,9 +64,7 @@ pub async fn run(config: Config) -> Result<(), String> {
         .await
         .map_err(|e| format!("hosts: {e}"))?;
 
-    let listener = TcpListener::bind(config.listen)
-        .await
-        .map_err(|e| format!("listen on {}: {e}", config.listen))?;
+    let listener = listen(config.listen, "", tls.clone()).await?;
     let state = AppState::new(Shared {
         keys: KeyLookup::new(store.clone(), secrets.clone()),
         signups: SignupLimiter::new(config.signups_per_hour),
@@ -64,6 +73,7 @@ pub async fn run(config: Config) -> Result<(), String> {
         reconcile: Notify::new(),
         volumes: Notify::new(),
         chunk_gc: tokio::sync::RwLock::new(()),
+        volume_files: tokio::sync::RwLock::new(()),
         fleet,
         secrets,
         operator_token,
@@ -83,13 +93,12 @@ pub async fn run(config: Config) -> Result<(), String> {
     .await
     .map_err(|e| format!("object storage: {e}"))?;
     let _ = state.objects.set(storage.clone());
-    let s3_listener = TcpListener::bind(config.s3_listen)
-        .await
-        .map_err(|e| format!("listen on {} (S3): {e}", config.s3_listen))?;
+    let s3_listener = listen(config.s3_listen, " (S3)", tls.clone()).await?;
     let (stop_tx, stop_rx) = watch::channel(false);
     let reconciler = compute::reconciler::spawn(state.clone(), stop_rx.clone());
     let volumes = crate::volumes::reconciler::spawn(state.clone(), stop_rx.clone());
     let billing = crate::billing::cycle::spawn(state.clone(), stop_rx.clone());
+    let reloads = tokio::spawn(reload_on_hangup(hangups, cert));
     let mut s3_stop = stop_rx;
     let s3 = tokio::spawn(nubo_s3::serve(storage, s3_listener, async move {
         let _ = s3_stop.changed().await;
@@ -101,10 +110,13 @@ pub async fn run(config: Config) -> Result<(), String> {
         s3 = config.public_s3_endpoint,
         store = store.engine().name(),
         hypervisor = ?config.hypervisor,
+        tls = tls.is_some(),
         "nubod serving"
     );
+    // tap_io changes nothing; through it axum hands handlers the peer's
+    // address of any listener's connections, not only a TcpListener's.
     axum::serve(
-        listener,
+        listener.tap_io(|_| {}),
         api::app(state).into_make_service_with_connect_info::<SocketAddr>(),
     )
     .with_graceful_shutdown(shutdown_signal())
@@ -112,6 +124,7 @@ pub async fn run(config: Config) -> Result<(), String> {
     .map_err(|e| format!("serve: {e}"))?;
 
     tracing::info!("shutting down");
+    reloads.abort();
     let _ = stop_tx.send(true);
     let _ = reconciler.await;
     let _ = volumes.await;
@@ -186,6 +199,37 @@ fn stop_server(dir: &Path) -> Result<File, String> {
     }
 }
 
+/// Binds `addr`, serving TLS if the region has a certificate.
+async fn listen(
+    addr: SocketAddr,
+    what: &str,
+    tls: Option<Arc<nubo_tls::ServerConfig>>,
+) -> Result<nubo_tls::Listener, String> {
+    let tcp = TcpListener::bind(addr)
+        .await
+        .map_err(|e| format!("listen on {addr}{what}: {e}"))?;
+    nubo_tls::Listener::new(tcp, tls).map_err(|e| format!("listen on {addr}{what}: {e}"))
+}
+
+/// Reads the TLS certificate and key again on each SIGHUP (`systemctl
+/// reload nubod`), for new connections; a bad pair leaves the one in use.
+async fn reload_on_hangup(
+    mut hangups: tokio::signal::unix::Signal,
+    cert: Option<Arc<nubo_tls::ServerCert>>,
+) {
+    while hangups.recv().await.is_some() {
+        match &cert {
+            None => tracing::info!("SIGHUP: no TLS certificate to reload"),
+            Some(cert) => match cert.reload() {
+                Ok(()) => tracing::info!("TLS certificate reloaded"),
+                Err(e) => {
+                    tracing::error!(error = %e, "TLS certificate not reloaded; the old one serves")
+                }
+            },
+        }
+    }
+}
+
 async fn shutdown_signal() {
     use tokio::signal::unix::{SignalKind, signal};
     let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
@@ -197,7 +241,7 @@ async fn shutdown_signal() {
 
 /// Holds an exclusive lock on the data dir for the life of the server, so that
 /// two servers never share one store file.
-fn lock_data_dir(dir: &Path) -> Result<File, String> {
+pub(crate) fn lock_data_dir(dir: &Path) -> Result<File, String> {
     let path = dir.join("nubod.lock");
     let file = OpenOptions::new()
         .create(true)

@@ -36,6 +36,10 @@ pub struct Shared {
     /// Held to read while snapshots are taken or restored, and to write while
     /// chunks are freed, so that no chunk goes that one of those counts on.
     pub chunk_gc: tokio::sync::RwLock<()>,
+    /// Held to read while a volume's file is deleted, and to write while a
+    /// backup copies volumes, so that every volume its copy of the store
+    /// lists still has its file.
+    pub volume_files: tokio::sync::RwLock<()>,
     pub operator_token: String,
     pub clock: Clock,
     /// Set once at start (object storage needs this state to check keys).

@@ -28,6 +28,14 @@ const READ_CHUNK: usize = 2 * 1024 * 1024;
 pub struct Blobs {
     data: PathBuf,
     tmp: PathBuf,
+    holds: std::sync::Mutex<Holds>,
+}
+
+/// While a backup copies files, no file goes: removals wait until it is done.
+#[derive(Default)]
+struct Holds {
+    count: usize,
+    deferred: Vec<String>,
 }
 
 /// What a write stored.
@@ -94,6 +102,7 @@ impl Blobs {
         let blobs = Blobs {
             data: root.join("data"),
             tmp: root.join("tmp"),
+            holds: Default::default(),
         };
         tokio::fs::create_dir_all(&blobs.data).await?;
         tokio::fs::create_dir_all(&blobs.tmp).await?;
@@ -102,6 +111,39 @@ impl Blobs {
 
     fn path(&self, blob: &str) -> PathBuf {
         self.data.join(&blob[..2]).join(blob)
+    }
+
+    /// The folder of every committed file (by two hex digits of its name).
+    pub fn data_dir(&self) -> &Path {
+        &self.data
+    }
+
+    fn holds(&self) -> std::sync::MutexGuard<'_, Holds> {
+        self.holds.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Keeps every file from being removed until [`Blobs::release`].
+    pub fn hold(&self) {
+        self.holds().count += 1;
+    }
+
+    /// Ends a [`Blobs::hold`]; the last one removes what waited for it.
+    pub fn release(&self) {
+        let deferred = {
+            let mut holds = self.holds();
+            holds.count -= 1;
+            if holds.count > 0 {
+                return;
+            }
+            std::mem::take(&mut holds.deferred)
+        };
+        for blob in deferred {
+            if let Err(e) = std::fs::remove_file(self.path(&blob))
+                && e.kind() != io::ErrorKind::NotFound
+            {
+                tracing::warn!(blob, error = %e, "object file not removed; the next sweep will");
+            }
+        }
     }
 
     /// Stores a body. Bodies up to `inline_max` bytes stay in memory for the
@@ -203,8 +245,15 @@ impl Blobs {
         Ok(id)
     }
 
-    /// Deletes files no row refers to any more.
+    /// Deletes files no row refers to any more (once no backup holds them).
     pub async fn remove(&self, blobs: Vec<String>) {
+        {
+            let mut holds = self.holds();
+            if holds.count > 0 {
+                holds.deferred.extend(blobs);
+                return;
+            }
+        }
         for blob in blobs {
             if let Err(e) = tokio::fs::remove_file(self.path(&blob)).await
                 && e.kind() != io::ErrorKind::NotFound

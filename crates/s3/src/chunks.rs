@@ -38,6 +38,11 @@ impl Chunks {
         Ok(chunks)
     }
 
+    /// The folder of every chunk (by two hex digits of its name).
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
     fn path(&self, hash: &str) -> PathBuf {
         self.dir.join(&hash[..2]).join(hash)
     }

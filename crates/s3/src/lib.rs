@@ -88,6 +88,15 @@ pub struct ObjectStorage {
     committer: commit::Committer,
 }
 
+/// See [`ObjectStorage::hold_files`].
+pub struct FileHold(Arc<ObjectStorage>);
+
+impl Drop for FileHold {
+    fn drop(&mut self) {
+        self.0.blobs.release();
+    }
+}
+
 impl ObjectStorage {
     /// Opens the data folder and removes what a crash may have left half-written.
     pub async fn open(
@@ -114,6 +123,26 @@ impl ObjectStorage {
     /// Where volume snapshots keep their chunks.
     pub fn chunks(&self) -> &chunks::Chunks {
         &self.chunks
+    }
+
+    /// Keeps object files from being removed while a backup copies them: a
+    /// copy of the store taken meanwhile lists only files that exist until
+    /// the hold ends (written before their row commits, removed after their
+    /// row is gone). Removals wait and happen when the last hold ends.
+    pub fn hold_files(self: &Arc<Self>) -> FileHold {
+        self.blobs.hold();
+        FileHold(self.clone())
+    }
+
+    /// The folders of object data a backup copies: every file in them is
+    /// whole and never changes (temporary files live elsewhere).
+    pub fn durable_dirs(&self) -> [&std::path::Path; 2] {
+        [self.blobs.data_dir(), self.chunks.dir()]
+    }
+
+    /// Records the request counts journaled so far as events in the store.
+    pub async fn record_usage(&self) -> nubo_store::Result<()> {
+        self.usage.flush(&self.store, Self::now_micros()).await
     }
 
     fn now_micros() -> i64 {

@@ -14,7 +14,6 @@ use hyper_util::server::conn::auto::Builder;
 use hyper_util::server::graceful::GracefulShutdown;
 use s3s::Body;
 use s3s::service::{S3Service, S3ServiceBuilder};
-use tokio::net::TcpListener;
 
 use crate::ObjectStorage;
 use crate::access::{Access, Auth};
@@ -24,10 +23,10 @@ use crate::operations::Operations;
 
 const CHORES_EVERY: Duration = Duration::from_secs(10);
 
-/// Serves S3 on `listener` until `shutdown` resolves.
+/// Serves S3 on `listener` (plain or TLS) until `shutdown` resolves.
 pub async fn serve(
     storage: Arc<ObjectStorage>,
-    listener: TcpListener,
+    mut listener: nubo_tls::Listener,
     shutdown: impl Future<Output = ()>,
 ) {
     let s3 = {
@@ -45,13 +44,7 @@ pub async fn serve(
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
         let socket = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok((socket, _)) => socket,
-                Err(e) => {
-                    tracing::warn!(error = %e, "S3 accept failed");
-                    continue;
-                }
-            },
+            (socket, _) = listener.next() => socket,
             () = shutdown.as_mut() => break,
         };
         let (s3, storage) = (s3.clone(), storage.clone());

@@ -133,6 +133,21 @@ pub async fn set_state(
     Ok(next)
 }
 
+/// Points the files of private images at `to` instead of `from` (their
+/// folder, when a restored region lives in another data dir); how many.
+pub async fn relocate_private(c: &mut Conn, from: &str, to: &str) -> Result<u64> {
+    let moved = sqlx::query(
+        "UPDATE images SET spec = REPLACE(spec, $1, $2) \
+         WHERE visibility = 'private' AND spec LIKE $3",
+    )
+    .bind(from)
+    .bind(to)
+    .bind(format!("%{from}%"))
+    .execute(&mut *c)
+    .await?;
+    Ok(moved.rows_affected())
+}
+
 /// Whether instances that are not terminated boot from the image, or
 /// volumes that are not deleted are copies of its disk (which they read).
 pub async fn in_use(c: &mut Conn, image_id: &str) -> Result<bool> {

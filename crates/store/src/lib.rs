@@ -167,6 +167,24 @@ impl Store {
         &self.pool
     }
 
+    /// Writes a consistent copy of an SQLite store to the new file `to`
+    /// while writers go on (`VACUUM INTO`: one read transaction).
+    pub async fn copy_sqlite(&self, to: &std::path::Path) -> Result<()> {
+        if self.engine != Engine::Sqlite {
+            return Err(StoreError::Config(
+                "only an SQLite store copies itself; use pg_dump".into(),
+            ));
+        }
+        let to = to
+            .to_str()
+            .ok_or_else(|| StoreError::Config(format!("{} is not UTF-8", to.display())))?;
+        sqlx::query("VACUUM INTO $1")
+            .bind(to)
+            .execute(&mut *self.conn().await?)
+            .await?;
+        Ok(())
+    }
+
     pub async fn close(&self) {
         self.pool.close().await;
     }

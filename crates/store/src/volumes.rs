@@ -221,6 +221,23 @@ pub async fn unsettled(c: &mut Conn, limit: i64) -> Result<Vec<VolumeRow>> {
     .await
 }
 
+/// Volumes made by `made_by` (microseconds) whose file its host holds (or
+/// held when they began to be deleted), for a backup to copy.
+pub async fn with_files(c: &mut Conn, made_by: i64) -> Result<Vec<VolumeRow>> {
+    crate::fetch_all(
+        c,
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {COLUMNS}, progress FROM volumes \
+             WHERE state IN ('available', 'in-use', 'resizing', 'deleting') \
+               AND host_id IS NOT NULL AND created_at <= $1 \
+             ORDER BY id"
+        )))
+        .bind(made_by),
+        from_row,
+    )
+    .await
+}
+
 /// Volumes attached to instances (not attaching or detaching).
 pub async fn attached(c: &mut Conn) -> Result<Vec<VolumeRow>> {
     crate::fetch_all(

@@ -10,6 +10,16 @@ use crate::output::{print, print_record};
 
 pub async fn run(ctx: &Context, cmd: AdminCommand) -> Result<(), ClientError> {
     match cmd {
+        AdminCommand::Backup { to, operator_token } => {
+            let client = ctx.client_as(Credentials::Operator(operator_token)).await?;
+            let bytes = client.download("/v1/admin/backup", &to).await?;
+            let file = to.display().to_string();
+            print_record(
+                ctx.output(),
+                &serde_json::json!({ "file": file, "bytes": bytes }),
+                vec![("file", file.clone()), ("bytes", bytes.to_string())],
+            )
+        }
         AdminCommand::Billing(AdminBillingCommand::Close {
             month,
             operator_token,

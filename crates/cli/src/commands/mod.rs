@@ -156,6 +156,7 @@ impl Context {
 }
 
 pub async fn run(cli: Cli) -> Result<(), ClientError> {
+    crate::client::trust(cli.global.ca_bundle.as_deref())?;
     let profiles = Profiles::read()?;
     let (profile_name, profile_source) = profiles.select(cli.global.profile.as_deref());
     let ctx = Context {

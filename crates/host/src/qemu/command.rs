@@ -184,7 +184,6 @@ impl Launch<'_> {
         // the ports' hot-plug (_OSC) unless Linux is told to take it.
         append.push_str(" pcie_ports=native");
         cmd.arg("-append").arg(append.trim());
-        cmd.args(&self.disks);
         for n in 0..VOLUME_SLOTS {
             cmd.arg("-device").arg(format!(
                 "pcie-root-port,id={},bus=pcie.0,chassis=1,slot={},io-reserve=0",
@@ -192,6 +191,9 @@ impl Launch<'_> {
                 n + 1
             ));
         }
+        // After the ports: QEMU makes devices in order, and a volume plugged
+        // in at boot names its port as its bus.
+        cmd.args(&self.disks);
         cmd.arg("-chardev")
             .arg(format!(
                 "file,id=console,path={},logappend=on",
@@ -242,6 +244,10 @@ mod tests {
     use super::*;
 
     fn args(accel: Accel) -> Vec<String> {
+        args_with(accel, Vec::new())
+    }
+
+    fn args_with(accel: Accel, disks: Vec<String>) -> Vec<String> {
         let spec = VmSpec {
             instance_id: "i-0123456789abcdef".into(),
             instance_type: "t1.micro".into(),
@@ -276,7 +282,7 @@ mod tests {
             spec: &spec,
             image: &image,
             files: &files,
-            disks: Vec::new(),
+            disks,
         };
         let cmd = launch.command();
         cmd.get_args()
@@ -315,5 +321,13 @@ mod tests {
             }
             assert_eq!(slot_port(0), "vs0");
         }
+    }
+
+    #[test]
+    fn volumes_plugged_in_at_boot_come_after_the_ports_they_sit_on() {
+        let disk = "virtio-blk-pci,bus=vs0,addr=0,drive=vol-1,id=vol-1,serial=vol-1";
+        let args = args_with(Accel::Tcg, vec!["-device".into(), disk.into()]);
+        let at = |want: &str| args.iter().position(|a| a.starts_with(want)).unwrap();
+        assert!(at("pcie-root-port,id=vs0,") < at(disk), "{args:?}");
     }
 }

@@ -152,7 +152,7 @@ impl QemuHost {
         }
         std::fs::create_dir_all(&config.state_dir)
             .map_err(|e| HostError::Agent(format!("{}: {e}", config.state_dir.display())))?;
-        let volumes = volumes::VolumeDir::open(sibling(&config.state_dir, "volumes"))
+        let volumes = volumes::VolumeDir::open(volumes_dir(&config.state_dir))
             .map_err(|e| HostError::Agent(format!("volumes folder: {e}")))?;
         let (accel, why) = accel::choose(config.accel);
         tracing::info!(host = config.name, accel = accel.name(), "{why}");
@@ -327,6 +327,11 @@ impl QemuHost {
             }
         }
     }
+}
+
+/// Where a host's volumes live, beside its VMs' folders.
+pub fn volumes_dir(state_dir: &Path) -> PathBuf {
+    sibling(state_dir, "volumes")
 }
 
 /// A folder of a host beside its VMs' folders, named `kind` the way the VMs'

@@ -5,8 +5,8 @@ use nubo_region::config::Command;
 use nubo_region::{Args, Config};
 
 fn main() -> std::process::ExitCode {
-    let args = Args::parse();
-    let command = args.command;
+    let mut args = Args::parse();
+    let command = args.command.take();
     let config = match Config::load(args) {
         Ok(config) => config,
         Err(e) => {
@@ -18,17 +18,22 @@ fn main() -> std::process::ExitCode {
         eprintln!("nubod: {e}");
         return std::process::ExitCode::from(2);
     }
-    if let Some(Command::Teardown { purge }) = command {
-        return match nubo_region::server::teardown(&config, purge) {
-            Ok(()) => std::process::ExitCode::SUCCESS,
-            Err(e) => {
-                eprintln!("nubod: {e}");
-                std::process::ExitCode::FAILURE
-            }
-        };
-    }
     let runtime = tokio::runtime::Runtime::new().expect("a tokio runtime");
-    match runtime.block_on(nubo_region::server::run(config)) {
+    let done = match command {
+        Some(Command::Restore { from }) => runtime
+            .block_on(nubo_region::backup::restore::restore(&config, &from))
+            .map(|r| {
+                println!(
+                    "restored {} files and {} volumes into {}; start nubod on it",
+                    r.files,
+                    r.volumes,
+                    config.data_dir.display()
+                )
+            }),
+        Some(Command::Teardown { purge }) => nubo_region::server::teardown(&config, purge),
+        None => runtime.block_on(nubo_region::server::run(config)),
+    };
+    match done {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("nubod: {e}");

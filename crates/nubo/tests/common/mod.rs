@@ -90,11 +90,18 @@ impl Region {
     }
 
     fn boot_new(store: StoreKind, extra: &[&str]) -> Region {
+        let mut region = Region::unstarted(store, extra);
+        region.boot();
+        region
+    }
+
+    /// A region of a fresh data dir and store, not started yet.
+    fn unstarted(store: StoreKind, extra: &[&str]) -> Region {
         let dir =
             std::env::temp_dir().join(format!("nubo-e2e-{:016x}", nubo_store::ids::random_u64()));
         std::fs::create_dir_all(dir.join("config")).unwrap();
         let database_url = (store == StoreKind::Postgres).then(postgres_database);
-        let mut region = Region {
+        Region {
             child: None,
             endpoint: String::new(),
             s3_endpoint: String::new(),
@@ -102,7 +109,34 @@ impl Region {
             store,
             database_url,
             extra: extra.iter().map(|s| s.to_string()).collect(),
-        };
+        }
+    }
+
+    /// A region restored from `backup` (`nubo admin backup`) with `nubod
+    /// restore` into a fresh data dir and store, then started with `extra`.
+    pub fn restored(store: StoreKind, backup: &std::path::Path, extra: &[&str]) -> Region {
+        let mut region = Region::unstarted(store, extra);
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_nubod"));
+        cmd.arg("--data-dir")
+            .arg(region.dir.join("data"))
+            .args(extra)
+            .env_remove("NUBO_DATABASE_URL")
+            .env("NUBO_LOG", "warn");
+        if let Some(url) = &region.database_url {
+            cmd.arg("--database-url").arg(url);
+        }
+        let out = cmd
+            .arg("restore")
+            .arg("--from")
+            .arg(backup)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "nubod restore: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
         region.boot();
         region
     }
@@ -488,6 +522,7 @@ pub fn http_bytes(
         .enable_all()
         .build()
         .unwrap();
+    nubo_tls::install_crypto_provider();
     rt.block_on(async {
         let mut req = reqwest::Client::new()
             .request(method.parse().unwrap(), format!("{endpoint}{path}"))

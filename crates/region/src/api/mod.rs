@@ -95,6 +95,7 @@ fn api_router() -> OpenApiRouter<AppState> {
         .merge(crate::volumes::routes())
         .merge(crate::billing::routes())
         .merge(crate::hosts::routes())
+        .merge(crate::backup::routes())
         .merge(crate::storage::routes())
         .routes(routes!(healthz))
         .routes(routes!(metrics::metrics))

@@ -249,6 +249,7 @@ impl Reconciler {
     fn delete(&self, v: VolumeRow, agent: Option<Arc<dyn HostAgent>>) {
         let (r, id) = (self.clone(), v.id.clone());
         self.start(&id, async move {
+            let _no_backup_copies = r.state.volume_files.read().await;
             // A host that left the region took the file with it.
             if let Some(agent) = agent
                 && let Err(e) = agent.delete_volume(&v.id).await
