@@ -1,9 +1,8 @@
 //! The agent's tenant networks: which ports each network has here (those of
 //! the VMs it holds), its newest state from the region, and keeping each
 //! network's namespace and metadata service converged on them. Every change
-//! of either converges the network whole; one that fails is retried until it
-//! holds, so a failed step or a crash never leaves a namespace as it was
-//! left.
+//! of either converges the network whole, and one that fails is retried until
+//! it holds: what a failed step or a crash left is repaired, never built on.
 
 use std::collections::{BTreeSet, HashMap};
 use std::path::PathBuf;
