@@ -1,4 +1,5 @@
-"""Buckets: create (with location), head, list, delete (refused while not empty),
+"""Buckets: create (with location), head, list, delete (refused while an object
+is left, aborting incomplete multipart uploads),
 invalid names, versioning on and off, canned ACLs (public-read vs private, read
 anonymously and by another account), CORS configuration and preflight, tenancy
 between two accounts, and the per-account bucket quota.
@@ -42,6 +43,27 @@ def create_head_list_delete():
     expect_error("NoSuchBucket", 404, s3.delete_bucket, Bucket=b)
     expect_error("NoSuchBucket", 404, s3.get_bucket_location, Bucket=b)
     assert b not in [x["Name"] for x in s3.list_buckets()["Buckets"]]
+
+
+def delete_aborts_uploads():
+    """Incomplete multipart uploads do not keep a bucket: deleting it aborts
+    them, as AWS does; an object still does."""
+    b = new_bucket(s3, "mpu-left")
+    for key in ("a", "b/c"):
+        up = s3.create_multipart_upload(Bucket=b, Key=key)["UploadId"]
+        s3.upload_part(Bucket=b, Key=key, UploadId=up, PartNumber=1, Body=b"p" * 100_000)
+    s3.create_multipart_upload(Bucket=b, Key="no-parts")
+    s3.put_object(Bucket=b, Key="k", Body=b"x")
+    expect_error("BucketNotEmpty", 409, s3.delete_bucket, Bucket=b)
+    assert len(s3.list_multipart_uploads(Bucket=b)["Uploads"]) == 3, "a refused delete aborts nothing"
+    s3.delete_object(Bucket=b, Key="k")
+    assert status_of(s3.delete_bucket(Bucket=b)) == 204
+    expect_error(None, 404, s3.head_bucket, Bucket=b)
+    # The name comes back empty: none of the uploads survived.
+    s3.create_bucket(Bucket=b, CreateBucketConfiguration={"LocationConstraint": REGION})
+    assert "Uploads" not in s3.list_multipart_uploads(Bucket=b), "the uploads are gone"
+    expect_error("NoSuchUpload", 404, s3.list_parts, Bucket=b, Key="b/c", UploadId=up)
+    s3.delete_bucket(Bucket=b)
 
 
 def invalid_names():
@@ -202,6 +224,7 @@ def quota():
 
 
 create_head_list_delete()
+delete_aborts_uploads()
 invalid_names()
 versioning()
 acls()
