@@ -11,9 +11,10 @@ use crate::ObjectStorage;
 use crate::caller::{Caller, Need, db, denied};
 use crate::cors::Rule;
 
-fn owner(account_id: &str) -> Owner {
+/// An account as S3 shows an owner: accounts have no other name than their id.
+pub(crate) fn owner(account_id: &str) -> Owner {
     Owner {
-        display_name: None,
+        display_name: Some(account_id.to_string()),
         id: Some(account_id.to_string()),
     }
 }
@@ -47,9 +48,32 @@ impl ObjectStorage {
     ) -> S3Result<S3Response<ListBucketsOutput>> {
         let caller = self.caller(&req).await?;
         let account = Self::account(&caller)?;
+        let input = req.input;
+        let max = match input.max_buckets {
+            None => usize::MAX,
+            Some(n @ 1..=10_000) => n as usize,
+            Some(_) => {
+                return Err(S3Error::with_message(
+                    S3ErrorCode::InvalidArgument,
+                    "max-buckets must be between 1 and 10000",
+                ));
+            }
+        };
+        // The token is the last name listed.
+        let after = input.continuation_token.clone().unwrap_or_default();
+        let prefix = input.prefix.clone().unwrap_or_default();
         let mut c = self.store.conn().await.map_err(db)?;
-        let rows = buckets::of_account(&mut c, account).await.map_err(db)?;
+        let mut rows: Vec<BucketRow> = buckets::of_account(&mut c, account)
+            .await
+            .map_err(db)?
+            .into_iter()
+            .filter(|b| b.name.starts_with(&prefix) && b.name > after)
+            .filter(|b| input.bucket_region.as_ref().is_none_or(|r| *r == b.region))
+            .collect();
+        let more = rows.len() > max;
+        rows.truncate(max);
         Ok(S3Response::new(ListBucketsOutput {
+            continuation_token: rows.last().filter(|_| more).map(|b| b.name.clone()),
             buckets: Some(
                 rows.into_iter()
                     .map(|b| Bucket {
@@ -60,7 +84,7 @@ impl ObjectStorage {
                     .collect(),
             ),
             owner: Some(owner(account)),
-            ..Default::default()
+            prefix: input.prefix,
         }))
     }
 
@@ -93,7 +117,8 @@ impl ObjectStorage {
 
     /// Creates a bucket for `account_id`, within its quota. For S3 and the REST API.
     pub async fn create(&self, account_id: &str, name: &str, acl: &str) -> S3Result<BucketRow> {
-        if !s3s::path::check_bucket_name(name) {
+        // DNS labels neither start nor end with a dash.
+        if !s3s::path::check_bucket_name(name) || name.contains("-.") || name.contains(".-") {
             return Err(S3Error::with_message(
                 S3ErrorCode::InvalidBucketName,
                 "The specified bucket is not valid.",
@@ -268,10 +293,7 @@ impl ObjectStorage {
         }
         let name = req.input.bucket.clone();
         self.update_bucket(&req, &name, "versioning", |b| {
-            // A bucket that never had versioning stays unversioned when suspended.
-            if !(b.versioning.is_empty() && status == BucketVersioningStatus::SUSPENDED) {
-                b.versioning = status;
-            }
+            b.versioning = status;
             Ok(())
         })
         .await?;
@@ -317,16 +339,7 @@ impl ObjectStorage {
     ) -> S3Result<S3Response<GetBucketAclOutput>> {
         let caller = self.caller(&req).await?;
         let bucket = self.bucket(&caller, &req.input.bucket, Need::Write).await?;
-        let mut grants = vec![Grant {
-            grantee: Some(Grantee {
-                display_name: None,
-                email_address: None,
-                id: Some(bucket.account_id.clone()),
-                type_: Type::from_static(Type::CANONICAL_USER),
-                uri: None,
-            }),
-            permission: Some(Permission::from_static(Permission::FULL_CONTROL)),
-        }];
+        let mut grants = Vec::new();
         if bucket.acl == buckets::PUBLIC_READ {
             grants.push(Grant {
                 grantee: Some(Grantee {
@@ -339,9 +352,20 @@ impl ObjectStorage {
                 permission: Some(Permission::from_static(Permission::READ)),
             });
         }
+        let owner = owner(&bucket.account_id);
+        grants.push(Grant {
+            grantee: Some(Grantee {
+                display_name: owner.display_name.clone(),
+                email_address: None,
+                id: owner.id.clone(),
+                type_: Type::from_static(Type::CANONICAL_USER),
+                uri: None,
+            }),
+            permission: Some(Permission::from_static(Permission::FULL_CONTROL)),
+        });
         Ok(S3Response::new(GetBucketAclOutput {
             grants: Some(grants),
-            owner: Some(owner(&bucket.account_id)),
+            owner: Some(owner),
         }))
     }
 

@@ -1,5 +1,5 @@
 """Protocol: virtual-hosted-style requests (Host: BUCKET.s3.localhost:PORT, sent
-to 127.0.0.1), UNSIGNED-PAYLOAD, streaming SigV4 chunked uploads
+to 127.0.0.1), signature version 2, UNSIGNED-PAYLOAD, streaming SigV4 chunked uploads
 (STREAMING-AWS4-HMAC-SHA256-PAYLOAD) with good and bad chunk signatures, bad
 signatures and payload hashes, clock skew (RequestTimeTooSkewed), malformed XML,
 and uploads cut short (Content-Length larger than what is sent): nothing partial
@@ -12,10 +12,15 @@ import os
 import socket
 import time
 
+import boto3
+from botocore.config import Config
+
 from s3_common import (
+    ENDPOINT,
     HOST,
     PORT,
     REGION,
+    bucket_name,
     client,
     creds,
     destroy_bucket,
@@ -23,6 +28,7 @@ from s3_common import (
     error_code,
     etag_of,
     expect_error,
+    http_request,
     md5_b64,
     new_bucket,
     send,
@@ -65,6 +71,28 @@ def virtual_hosted():
 
     status, _, text = signed_send("GET", "/vh/key.txt", host=f"no-such-bucket-vh.s3.localhost:{PORT}")
     assert status == 404 and error_code(text) == "NoSuchBucket", f"virtual host of a missing bucket: {status} {text[:300]}"
+
+
+def signature_v2():
+    """AWS's older signature (boto's "s3"), for bucket and object requests and
+    presigned URLs: it signs a bucket as /bucket/ where the request says /bucket."""
+    key_id, secret = creds()
+    cfg = Config(signature_version="s3", s3={"addressing_style": "path"}, retries={"max_attempts": 1})
+    v2 = boto3.client(
+        "s3", endpoint_url=ENDPOINT, aws_access_key_id=key_id, aws_secret_access_key=secret,
+        region_name=REGION, config=cfg,
+    )
+    name = bucket_name("v2")
+    v2.create_bucket(Bucket=name, CreateBucketConfiguration={"LocationConstraint": REGION})
+    v2.put_object(Bucket=name, Key="k", Body=b"signed the old way")
+    assert [o["Key"] for o in v2.list_objects(Bucket=name)["Contents"]] == ["k"]
+    assert v2.get_object(Bucket=name, Key="k")["Body"].read() == b"signed the old way"
+    url = v2.generate_presigned_url("get_object", Params={"Bucket": name, "Key": "k"}, ExpiresIn=300)
+    assert "Signature=" in url and "X-Amz-" not in url, url
+    status, _, body = http_request(url)
+    assert (status, body) == (200, b"signed the old way"), (status, body[:300])
+    v2.delete_object(Bucket=name, Key="k")
+    v2.delete_bucket(Bucket=name)
 
 
 def unsigned_payload():
@@ -207,6 +235,7 @@ def truncated_uploads():
 
 
 virtual_hosted()
+signature_v2()
 unsigned_payload()
 streaming_chunked()
 bad_signatures()
