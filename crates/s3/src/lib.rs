@@ -26,6 +26,7 @@ mod multipart;
 mod objects;
 mod operations;
 mod part_checksums;
+mod request_body;
 mod server;
 mod unsized_body;
 mod usage;

@@ -24,6 +24,7 @@ use crate::cors::{self, Rule};
 use crate::host::Host;
 use crate::objects::MAX_PUT;
 use crate::operations::Operations;
+use crate::request_body;
 use crate::unsized_body;
 
 const CHORES_EVERY: Duration = Duration::from_secs(10);
@@ -127,7 +128,12 @@ async fn handle(
 ) -> Response<Body> {
     let id = new_id()[..16].to_ascii_uppercase();
     req.extensions_mut().insert(RequestId(id.clone()));
+    let declared = request_body::declared(&req);
+    let (parts, body) = req.into_parts();
+    let (body, ended) = request_body::watch(body);
+    let req = Request::from_parts(parts, Body::http_body(body));
     let mut response = answer(s3, storage, req, &id).await;
+    request_body::close_if_unread(&mut response, declared, &ended);
     if let Ok(v) = http::HeaderValue::from_str(&id) {
         response.headers_mut().insert("x-amz-request-id", v);
     }
@@ -167,7 +173,7 @@ fn signed_v2_path<B>(req: &mut Request<B>) {
 async fn answer(
     s3: &S3Service,
     storage: &ObjectStorage,
-    mut req: Request<Incoming>,
+    mut req: Request<Body>,
     id: &str,
 ) -> Response<Body> {
     signed_v2_path(&mut req);
@@ -232,12 +238,12 @@ async fn answer(
 /// `req` with a body of known length (see `unsized_body`), or why not.
 async fn sized(
     storage: &ObjectStorage,
-    req: Request<Incoming>,
+    req: Request<Body>,
 ) -> Result<Request<Body>, (StatusCode, &'static str, String)> {
     if !unsized_body::is_unsized(&req) {
-        return Ok(req.map(Body::from));
+        return Ok(req);
     }
-    unsized_body::spool(req.map(Body::from), storage.blobs.tmp(), MAX_PUT)
+    unsized_body::spool(req, storage.blobs.tmp(), MAX_PUT)
         .await
         .map_err(|refused| match refused {
             unsized_body::Refused::TooLarge => (

@@ -2,7 +2,8 @@
 to 127.0.0.1), signature version 2, UNSIGNED-PAYLOAD, streaming SigV4 chunked uploads
 (STREAMING-AWS4-HMAC-SHA256-PAYLOAD) with good and bad chunk signatures, bad
 signatures and payload hashes, clock skew (RequestTimeTooSkewed), malformed XML,
-and uploads cut short (Content-Length larger than what is sent): nothing partial
+Expect: 100-continue answered early (the connection closes) or not, and uploads
+cut short (Content-Length larger than what is sent): nothing partial
 is kept.
 """
 import datetime
@@ -31,6 +32,7 @@ from s3_common import (
     http_request,
     md5_b64,
     new_bucket,
+    other_client,
     send,
     sha256_hex,
     signature_of,
@@ -192,6 +194,59 @@ def malformed_xml():
     assert s3.get_object(Bucket=b, Key="survivor")["Body"].read() == b"x"
 
 
+def raw_request(method, path, headers):
+    lines = [f"{method} {path} HTTP/1.1"] + [f"{k}: {v}" for k, v in headers.items()]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode()
+
+
+def read_answer(sock):
+    """One answer on a raw socket: (status, lower-cased headers, body)."""
+    f = sock.makefile("rb")
+    status = int(f.readline().split()[1])
+    headers = {}
+    for line in iter(f.readline, b"\r\n"):
+        name, _, value = line.decode().partition(":")
+        headers[name.strip().lower()] = value.strip()
+    return status, headers, f.read(int(headers.get("content-length", 0)))
+
+
+def expect_continue():
+    """A PUT with Expect: 100-continue answered from its headers alone (here:
+    another account's bucket) closes the connection and says so: the client,
+    which never sends the body, must not reuse it. (hyper takes the first bytes
+    of whatever comes next for the unread body: a DELETE sent next became
+    ELETE, and its signature did not match.) A PUT whose body was read keeps
+    the connection."""
+    theirs = new_bucket(other_client(), "their")
+    sock = socket.create_connection((HOST, PORT), timeout=30)
+    try:
+        put = signed_headers("PUT", f"http://{HOST}:{PORT}/{theirs}/k", {"Expect": "100-continue"}, b"12345")
+        put["Content-Length"] = "5"
+        sock.sendall(raw_request("PUT", f"/{theirs}/k", put))
+        status, headers, body = read_answer(sock)
+        assert (status, error_code(body)) == (403, "AccessDenied"), (status, body[:300])
+        assert headers.get("connection") == "close", f"the unread body closes the connection: {headers}"
+    finally:
+        sock.close()
+
+    sock = socket.create_connection((HOST, PORT), timeout=30)
+    try:
+        put = signed_headers("PUT", f"http://{HOST}:{PORT}/{b}/continued", {"Expect": "100-continue"}, b"12345")
+        put["Content-Length"] = "5"
+        sock.sendall(raw_request("PUT", f"/{b}/continued", put))
+        status, _, _ = read_answer(sock)
+        assert status == 100, f"100 Continue before the body: {status}"
+        sock.sendall(b"12345")
+        status, headers, _ = read_answer(sock)
+        assert status == 200 and "connection" not in headers, (status, headers)
+        sock.sendall(raw_request("GET", f"/{b}/continued", signed_headers("GET", f"http://{HOST}:{PORT}/{b}/continued")))
+        status, _, body = read_answer(sock)
+        assert (status, body) == (200, b"12345"), (status, body[:300])
+    finally:
+        sock.close()
+    other_client().delete_bucket(Bucket=theirs)
+
+
 def cut_short(path, headers, partial):
     """Sends the headers and part of the body on a raw socket, then hangs up."""
     lines = [f"PUT {path} HTTP/1.1"] + [f"{k}: {v}" for k, v in headers.items()]
@@ -241,6 +296,7 @@ streaming_chunked()
 bad_signatures()
 clock_skew()
 malformed_xml()
+expect_continue()
 truncated_uploads()
 destroy_bucket(s3, b)
 done("protocol")
