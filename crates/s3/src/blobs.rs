@@ -109,6 +109,11 @@ impl Blobs {
         Ok(blobs)
     }
 
+    /// Where files are written before they are complete.
+    pub fn tmp(&self) -> &Path {
+        &self.tmp
+    }
+
     fn path(&self, blob: &str) -> PathBuf {
         self.data.join(&blob[..2]).join(blob)
     }

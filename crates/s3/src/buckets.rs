@@ -3,7 +3,7 @@
 
 use nubo_store::StoreError;
 use nubo_store::buckets::{self, BucketRow};
-use nubo_store::{ids, quotas};
+use nubo_store::{ids, multipart, quotas};
 use s3s::dto::*;
 use s3s::{S3Error, S3ErrorCode, S3Request, S3Response, S3Result};
 
@@ -11,9 +11,10 @@ use crate::ObjectStorage;
 use crate::caller::{Caller, Need, db, denied};
 use crate::cors::Rule;
 
-fn owner(account_id: &str) -> Owner {
+/// An account as S3 shows an owner: accounts have no other name than their id.
+pub(crate) fn owner(account_id: &str) -> Owner {
     Owner {
-        display_name: None,
+        display_name: Some(account_id.to_string()),
         id: Some(account_id.to_string()),
     }
 }
@@ -47,9 +48,32 @@ impl ObjectStorage {
     ) -> S3Result<S3Response<ListBucketsOutput>> {
         let caller = self.caller(&req).await?;
         let account = Self::account(&caller)?;
+        let input = req.input;
+        let max = match input.max_buckets {
+            None => usize::MAX,
+            Some(n @ 1..=10_000) => n as usize,
+            Some(_) => {
+                return Err(S3Error::with_message(
+                    S3ErrorCode::InvalidArgument,
+                    "max-buckets must be between 1 and 10000",
+                ));
+            }
+        };
+        // The token is the last name listed.
+        let after = input.continuation_token.clone().unwrap_or_default();
+        let prefix = input.prefix.clone().unwrap_or_default();
         let mut c = self.store.conn().await.map_err(db)?;
-        let rows = buckets::of_account(&mut c, account).await.map_err(db)?;
+        let mut rows: Vec<BucketRow> = buckets::of_account(&mut c, account)
+            .await
+            .map_err(db)?
+            .into_iter()
+            .filter(|b| b.name.starts_with(&prefix) && b.name > after)
+            .filter(|b| input.bucket_region.as_ref().is_none_or(|r| *r == b.region))
+            .collect();
+        let more = rows.len() > max;
+        rows.truncate(max);
         Ok(S3Response::new(ListBucketsOutput {
+            continuation_token: rows.last().filter(|_| more).map(|b| b.name.clone()),
             buckets: Some(
                 rows.into_iter()
                     .map(|b| Bucket {
@@ -60,7 +84,7 @@ impl ObjectStorage {
                     .collect(),
             ),
             owner: Some(owner(account)),
-            ..Default::default()
+            prefix: input.prefix,
         }))
     }
 
@@ -93,7 +117,8 @@ impl ObjectStorage {
 
     /// Creates a bucket for `account_id`, within its quota. For S3 and the REST API.
     pub async fn create(&self, account_id: &str, name: &str, acl: &str) -> S3Result<BucketRow> {
-        if !s3s::path::check_bucket_name(name) {
+        // DNS labels neither start nor end with a dash.
+        if !s3s::path::check_bucket_name(name) || name.contains("-.") || name.contains(".-") {
             return Err(S3Error::with_message(
                 S3ErrorCode::InvalidBucketName,
                 "The specified bucket is not valid.",
@@ -157,13 +182,24 @@ impl ObjectStorage {
         buckets::of_account(&mut c, account_id).await.map_err(db)
     }
 
-    /// Deletes an empty bucket of `account_id`. For S3 and the REST API.
+    /// Deletes a bucket of `account_id` that holds no object, aborting its
+    /// incomplete multipart uploads as AWS does. For S3 and the REST API.
     pub async fn remove(&self, account_id: &str, name: &str) -> S3Result<()> {
+        let files = self.forget_bucket(account_id, name).await?;
+        self.blobs.remove(files).await;
+        Ok(())
+    }
+
+    /// Removes the bucket's rows, its uploads' with them, in one transaction;
+    /// returns the files they used. A crash before the caller deletes those
+    /// leaves only files no row names, which the sweep at start removes.
+    async fn forget_bucket(&self, account_id: &str, name: &str) -> S3Result<Vec<String>> {
         let caller = Caller {
             account_id: Some(account_id.to_string()),
             may_write: true,
         };
         let bucket = self.bucket(&caller, name, Need::Write).await?;
+        let now = Self::now_micros();
         let mut tx = self.store.begin().await.map_err(db)?;
         if !buckets::is_empty(&mut tx, &bucket.id).await.map_err(db)? {
             return Err(S3Error::with_message(
@@ -171,15 +207,16 @@ impl ObjectStorage {
                 "The bucket you tried to delete is not empty",
             ));
         }
-        buckets::delete(&mut tx, &bucket, Self::now_micros())
+        let parts = multipart::abort_all(&mut tx, &bucket.account_id, &bucket.id, now)
             .await
             .map_err(db)?;
+        buckets::delete(&mut tx, &bucket, now).await.map_err(db)?;
         quotas::release(&mut tx, &bucket.account_id, "buckets", 1)
             .await
             .map_err(db)?;
         tx.commit().await.map_err(db)?;
         self.bucket_cache.forget(name);
-        Ok(())
+        Ok(parts.into_iter().map(|p| p.blob_id).collect())
     }
 
     pub(crate) async fn head_bucket(
@@ -256,10 +293,7 @@ impl ObjectStorage {
         }
         let name = req.input.bucket.clone();
         self.update_bucket(&req, &name, "versioning", |b| {
-            // A bucket that never had versioning stays unversioned when suspended.
-            if !(b.versioning.is_empty() && status == BucketVersioningStatus::SUSPENDED) {
-                b.versioning = status;
-            }
+            b.versioning = status;
             Ok(())
         })
         .await?;
@@ -305,16 +339,7 @@ impl ObjectStorage {
     ) -> S3Result<S3Response<GetBucketAclOutput>> {
         let caller = self.caller(&req).await?;
         let bucket = self.bucket(&caller, &req.input.bucket, Need::Write).await?;
-        let mut grants = vec![Grant {
-            grantee: Some(Grantee {
-                display_name: None,
-                email_address: None,
-                id: Some(bucket.account_id.clone()),
-                type_: Type::from_static(Type::CANONICAL_USER),
-                uri: None,
-            }),
-            permission: Some(Permission::from_static(Permission::FULL_CONTROL)),
-        }];
+        let mut grants = Vec::new();
         if bucket.acl == buckets::PUBLIC_READ {
             grants.push(Grant {
                 grantee: Some(Grantee {
@@ -327,9 +352,20 @@ impl ObjectStorage {
                 permission: Some(Permission::from_static(Permission::READ)),
             });
         }
+        let owner = owner(&bucket.account_id);
+        grants.push(Grant {
+            grantee: Some(Grantee {
+                display_name: owner.display_name.clone(),
+                email_address: None,
+                id: owner.id.clone(),
+                type_: Type::from_static(Type::CANONICAL_USER),
+                uri: None,
+            }),
+            permission: Some(Permission::from_static(Permission::FULL_CONTROL)),
+        });
         Ok(S3Response::new(GetBucketAclOutput {
             grants: Some(grants),
-            owner: Some(owner(&bucket.account_id)),
+            owner: Some(owner),
         }))
     }
 
@@ -468,4 +504,131 @@ fn public_read_policy(doc: &serde_json::Value) -> bool {
             && anyone
             && actions.iter().any(|a| a == "s3:GetObject" || a == "s3:*")
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::{Path, PathBuf};
+    use std::sync::Arc;
+
+    use bytes::Bytes;
+    use nubo_store::multipart::{self, PartRow, UploadRow};
+    use nubo_store::{Store, accounts, buckets, events, ids};
+
+    use crate::{Config, Key, ObjectStorage, Tenancy};
+
+    struct Anyone;
+
+    #[async_trait::async_trait]
+    impl Tenancy for Anyone {
+        async fn key(&self, _: &str) -> Result<Option<Key>, String> {
+            Ok(None)
+        }
+        async fn bucket_limit(&self, _: &str) -> Result<u64, String> {
+            Ok(10)
+        }
+    }
+
+    async fn open(dir: &Path, store: &Store) -> Arc<ObjectStorage> {
+        let config = Config::new("r".into(), dir.join("objects"));
+        ObjectStorage::open(config, store.clone(), Arc::new(Anyone))
+            .await
+            .unwrap()
+    }
+
+    /// A new bucket holding one incomplete upload of one part; the part's file.
+    async fn bucket_with_upload(storage: &ObjectStorage, account: &str, name: &str) -> PathBuf {
+        let bucket = storage
+            .create(account, name, buckets::PRIVATE)
+            .await
+            .unwrap();
+        let body = futures::stream::iter([Ok::<_, s3s::StdError>(Bytes::from(vec![7u8; 1000]))]);
+        let written = storage
+            .blobs
+            .write(body, 0, 1 << 20, Default::default())
+            .await
+            .unwrap();
+        let blob = written.blob.unwrap();
+        let upload = UploadRow {
+            id: ids::new("up"),
+            bucket_id: bucket.id.clone(),
+            key: "k".into(),
+            meta: "{}".into(),
+            created_at: 1,
+        };
+        let part = PartRow {
+            upload_id: upload.id.clone(),
+            part_number: 1,
+            size: 1000,
+            etag: "e".into(),
+            blob_id: blob.clone(),
+            checksums: "{}".into(),
+            created_at: 1,
+        };
+        let mut tx = storage.store.begin().await.unwrap();
+        multipart::create(&mut tx, account, &upload).await.unwrap();
+        multipart::put_part(&mut tx, account, &bucket.id, &part)
+            .await
+            .unwrap();
+        tx.commit().await.unwrap();
+        let file = storage
+            .config
+            .root
+            .join("data")
+            .join(&blob[..2])
+            .join(&blob);
+        assert!(file.exists());
+        file
+    }
+
+    #[tokio::test]
+    async fn deleting_a_bucket_aborts_its_uploads_and_a_crash_leaves_no_file_behind() {
+        let dir = std::env::temp_dir().join(format!("nubo-s3-{:016x}", ids::random_u64()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let store = Store::open(&format!("sqlite://{}", dir.join("db").display()))
+            .await
+            .unwrap();
+        let account = ids::new("acc");
+        let mut tx = store.begin().await.unwrap();
+        accounts::insert(&mut tx, &account, "a@example.com", 1)
+            .await
+            .unwrap();
+        tx.commit().await.unwrap();
+        let storage = open(&dir, &store).await;
+
+        let part = bucket_with_upload(&storage, &account, "whole").await;
+        storage.remove(&account, "whole").await.unwrap();
+        assert!(!part.exists(), "the part's file went with its upload");
+        assert!(storage.bucket_by_name("whole").await.unwrap().is_none());
+
+        // Killed once the rows were gone, before their files were: the next
+        // start removes the files.
+        let part = bucket_with_upload(&storage, &account, "crashed").await;
+        let files = storage.forget_bucket(&account, "crashed").await.unwrap();
+        assert_eq!(files.len(), 1);
+        drop(storage);
+        assert!(part.exists());
+        let storage = open(&dir, &store).await;
+        assert!(!part.exists(), "the sweep at start removed the orphan");
+
+        // Each aborted upload ends its parts' metering.
+        let mut c = store.conn().await.unwrap();
+        let logged: Vec<(String, String)> =
+            events::of_account(&mut c, &account, &["multipart_upload", "part"], i64::MAX)
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|e| (e.resource_type, e.action))
+                .collect();
+        let count = |t: &str, a: &str| logged.iter().filter(|(rt, ac)| rt == t && ac == a).count();
+        assert_eq!(count("multipart_upload", "aborted"), 2, "{logged:?}");
+        assert_eq!(
+            (count("part", "stored"), count("part", "removed")),
+            (2, 2),
+            "{logged:?}"
+        );
+        drop((c, storage));
+        store.close().await;
+        let _ = std::fs::remove_dir_all(dir);
+    }
 }

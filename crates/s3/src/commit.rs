@@ -2,12 +2,18 @@
 //! committed together, one transaction (one fsync) per batch instead of per
 //! object; each writer is answered once its version is durable. A batch whose
 //! transaction fails is retried one version at a time, so that one bad write
-//! cannot fail its neighbours.
+//! cannot fail its neighbours. A conditional write is checked in its batch's
+//! transaction, against the versions written before it.
+
+use std::collections::HashMap;
 
 use nubo_store::buckets::BucketRow;
 use nubo_store::objects::{self, ObjectRow, Put};
 use nubo_store::{Store, StoreError};
+use s3s::S3Error;
 use tokio::sync::{mpsc, oneshot};
+
+use crate::conditions::WriteCondition;
 
 /// Versions committed together at most.
 const BATCH: usize = 256;
@@ -15,9 +21,17 @@ const BATCH: usize = 256;
 /// The committed version, and the versions it replaced (whose files can go).
 pub type Committed = (ObjectRow, Vec<ObjectRow>);
 
+/// Why a version was not committed.
+pub enum Refused {
+    Store(StoreError),
+    /// Its condition did not hold.
+    Condition(S3Error),
+}
+
 struct Job {
     put: Put,
-    done: oneshot::Sender<nubo_store::Result<Committed>>,
+    condition: Option<WriteCondition>,
+    done: oneshot::Sender<Result<Committed, Refused>>,
 }
 
 pub struct Committer {
@@ -31,13 +45,15 @@ impl Committer {
         Committer { jobs }
     }
 
-    /// Makes `row` the latest version of its key, durably.
+    /// Makes `row` the latest version of its key, durably, if `condition`
+    /// holds.
     pub async fn put(
         &self,
         bucket: &BucketRow,
         row: ObjectRow,
         replace_null: bool,
-    ) -> nubo_store::Result<Committed> {
+        condition: Option<WriteCondition>,
+    ) -> Result<Committed, Refused> {
         let (done, answer) = oneshot::channel();
         let job = Job {
             put: Put {
@@ -45,20 +61,56 @@ impl Committer {
                 row,
                 replace_null,
             },
+            condition,
             done,
         };
-        let gone = || StoreError::Unavailable("shutting down".into());
+        let gone = || Refused::Store(StoreError::Unavailable("shutting down".into()));
         self.jobs.send(job).await.map_err(|_| gone())?;
         answer.await.map_err(|_| gone())?
     }
 }
 
-async fn commit(store: &Store, jobs: &[Job]) -> nubo_store::Result<Vec<Committed>> {
-    let mut puts: Vec<Put> = jobs.iter().map(|j| j.put.clone()).collect();
+/// Commits the jobs whose conditions hold; the outcome of each, in order.
+async fn commit(
+    store: &Store,
+    jobs: &[Job],
+) -> nubo_store::Result<Vec<Result<Committed, Refused>>> {
     let mut tx = store.begin().await?;
+    // The latest version of each key as of the job being checked.
+    let mut written: HashMap<(&str, &str), ObjectRow> = HashMap::new();
+    let mut refusals: Vec<Option<S3Error>> = Vec::with_capacity(jobs.len());
+    for job in jobs {
+        let row = &job.put.row;
+        let key = (row.bucket_id.as_str(), row.key.as_str());
+        if let Some(condition) = &job.condition {
+            let current = match written.get(&key) {
+                Some(r) => Some(r.clone()),
+                None => objects::latest(&mut tx, key.0, key.1).await?,
+            };
+            if let Err(e) = condition.check(current.as_ref()) {
+                refusals.push(Some(e));
+                continue;
+            }
+        }
+        written.insert(key, row.clone());
+        refusals.push(None);
+    }
+    let mut puts: Vec<Put> = jobs
+        .iter()
+        .zip(&refusals)
+        .filter(|(_, refused)| refused.is_none())
+        .map(|(j, _)| j.put.clone())
+        .collect();
     let removed = objects::put_many(&mut tx, &mut puts).await?;
     tx.commit().await?;
-    Ok(puts.into_iter().map(|p| p.row).zip(removed).collect())
+    let mut committed = puts.into_iter().map(|p| p.row).zip(removed);
+    Ok(refusals
+        .into_iter()
+        .map(|refused| match refused {
+            Some(e) => Err(Refused::Condition(e)),
+            None => Ok(committed.next().expect("one commit per accepted job")),
+        })
+        .collect())
 }
 
 async fn run(store: Store, mut rx: mpsc::Receiver<Job>) {
@@ -73,17 +125,20 @@ async fn run(store: Store, mut rx: mpsc::Receiver<Job>) {
         match commit(&store, &batch).await {
             Ok(results) => {
                 for (job, result) in batch.into_iter().zip(results) {
-                    let _ = job.done.send(Ok(result));
+                    let _ = job.done.send(result);
                 }
             }
             Err(e) if batch.len() == 1 => {
                 let job = batch.pop().expect("one job");
-                let _ = job.done.send(Err(e));
+                let _ = job.done.send(Err(Refused::Store(e)));
             }
             Err(_) => {
                 for job in batch {
-                    let result = commit(&store, std::slice::from_ref(&job)).await;
-                    let _ = job.done.send(result.map(|mut r| r.remove(0)));
+                    let result = match commit(&store, std::slice::from_ref(&job)).await {
+                        Ok(mut results) => results.remove(0),
+                        Err(e) => Err(Refused::Store(e)),
+                    };
+                    let _ = job.done.send(result);
                 }
             }
         }

@@ -80,7 +80,7 @@ pub fn matching<'a>(
 }
 
 /// The headers granting a request from `origin`, per `rule`.
-pub fn grant(headers: &mut HeaderMap, rule: &Rule, origin: &str, method: &str, preflight: bool) {
+pub fn grant(headers: &mut HeaderMap, rule: &Rule, origin: &str) {
     let value = |s: &str| HeaderValue::from_str(s).ok();
     let origin_value = if rule.origins.iter().any(|o| o == "*") {
         "*"
@@ -90,54 +90,56 @@ pub fn grant(headers: &mut HeaderMap, rule: &Rule, origin: &str, method: &str, p
     if let Some(v) = value(origin_value) {
         headers.insert("access-control-allow-origin", v);
     }
+    if let Some(v) = value(&rule.methods.join(", ")) {
+        headers.insert("access-control-allow-methods", v);
+    }
     if !rule.expose.is_empty()
         && let Some(v) = value(&rule.expose.join(", "))
     {
         headers.insert("access-control-expose-headers", v);
     }
-    if preflight {
-        if let Some(v) = value(method) {
-            headers.insert("access-control-allow-methods", v);
-        }
-        if !rule.headers.is_empty()
-            && let Some(v) = value(&rule.headers.join(", "))
-        {
-            headers.insert("access-control-allow-headers", v);
-        }
-        if let Some(age) = rule.max_age
-            && let Some(v) = value(&age.to_string())
-        {
-            headers.insert("access-control-max-age", v);
-        }
+    if !rule.headers.is_empty()
+        && let Some(v) = value(&rule.headers.join(", "))
+    {
+        headers.insert("access-control-allow-headers", v);
+    }
+    if let Some(age) = rule.max_age
+        && let Some(v) = value(&age.to_string())
+    {
+        headers.insert("access-control-max-age", v);
     }
     headers.insert("vary", HeaderValue::from_static("Origin"));
 }
 
-/// The preflight answer: 200 with grants, or 403 when no rule allows it.
-pub fn preflight(rules: Option<Vec<Rule>>, request: &HeaderMap) -> (StatusCode, HeaderMap) {
-    let header = |name: &str| {
-        request
-            .get(name)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("")
-    };
-    let origin = header("origin");
-    let method = header("access-control-request-method");
+/// The answer to a preflight `OPTIONS`: 200 with grants, or 403 when no rule
+/// allows it; `Err` with why when it is no preflight (it lacks `Origin` or
+/// `Access-Control-Request-Method`), which S3 answers 400.
+pub fn preflight(
+    rules: Option<Vec<Rule>>,
+    request: &HeaderMap,
+) -> Result<(StatusCode, HeaderMap), &'static str> {
+    let header = |name: &str| request.get(name).and_then(|v| v.to_str().ok());
+    let origin =
+        header("origin").ok_or("Insufficient information. Origin request header needed.")?;
+    let method = header("access-control-request-method")
+        .filter(|m| m.parse::<Method>().is_ok())
+        .ok_or("Invalid Access-Control-Request-Method header.")?;
     let asked: Vec<&str> = header("access-control-request-headers")
+        .unwrap_or("")
         .split(',')
         .map(str::trim)
         .filter(|h| !h.is_empty())
         .collect();
     let mut out = HeaderMap::new();
-    let rule = rules
+    match rules
         .as_deref()
-        .and_then(|rules| matching(rules, origin, method, &asked));
-    match rule {
-        Some(rule) if method.parse::<Method>().is_ok() => {
-            grant(&mut out, rule, origin, method, true);
-            (StatusCode::OK, out)
+        .and_then(|rules| matching(rules, origin, method, &asked))
+    {
+        Some(rule) => {
+            grant(&mut out, rule, origin);
+            Ok((StatusCode::OK, out))
         }
-        _ => (StatusCode::FORBIDDEN, out),
+        None => Ok((StatusCode::FORBIDDEN, out)),
     }
 }
 
@@ -185,14 +187,22 @@ mod tests {
             "access-control-request-method",
             HeaderValue::from_static("PUT"),
         );
-        let (status, out) = preflight(Some(vec![rule()]), &h);
+        let (status, out) = preflight(Some(vec![rule()]), &h).unwrap();
         assert_eq!(status, StatusCode::OK);
         assert_eq!(
             out["access-control-allow-origin"],
             "https://app.example.com"
         );
+        assert_eq!(out["access-control-allow-methods"], "GET, PUT");
         assert_eq!(out["access-control-max-age"], "600");
-        let (status, _) = preflight(None, &h);
+        let (status, _) = preflight(None, &h).unwrap();
         assert_eq!(status, StatusCode::FORBIDDEN);
+
+        // Without the method it stands for, or without an origin, it is no
+        // preflight at all.
+        h.remove("access-control-request-method");
+        assert!(preflight(Some(vec![rule()]), &h).is_err());
+        h.remove("origin");
+        assert!(preflight(Some(vec![rule()]), &h).is_err());
     }
 }

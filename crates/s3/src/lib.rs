@@ -9,12 +9,15 @@
 //! their row, so that they cost one commit and no file.
 
 mod access;
+mod attributes;
 mod blobs;
 mod bucket_cache;
 mod buckets;
 mod caller;
 pub mod chunks;
 mod commit;
+mod complete;
+mod conditions;
 mod cors;
 mod host;
 mod listing;
@@ -22,7 +25,10 @@ mod meta;
 mod multipart;
 mod objects;
 mod operations;
+mod part_checksums;
+mod request_body;
 mod server;
+mod unsized_body;
 mod usage;
 
 use std::path::PathBuf;

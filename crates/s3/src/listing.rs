@@ -8,7 +8,7 @@ use s3s::dto::*;
 use s3s::{S3Error, S3ErrorCode, S3Request, S3Response, S3Result};
 
 use crate::ObjectStorage;
-use crate::buckets::timestamp_of;
+use crate::buckets::{owner, timestamp_of};
 use crate::caller::{Need, db};
 use crate::objects::quoted;
 
@@ -96,7 +96,7 @@ fn encode(text: &str, url: bool) -> String {
     out
 }
 
-fn object(row: ObjectRow, url: bool) -> Object {
+fn object(row: ObjectRow, url: bool, owner: Option<&Owner>) -> Object {
     Object {
         e_tag: Some(quoted(&row.etag)),
         last_modified: Some(timestamp_of(row.created_at)),
@@ -105,6 +105,7 @@ fn object(row: ObjectRow, url: bool) -> Object {
             ObjectStorageClass::STANDARD,
         )),
         key: Some(encode(&row.key, url)),
+        owner: owner.cloned(),
         ..Default::default()
     }
 }
@@ -118,6 +119,27 @@ fn common_prefixes(prefixes: Vec<String>, url: bool) -> Option<Vec<CommonPrefix>
             })
             .collect(),
     )
+}
+
+/// A delimiter that is given and not empty (an empty one is no delimiter).
+fn delimiter(asked: &Option<String>) -> Option<&str> {
+    asked.as_deref().filter(|d| !d.is_empty())
+}
+
+/// `allow-unordered=true` (an extension of Ceph's) lets a listing come in any
+/// order; nubo's is ordered anyway, but the extension refuses a delimiter.
+fn check_unordered(uri: &http::Uri, delimiter: Option<&str>) -> S3Result<()> {
+    let unordered = uri.query().is_some_and(|q| {
+        q.split('&')
+            .any(|pair| pair.eq_ignore_ascii_case("allow-unordered=true"))
+    });
+    if unordered && delimiter.is_some() {
+        return Err(S3Error::with_message(
+            S3ErrorCode::InvalidArgument,
+            "allow-unordered cannot be combined with a delimiter",
+        ));
+    }
+    Ok(())
 }
 
 fn max_keys(asked: Option<i32>) -> S3Result<usize> {
@@ -149,7 +171,9 @@ impl ObjectStorage {
             truncated: false,
             last: None,
         };
-        let delimiter = delimiter.filter(|d| !d.is_empty());
+        if max == 0 {
+            return Ok(out);
+        }
         'batches: loop {
             let batch = objects::list_latest(&mut c, bucket_id, &cursor, prefix, BATCH)
                 .await
@@ -197,18 +221,26 @@ impl ObjectStorage {
         let caller = self.caller(&req).await?;
         let input = req.input;
         let bucket = self.bucket(&caller, &input.bucket, Need::Read).await?;
+        let delimiter = delimiter(&input.delimiter);
+        check_unordered(&req.uri, delimiter)?;
         let prefix = input.prefix.clone().unwrap_or_default();
         let mut cursor = input.start_after.clone().unwrap_or_default();
-        if let Some(token) = &input.continuation_token {
+        // An empty token is no token (some clients send one on the first page).
+        if let Some(token) = input
+            .continuation_token
+            .as_deref()
+            .filter(|t| !t.is_empty())
+        {
             cursor = cursor.max(Mark::from_token(token)?.cursor());
         }
         let max = max_keys(input.max_keys)?;
         let listed = self
-            .walk(&bucket.id, &prefix, input.delimiter.as_deref(), cursor, max)
+            .walk(&bucket.id, &prefix, delimiter, cursor, max)
             .await?;
         self.usage.record(&bucket.account_id, &bucket.id, 0);
         let key_count = (listed.objects.len() + listed.prefixes.len()) as i32;
         let url = url_encoded(&input.encoding_type);
+        let owner = (input.fetch_owner == Some(true)).then(|| owner(&bucket.account_id));
         Ok(S3Response::new(ListObjectsV2Output {
             name: Some(bucket.name),
             prefix: Some(encode(&prefix, url)),
@@ -217,9 +249,15 @@ impl ObjectStorage {
             continuation_token: input.continuation_token,
             is_truncated: Some(listed.truncated),
             next_continuation_token: listed.last.filter(|_| listed.truncated).map(|m| m.token()),
-            contents: Some(listed.objects.into_iter().map(|o| object(o, url)).collect()),
+            contents: Some(
+                listed
+                    .objects
+                    .into_iter()
+                    .map(|o| object(o, url, owner.as_ref()))
+                    .collect(),
+            ),
             common_prefixes: common_prefixes(listed.prefixes, url),
-            delimiter: input.delimiter.map(|d| encode(&d, url)),
+            delimiter: delimiter.map(|d| encode(d, url)),
             encoding_type: input.encoding_type,
             start_after: input.start_after.map(|a| encode(&a, url)),
             ..Default::default()
@@ -233,26 +271,31 @@ impl ObjectStorage {
         let caller = self.caller(&req).await?;
         let input = req.input;
         let bucket = self.bucket(&caller, &input.bucket, Need::Read).await?;
+        let delimiter = delimiter(&input.delimiter);
+        check_unordered(&req.uri, delimiter)?;
         let prefix = input.prefix.clone().unwrap_or_default();
         let max = max_keys(input.max_keys)?;
         let marker = input.marker.clone().unwrap_or_default();
         // A marker that is a common prefix (as NextMarker is when a page ended on
         // one) resumes after every key under it.
-        let cursor = match input.delimiter.as_deref().filter(|d| !d.is_empty()) {
+        let cursor = match delimiter {
             Some(d) if marker.starts_with(&prefix) && marker[prefix.len()..].ends_with(d) => {
-                Mark::Prefix(marker).cursor()
+                Mark::Prefix(marker.clone()).cursor()
             }
-            _ => marker,
+            _ => marker.clone(),
         };
         let listed = self
-            .walk(&bucket.id, &prefix, input.delimiter.as_deref(), cursor, max)
+            .walk(&bucket.id, &prefix, delimiter, cursor, max)
             .await?;
         self.usage.record(&bucket.account_id, &bucket.id, 0);
         let url = url_encoded(&input.encoding_type);
+        let owner = owner(&bucket.account_id);
         Ok(S3Response::new(ListObjectsOutput {
             name: Some(bucket.name),
-            prefix: Some(encode(&prefix, url)),
-            marker: input.marker.map(|m| encode(&m, url)),
+            // Version 1 lists its prefix as given, even when it encodes keys
+            // (clients decode every other field, not this one).
+            prefix: Some(prefix),
+            marker: Some(encode(&marker, url)),
             max_keys: Some(max as i32),
             is_truncated: Some(listed.truncated),
             next_marker: listed
@@ -260,9 +303,15 @@ impl ObjectStorage {
                 .as_ref()
                 .filter(|_| listed.truncated)
                 .map(|m| encode(m.text(), url)),
-            contents: Some(listed.objects.into_iter().map(|o| object(o, url)).collect()),
+            contents: Some(
+                listed
+                    .objects
+                    .into_iter()
+                    .map(|o| object(o, url, Some(&owner)))
+                    .collect(),
+            ),
             common_prefixes: common_prefixes(listed.prefixes, url),
-            delimiter: input.delimiter.map(|d| encode(&d, url)),
+            delimiter: delimiter.map(|d| encode(d, url)),
             encoding_type: input.encoding_type,
             ..Default::default()
         }))
@@ -276,8 +325,9 @@ impl ObjectStorage {
         let input = req.input;
         let bucket = self.bucket(&caller, &input.bucket, Need::Read).await?;
         let prefix = input.prefix.clone().unwrap_or_default();
-        let delimiter = input.delimiter.clone().filter(|d| !d.is_empty());
+        let delimiter = delimiter(&input.delimiter).map(String::from);
         let max = max_keys(input.max_keys)?;
+        let owner = owner(&bucket.account_id);
         let key_marker = input.key_marker.clone().unwrap_or_default();
         let version_marker = input.version_id_marker.clone().filter(|v| !v.is_empty());
         let mut c = self.store.conn().await.map_err(db)?;
@@ -290,9 +340,13 @@ impl ObjectStorage {
         // Past the version marker: every version of the marker key up to and
         // including it has been listed.
         let mut skipping = !key_marker.is_empty();
-        let rows = objects::list_versions(&mut c, &bucket.id, &from, i64::MAX)
-            .await
-            .map_err(db)?;
+        let rows = if max == 0 {
+            Vec::new()
+        } else {
+            objects::list_versions(&mut c, &bucket.id, &from, i64::MAX)
+                .await
+                .map_err(db)?
+        };
         for row in rows {
             if !row.key.starts_with(&prefix) {
                 break;
@@ -330,7 +384,7 @@ impl ObjectStorage {
                     is_latest: Some(row.is_latest),
                     key: Some(encode(&row.key, url)),
                     last_modified: Some(timestamp_of(row.created_at)),
-                    owner: None,
+                    owner: Some(owner.clone()),
                     version_id: shown,
                 });
             } else {
@@ -344,6 +398,7 @@ impl ObjectStorage {
                     )),
                     version_id: shown,
                     key: Some(encode(&row.key, url)),
+                    owner: Some(owner.clone()),
                     ..Default::default()
                 });
             }
@@ -356,15 +411,15 @@ impl ObjectStorage {
         Ok(S3Response::new(ListObjectVersionsOutput {
             common_prefixes: common_prefixes(prefixes, url),
             delete_markers: Some(markers),
-            delimiter: input.delimiter,
+            delimiter: delimiter.map(|d| encode(&d, url)),
             encoding_type: input.encoding_type,
             is_truncated: Some(truncated),
-            key_marker: input.key_marker,
+            key_marker: Some(encode(&key_marker, url)),
             max_keys: Some(max as i32),
             name: Some(bucket.name),
             next_key_marker: next_key.map(|k| encode(&k, url)),
             next_version_id_marker: next_version,
-            prefix: Some(prefix),
+            prefix: Some(encode(&prefix, url)),
             version_id_marker: input.version_id_marker,
             versions: Some(versions),
             ..Default::default()

@@ -69,6 +69,20 @@ pub struct ObjectMeta {
     /// Parts of an object completed from a multipart upload.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub parts: Option<u32>,
+    /// The upload an object was completed from, so that completing it again
+    /// (a client's retry) answers as the first time did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upload: Option<String>,
+    /// What `checksums` of a multipart object are: `COMPOSITE` (of the parts'
+    /// checksums) or `FULL_OBJECT`; an upload's is what it will be.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checksum_type: Option<String>,
+    /// The algorithm an upload's parts are checked with.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checksum_algorithm: Option<String>,
+    /// Each part's checksum of that algorithm, in order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub part_checksums: Vec<String>,
 }
 
 impl ObjectMeta {

@@ -1,11 +1,9 @@
 //! Multipart uploads: parts are durable files; completing stitches them into an
 //! object without copying (the object's segments are the parts' files).
 
-use md5::{Digest, Md5};
 use nubo_store::StoreError;
 use nubo_store::buckets::BucketRow;
 use nubo_store::multipart::{self, PartRow, UploadRow};
-use nubo_store::objects::ObjectRow;
 use s3s::dto::*;
 use s3s::{S3Error, S3ErrorCode, S3Request, S3Response, S3Result};
 
@@ -13,16 +11,17 @@ use crate::ObjectStorage;
 use crate::blobs::new_id;
 use crate::buckets::timestamp_of;
 use crate::caller::{Caller, Need, db};
-use crate::meta::{Checksums, ObjectMeta, Segment, segments, segments_json};
+use crate::meta::{Checksums, ObjectMeta};
 use crate::objects::{check_key, hasher_for, micros_of, quoted, verify};
+use crate::part_checksums::{Algorithm, Kind};
 
 /// Parts before the last must be at least this big.
-const MIN_PART: i64 = 5 * 1024 * 1024;
+pub(crate) const MIN_PART: i64 = 5 * 1024 * 1024;
 const MAX_PART: u64 = 5 * 1024 * 1024 * 1024;
 const MAX_PART_NUMBER: i32 = 10_000;
 const MAX_LISTED: i32 = 1000;
 
-fn no_such_upload() -> S3Error {
+pub(crate) fn no_such_upload() -> S3Error {
     S3Error::with_message(
         S3ErrorCode::NoSuchUpload,
         "The specified upload does not exist. The upload ID may be invalid, or the upload may have been aborted or completed.",
@@ -40,20 +39,17 @@ fn check_part_number(n: i32) -> S3Result<()> {
     }
 }
 
-/// The S3 ETag of a multipart object: the MD5 of the parts' binary MD5s, and
-/// the part count.
-fn multipart_etag(parts: &[PartRow]) -> String {
-    let mut md5 = Md5::new();
-    for p in parts {
-        md5.update(hex::decode(&p.etag).unwrap_or_default());
-    }
-    format!("{}-{}", hex::encode(md5.finalize()), parts.len())
+/// The checksum algorithm an upload's parts are checked with, if any.
+fn upload_algorithm(upload: &UploadRow) -> Option<ChecksumAlgorithm> {
+    ObjectMeta::parse(&upload.meta)
+        .checksum_algorithm
+        .map(ChecksumAlgorithm::from)
 }
 
 impl ObjectStorage {
     /// Upload `upload_id` of `key` in bucket `bucket`, which the caller must be
     /// allowed to write.
-    async fn upload(
+    pub(crate) async fn upload(
         &self,
         caller: &Caller,
         bucket: &str,
@@ -99,6 +95,19 @@ impl ObjectStorage {
         let input = req.input;
         check_key(&input.key)?;
         let bucket = self.bucket(&caller, &input.bucket, Need::Write).await?;
+        let kind = match &input.checksum_algorithm {
+            Some(name) => {
+                let algorithm = Algorithm::parse(name.as_str()).ok_or_else(|| {
+                    S3Error::with_message(
+                        S3ErrorCode::InvalidArgument,
+                        format!("unknown checksum algorithm {}", name.as_str()),
+                    )
+                })?;
+                let asked = input.checksum_type.as_ref().map(|t| t.as_str());
+                Some(Kind::for_upload(algorithm, asked)?)
+            }
+            None => None,
+        };
         let meta = ObjectMeta {
             user: input.metadata.unwrap_or_default().into_iter().collect(),
             content_disposition: input.content_disposition,
@@ -107,8 +116,12 @@ impl ObjectStorage {
             cache_control: input.cache_control,
             expires: input.expires.map(|t| micros_of(&t)),
             content_type: input.content_type,
-            checksums: Checksums::default(),
-            parts: None,
+            checksum_algorithm: input
+                .checksum_algorithm
+                .as_ref()
+                .map(|a| a.as_str().to_string()),
+            checksum_type: kind.map(|k| k.name().to_string()),
+            ..Default::default()
         };
         let upload = UploadRow {
             id: new_id(),
@@ -128,6 +141,7 @@ impl ObjectStorage {
             key: Some(input.key),
             upload_id: Some(upload.id),
             checksum_algorithm: input.checksum_algorithm,
+            checksum_type: kind.map(|k| ChecksumType::from_static(k.name())),
             ..Default::default()
         }))
     }
@@ -149,7 +163,11 @@ impl ObjectStorage {
             sha256: input.checksum_sha256.clone(),
             crc64nvme: input.checksum_crc64nvme.clone(),
         };
-        let hasher = hasher_for(input.checksum_algorithm.as_ref(), &declared)?;
+        let algorithm = input
+            .checksum_algorithm
+            .clone()
+            .or(upload_algorithm(&upload));
+        let hasher = hasher_for(algorithm.as_ref(), &declared)?;
         let body = input.body.ok_or_else(|| {
             S3Error::with_message(S3ErrorCode::IncompleteBody, "the request has no body")
         })?;
@@ -215,17 +233,16 @@ impl ObjectStorage {
             None => 0..size,
         };
         let body = self.body(&source, range).await?;
-        let written = self
-            .blobs
-            .write(body, 0, MAX_PART, s3s::checksum::ChecksumHasher::default())
-            .await?;
+        let hasher = hasher_for(upload_algorithm(&upload).as_ref(), &Checksums::default())?;
+        let written = self.blobs.write(body, 0, MAX_PART, hasher).await?;
+        let checksums = Checksums::from(written.checksum.clone());
         let part = PartRow {
             upload_id: upload.id,
             part_number: i64::from(input.part_number),
             size: written.size as i64,
             etag: written.md5_hex(),
             blob_id: written.blob.clone().expect("parts are always files"),
-            checksums: "{}".into(),
+            checksums: serde_json::to_string(&checksums).expect("checksums serialize"),
             created_at: Self::now_micros(),
         };
         self.record_part(&bucket, &part).await?;
@@ -234,7 +251,11 @@ impl ObjectStorage {
             copy_part_result: Some(CopyPartResult {
                 e_tag: Some(quoted(&part.etag)),
                 last_modified: Some(timestamp_of(part.created_at)),
-                ..Default::default()
+                checksum_crc32: checksums.crc32,
+                checksum_crc32c: checksums.crc32c,
+                checksum_crc64nvme: checksums.crc64nvme,
+                checksum_sha1: checksums.sha1,
+                checksum_sha256: checksums.sha256,
             }),
             copy_source_version_id: Self::shown_version(&source_bucket, &source.version_id),
             ..Default::default()
@@ -335,134 +356,6 @@ impl ObjectStorage {
                     })
                     .collect(),
             ),
-            ..Default::default()
-        }))
-    }
-
-    pub(crate) async fn complete_multipart_upload(
-        &self,
-        req: S3Request<CompleteMultipartUploadInput>,
-    ) -> S3Result<S3Response<CompleteMultipartUploadOutput>> {
-        let caller = self.caller(&req).await?;
-        let input = req.input;
-        let (bucket, upload) = self
-            .upload(&caller, &input.bucket, &input.key, &input.upload_id)
-            .await?;
-        let asked = input
-            .multipart_upload
-            .and_then(|m| m.parts)
-            .unwrap_or_default();
-        if asked.is_empty() {
-            return Err(S3Error::with_message(
-                S3ErrorCode::MalformedXML,
-                "You must specify at least one part",
-            ));
-        }
-        let mut c = self.store.conn().await.map_err(db)?;
-        let stored = multipart::parts(&mut c, &upload.id, 0, i64::MAX)
-            .await
-            .map_err(db)?;
-        drop(c);
-        let invalid = |n: i32| {
-            S3Error::with_message(
-                S3ErrorCode::InvalidPart,
-                format!("Part {n} could not be found, or its entity tag did not match."),
-            )
-        };
-        let mut chosen: Vec<PartRow> = Vec::with_capacity(asked.len());
-        let mut previous = 0;
-        for part in &asked {
-            let n = part.part_number.unwrap_or(0);
-            if n <= previous {
-                return Err(S3Error::with_message(
-                    S3ErrorCode::InvalidPartOrder,
-                    "The list of parts was not in ascending order. The parts list must be specified in order by part number.",
-                ));
-            }
-            previous = n;
-            let found = stored
-                .iter()
-                .find(|p| p.part_number == i64::from(n))
-                .ok_or_else(|| invalid(n))?;
-            if let Some(etag) = &part.e_tag
-                && etag.value() != found.etag
-            {
-                return Err(invalid(n));
-            }
-            chosen.push(found.clone());
-        }
-        if let Some(small) = chosen[..chosen.len() - 1]
-            .iter()
-            .find(|p| p.size < MIN_PART)
-        {
-            return Err(S3Error::with_message(
-                S3ErrorCode::EntityTooSmall,
-                format!(
-                    "Part {} is smaller than the minimum allowed size of 5 MiB",
-                    small.part_number
-                ),
-            ));
-        }
-        let mut meta = ObjectMeta::parse(&upload.meta);
-        meta.parts = Some(chosen.len() as u32);
-        let size: i64 = chosen.iter().map(|p| p.size).sum();
-        let etag = multipart_etag(&chosen);
-        let (version_id, replace_null) = Self::next_version_of(&bucket);
-        let now = Self::now_micros();
-        let row = ObjectRow {
-            bucket_id: bucket.id.clone(),
-            key: upload.key.clone(),
-            version_id,
-            seq: now,
-            is_latest: true,
-            delete_marker: false,
-            size,
-            etag: etag.clone(),
-            segments: segments_json(
-                &chosen
-                    .iter()
-                    .map(|p| Segment {
-                        blob: p.blob_id.clone(),
-                        size: p.size as u64,
-                    })
-                    .collect::<Vec<_>>(),
-            ),
-            inline_data: None,
-            content_type: meta.content_type.clone(),
-            meta: meta.to_json(),
-            created_at: now,
-        };
-        // One transaction: the upload goes and the object appears together.
-        let mut tx = self.store.begin().await.map_err(db)?;
-        let parts = multipart::remove(&mut tx, &upload, now, "completed")
-            .await
-            .map_err(db)?;
-        let mut row = row;
-        let removed = nubo_store::objects::put(&mut tx, &bucket.account_id, &mut row, replace_null)
-            .await
-            .map_err(db)?;
-        tx.commit().await.map_err(db)?;
-        let kept: std::collections::HashSet<&str> =
-            chosen.iter().map(|p| p.blob_id.as_str()).collect();
-        let unused: Vec<String> = parts
-            .into_iter()
-            .map(|p| p.blob_id)
-            .filter(|b| !kept.contains(b.as_str()))
-            .chain(
-                removed
-                    .iter()
-                    .flat_map(|r| segments(&r.segments))
-                    .map(|s| s.blob),
-            )
-            .collect();
-        self.blobs.remove(unused).await;
-        self.usage.record(&bucket.account_id, &bucket.id, 0);
-        Ok(S3Response::new(CompleteMultipartUploadOutput {
-            bucket: Some(bucket.name.clone()),
-            key: Some(row.key.clone()),
-            e_tag: Some(quoted(&etag)),
-            location: Some(format!("/{}/{}", bucket.name, row.key)),
-            version_id: Self::shown_version(&bucket, &row.version_id),
             ..Default::default()
         }))
     }

@@ -14,7 +14,10 @@ use crate::ObjectStorage;
 use crate::blobs::{Written, new_id};
 use crate::buckets::timestamp_of;
 use crate::caller::{Caller, Need, db, no_such_bucket};
+use crate::commit::Refused;
+use crate::conditions::{DeleteCondition, WriteCondition, preconditions};
 use crate::meta::{Checksums, ObjectMeta, Segment, segments, segments_json};
+use crate::part_checksums::Algorithm;
 
 /// The longest key S3 accepts, in bytes.
 const MAX_KEY: usize = 1024;
@@ -61,7 +64,7 @@ macro_rules! read_checked {
 /// applied, plus the fields given.
 macro_rules! described {
     ($output:ident { $($field:ident $(: $value:expr)?),* $(,)? },
-     $bucket:ident, $row:ident, $meta:ident, $input:ident, $sums:ident, $with_checksums:ident) => {
+     $bucket:ident, $row:ident, $meta:ident, $input:ident, $sums:ident) => {
         $output {
             $($field $(: $value)?,)*
             accept_ranges: Some("bytes".into()),
@@ -78,11 +81,12 @@ macro_rules! described {
             expires: $input.response_expires.or($meta.expires.map(timestamp_of)),
             version_id: ObjectStorage::shown_version(&$bucket, &$row.version_id),
             parts_count: $meta.parts.map(|p| p as i32),
-            checksum_crc32: $sums.checksum_crc32.filter(|_| $with_checksums),
-            checksum_crc32c: $sums.checksum_crc32c.filter(|_| $with_checksums),
-            checksum_sha1: $sums.checksum_sha1.filter(|_| $with_checksums),
-            checksum_sha256: $sums.checksum_sha256.filter(|_| $with_checksums),
-            checksum_crc64nvme: $sums.checksum_crc64nvme.filter(|_| $with_checksums),
+            checksum_crc32: $sums.checksum_crc32,
+            checksum_crc32c: $sums.checksum_crc32c,
+            checksum_sha1: $sums.checksum_sha1,
+            checksum_sha256: $sums.checksum_sha256,
+            checksum_crc64nvme: $sums.checksum_crc64nvme,
+            checksum_type: $sums.checksum_type,
             ..Default::default()
         }
     };
@@ -90,6 +94,97 @@ macro_rules! described {
 
 pub(crate) fn quoted(etag: &str) -> ETag {
     ETag::Strong(etag.to_string())
+}
+
+/// What of an object a read returns: its bytes `range`, and the checksums
+/// that describe them.
+struct Selection {
+    range: std::ops::Range<u64>,
+    content_range: Option<String>,
+    sums: Checksum,
+}
+
+/// The part `n` of an object, or the bytes `range` (not both), or all of it.
+/// Checksums describe a whole object or a whole part, and are shown when
+/// asked for.
+fn select(
+    row: &ObjectRow,
+    meta: &ObjectMeta,
+    range: Option<&Range>,
+    part: Option<i32>,
+    checksum_mode: Option<&ChecksumMode>,
+) -> S3Result<Selection> {
+    let size = row.size as u64;
+    let content_range =
+        |r: &std::ops::Range<u64>| format!("bytes {}-{}/{size}", r.start, r.end.saturating_sub(1));
+    let with_checksums = checksum_mode.is_some_and(|m| m.as_str() == ChecksumMode::ENABLED);
+    let shown = |sums: &Checksums| {
+        let mut shown = checksum_fields(sums);
+        if *sums != Checksums::default() {
+            let kind = meta
+                .checksum_type
+                .as_deref()
+                .unwrap_or(ChecksumType::FULL_OBJECT);
+            shown.checksum_type = Some(ChecksumType::from(kind.to_string()));
+        }
+        if with_checksums {
+            shown
+        } else {
+            Checksum::default()
+        }
+    };
+    match (range, part) {
+        (Some(_), Some(_)) => Err(S3Error::with_message(
+            S3ErrorCode::InvalidRequest,
+            "Cannot specify both Range header and partNumber query parameter",
+        )),
+        (Some(r), None) => {
+            let range = r.check(size).map_err(|_| {
+                S3Error::with_message(
+                    S3ErrorCode::InvalidRange,
+                    "The requested range is not satisfiable",
+                )
+            })?;
+            Ok(Selection {
+                content_range: Some(content_range(&range)),
+                range,
+                sums: Checksum::default(),
+            })
+        }
+        (None, Some(n)) if meta.parts.is_some() => {
+            let sizes: Vec<u64> = segments(&row.segments).iter().map(|s| s.size).collect();
+            let index = usize::try_from(n - 1)
+                .ok()
+                .filter(|&i| i < sizes.len())
+                .ok_or_else(part_not_satisfiable)?;
+            let start: u64 = sizes[..index].iter().sum();
+            let range = start..start + sizes[index];
+            // The part's checksum, of the algorithm of the object's.
+            let part_sums = meta
+                .part_checksums
+                .get(index)
+                .and_then(|sum| Algorithm::found_in(&meta.checksums).map(|a| a.only(sum.clone())))
+                .unwrap_or_default();
+            Ok(Selection {
+                content_range: Some(content_range(&range)),
+                range,
+                sums: shown(&part_sums),
+            })
+        }
+        (None, Some(n)) if n != 1 => Err(part_not_satisfiable()),
+        (None, _) => Ok(Selection {
+            range: 0..size,
+            content_range: None,
+            sums: shown(&meta.checksums),
+        }),
+    }
+}
+
+fn part_not_satisfiable() -> S3Error {
+    S3Error::with_message(
+        S3ErrorCode::InvalidPart,
+        "The requested partnumber is not satisfiable",
+    )
 }
 
 fn no_such_key() -> S3Error {
@@ -205,73 +300,6 @@ fn checksum_fields(c: &Checksums) -> Checksum {
     }
 }
 
-/// Whether an ETag condition holds for `etag`.
-fn etag_matches(condition: &ETagCondition, etag: &str) -> bool {
-    match condition {
-        ETagCondition::Any => true,
-        ETagCondition::ETag(e) => e.value() == etag,
-    }
-}
-
-/// An HTTP date (IMF-fixdate) of a store time.
-fn http_date(micros: i64) -> String {
-    let t = time::OffsetDateTime::from_unix_timestamp(micros / 1_000_000)
-        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
-    let format = time::macros::format_description!(
-        "[weekday repr:short], [day] [month repr:short] [year] [hour]:[minute]:[second] GMT"
-    );
-    t.format(&format).unwrap_or_default()
-}
-
-/// HTTP dates have second precision: compare at that precision.
-fn seconds(t: &Timestamp) -> i64 {
-    time::OffsetDateTime::from(t.clone()).unix_timestamp()
-}
-
-/// RFC 7232 preconditions of a read: `Err` with 412 or 304.
-pub(crate) fn preconditions(
-    row: &ObjectRow,
-    if_match: Option<&ETagCondition>,
-    if_unmodified_since: Option<&Timestamp>,
-    if_none_match: Option<&ETagCondition>,
-    if_modified_since: Option<&Timestamp>,
-) -> S3Result<()> {
-    let modified = row.created_at / 1_000_000;
-    let failed = || {
-        S3Error::with_message(
-            S3ErrorCode::PreconditionFailed,
-            "At least one of the pre-conditions you specified did not hold",
-        )
-    };
-    if let Some(c) = if_match {
-        if !etag_matches(c, &row.etag) {
-            return Err(failed());
-        }
-    } else if let Some(t) = if_unmodified_since
-        && modified > seconds(t)
-    {
-        return Err(failed());
-    }
-    let not_modified = match if_none_match {
-        Some(c) => etag_matches(c, &row.etag),
-        None => if_modified_since.is_some_and(|t| modified <= seconds(t)),
-    };
-    if not_modified {
-        // A 304 still names the representation (RFC 7232 section 4.1).
-        let mut e = S3Error::new(S3ErrorCode::NotModified);
-        let mut headers = http::HeaderMap::new();
-        if let Ok(v) = http::HeaderValue::from_str(&format!("\"{}\"", row.etag)) {
-            headers.insert(http::header::ETAG, v);
-        }
-        if let Ok(v) = http::HeaderValue::from_str(&http_date(row.created_at)) {
-            headers.insert(http::header::LAST_MODIFIED, v);
-        }
-        e.set_headers(headers);
-        return Err(e);
-    }
-    Ok(())
-}
-
 impl ObjectStorage {
     /// The version id a new object gets in `bucket`, and whether it replaces the
     /// key's `null` version.
@@ -288,6 +316,12 @@ impl ObjectStorage {
         (!bucket.versioning.is_empty()).then(|| version_id.to_string())
     }
 
+    /// The version id a write answers with: none for a `null` version, which
+    /// a bucket without versioning enabled writes.
+    pub(crate) fn written_version(version_id: &str) -> Option<String> {
+        (version_id != NULL_VERSION).then(|| version_id.to_string())
+    }
+
     /// Commits a new latest version of a key, then deletes the files of what
     /// it replaced.
     pub(crate) async fn commit_object(
@@ -295,21 +329,32 @@ impl ObjectStorage {
         bucket: &BucketRow,
         row: ObjectRow,
         replace_null: bool,
+        condition: Option<WriteCondition>,
     ) -> S3Result<ObjectRow> {
-        let new_blobs = segments(&row.segments);
-        let (row, removed) = match self.committer.put(bucket, row, replace_null).await {
+        let new_blobs: Vec<String> = segments(&row.segments)
+            .into_iter()
+            .map(|s| s.blob)
+            .collect();
+        let (row, removed) = match self
+            .committer
+            .put(bucket, row, replace_null, condition)
+            .await
+        {
             Ok(committed) => committed,
-            // The bucket was deleted meanwhile: the version was certainly not
-            // stored, so its files can go. (Other failures may hide a commit
-            // that happened; the sweep at start removes what no row names.)
-            Err(StoreError::Missing(_)) => {
-                self.blobs
-                    .remove(new_blobs.into_iter().map(|s| s.blob).collect())
-                    .await;
+            // The version was certainly not stored, so its files can go.
+            // (Other failures may hide a commit that happened; the sweep at
+            // start removes what no row names.)
+            Err(Refused::Condition(e)) => {
+                self.blobs.remove(new_blobs).await;
+                return Err(e);
+            }
+            // The bucket was deleted meanwhile.
+            Err(Refused::Store(StoreError::Missing(_))) => {
+                self.blobs.remove(new_blobs).await;
                 self.bucket_cache.forget(&bucket.name);
                 return Err(no_such_bucket());
             }
-            Err(e) => return Err(db(e)),
+            Err(Refused::Store(e)) => return Err(db(e)),
         };
         let garbage: Vec<String> = removed
             .iter()
@@ -336,23 +381,7 @@ impl ObjectStorage {
             crc64nvme: input.checksum_crc64nvme.clone(),
         };
         let hasher = hasher_for(input.checksum_algorithm.as_ref(), &declared)?;
-        if input.if_match.is_some() || input.if_none_match.is_some() {
-            let mut c = self.store.conn().await.map_err(db)?;
-            let current = objects::latest(&mut c, &bucket.id, &input.key)
-                .await
-                .map_err(db)?
-                .filter(|r| !r.delete_marker);
-            let failed = S3Error::with_message(
-                S3ErrorCode::PreconditionFailed,
-                "At least one of the pre-conditions you specified did not hold",
-            );
-            match (&current, &input.if_match, &input.if_none_match) {
-                (None, Some(_), _) => return Err(failed),
-                (Some(r), Some(c), _) if !etag_matches(c, &r.etag) => return Err(failed),
-                (Some(r), _, Some(c)) if etag_matches(c, &r.etag) => return Err(failed),
-                _ => {}
-            }
-        }
+        let condition = WriteCondition::new(input.if_match.clone(), input.if_none_match.clone());
         let body = input.body.ok_or_else(|| {
             S3Error::with_message(S3ErrorCode::IncompleteBody, "the request has no body")
         })?;
@@ -383,7 +412,7 @@ impl ObjectStorage {
             expires: input.expires.map(|t| micros_of(&t)),
             content_type: input.content_type.clone(),
             checksums: checksums.clone(),
-            parts: None,
+            ..Default::default()
         };
         let (version_id, replace_null) = Self::next_version_of(&bucket);
         let now = Self::now_micros();
@@ -411,12 +440,14 @@ impl ObjectStorage {
             meta: meta.to_json(),
             created_at: now,
         };
-        let row = self.commit_object(&bucket, row, replace_null).await?;
+        let row = self
+            .commit_object(&bucket, row, replace_null, condition)
+            .await?;
         self.usage.record(&bucket.account_id, &bucket.id, 0);
         let sums = checksum_fields(&checksums);
         Ok(S3Response::new(PutObjectOutput {
             e_tag: Some(quoted(&row.etag)),
-            version_id: Self::shown_version(&bucket, &row.version_id),
+            version_id: Self::written_version(&row.version_id),
             checksum_crc32: sums.checksum_crc32,
             checksum_crc32c: sums.checksum_crc32c,
             checksum_sha1: sums.checksum_sha1,
@@ -498,32 +529,18 @@ impl ObjectStorage {
         let caller = self.caller(&req).await?;
         let input = req.input;
         let (bucket, row) = read_checked!(self, caller, input);
-        let size = row.size as u64;
-        let (range, content_range) = match &input.range {
-            Some(r) => {
-                let range = r.check(size).map_err(|_| {
-                    S3Error::with_message(
-                        S3ErrorCode::InvalidRange,
-                        "The requested range is not satisfiable",
-                    )
-                })?;
-                let content_range = format!(
-                    "bytes {}-{}/{size}",
-                    range.start,
-                    range.end.saturating_sub(1)
-                );
-                (range, Some(content_range))
-            }
-            None => (0..size, None),
-        };
         let meta = ObjectMeta::parse(&row.meta);
-        let whole = content_range.is_none();
-        let sums = checksum_fields(&meta.checksums);
-        let with_checksums = whole
-            && input
-                .checksum_mode
-                .as_ref()
-                .is_some_and(|m| m.as_str() == "ENABLED");
+        let Selection {
+            range,
+            content_range,
+            sums,
+        } = select(
+            &row,
+            &meta,
+            input.range.as_ref(),
+            input.part_number,
+            input.checksum_mode.as_ref(),
+        )?;
         let length = range.end - range.start;
         let body = self.body(&row, range).await?;
         self.usage.record(&bucket.account_id, &bucket.id, length);
@@ -537,8 +554,7 @@ impl ObjectStorage {
             row,
             meta,
             input,
-            sums,
-            with_checksums
+            sums
         )))
     }
 
@@ -550,88 +566,98 @@ impl ObjectStorage {
         let input = req.input;
         let (bucket, row) = read_checked!(self, caller, input);
         let meta = ObjectMeta::parse(&row.meta);
-        let sums = checksum_fields(&meta.checksums);
-        let with_checksums = input
-            .checksum_mode
-            .as_ref()
-            .is_some_and(|m| m.as_str() == "ENABLED");
+        let Selection {
+            range,
+            content_range,
+            sums,
+        } = select(
+            &row,
+            &meta,
+            input.range.as_ref(),
+            input.part_number,
+            input.checksum_mode.as_ref(),
+        )?;
         self.usage.record(&bucket.account_id, &bucket.id, 0);
         Ok(S3Response::new(described!(
             HeadObjectOutput {
-                content_length: Some(row.size),
+                content_length: Some((range.end - range.start) as i64),
+                content_range,
             },
             bucket,
             row,
             meta,
             input,
-            sums,
-            with_checksums
+            sums
         )))
     }
 
     /// Deletes a key (or one of its versions) as S3 does for the bucket's
-    /// versioning state; returns (delete marker?, version id shown).
+    /// versioning state, if `condition` holds for what it deletes; returns
+    /// (delete marker?, version id shown).
     pub(crate) async fn delete_key(
         &self,
         bucket: &BucketRow,
         key: &str,
         version_id: Option<&str>,
+        condition: &DeleteCondition,
     ) -> S3Result<(bool, Option<String>)> {
         check_key(key)?;
         let now = Self::now_micros();
-        if let Some(version) = version_id {
-            let mut tx = self.store.begin().await.map_err(db)?;
+        let mut tx = self.store.begin().await.map_err(db)?;
+        if !condition.is_empty() {
+            let target = match version_id {
+                Some(v) => objects::version(&mut tx, &bucket.id, key, v).await,
+                None => objects::latest(&mut tx, &bucket.id, key).await,
+            }
+            .map_err(db)?;
+            match target {
+                Some(target) => condition.check(&target)?,
+                // Nothing to delete: nothing to do, not even a delete marker.
+                None => return Ok((false, None)),
+            }
+        }
+        // A delete marker, where versioning is or was enabled and no version
+        // is named; otherwise the version goes.
+        let marker = version_id.is_none() && !bucket.versioning.is_empty();
+        let (removed, shown) = if marker {
+            let (version_id, replace_null) = Self::next_version_of(bucket);
+            let mut marker = ObjectRow {
+                bucket_id: bucket.id.clone(),
+                key: key.to_string(),
+                version_id,
+                seq: now,
+                is_latest: true,
+                delete_marker: true,
+                size: 0,
+                etag: String::new(),
+                segments: "[]".into(),
+                inline_data: None,
+                content_type: None,
+                meta: "{}".into(),
+                created_at: now,
+            };
+            let removed = objects::put(&mut tx, &bucket.account_id, &mut marker, replace_null)
+                .await
+                .map_err(db)?;
+            (removed, Some(marker.version_id))
+        } else {
+            let version = version_id.unwrap_or(NULL_VERSION);
             let removed =
                 objects::remove_version(&mut tx, &bucket.account_id, &bucket.id, key, version, now)
                     .await
                     .map_err(db)?;
-            tx.commit().await.map_err(db)?;
-            let marker = removed.as_ref().is_some_and(|r| r.delete_marker);
-            if let Some(r) = removed {
-                let garbage: Vec<String> =
-                    segments(&r.segments).into_iter().map(|s| s.blob).collect();
-                self.blobs.remove(garbage).await;
-            }
-            return Ok((marker, Some(version.to_string())));
-        }
-        if bucket.versioning.is_empty() {
-            let mut tx = self.store.begin().await.map_err(db)?;
-            let removed = objects::remove_version(
-                &mut tx,
-                &bucket.account_id,
-                &bucket.id,
-                key,
-                NULL_VERSION,
-                now,
-            )
-            .await
-            .map_err(db)?;
-            tx.commit().await.map_err(db)?;
-            if let Some(r) = removed {
-                let garbage: Vec<String> =
-                    segments(&r.segments).into_iter().map(|s| s.blob).collect();
-                self.blobs.remove(garbage).await;
-            }
-            return Ok((false, None));
-        }
-        let (version_id, replace_null) = Self::next_version_of(bucket);
-        let marker = ObjectRow {
-            bucket_id: bucket.id.clone(),
-            key: key.to_string(),
-            version_id,
-            seq: now,
-            is_latest: true,
-            delete_marker: true,
-            size: 0,
-            etag: String::new(),
-            segments: "[]".into(),
-            inline_data: None,
-            content_type: None,
-            meta: "{}".into(),
-            created_at: now,
+            (removed.into_iter().collect(), version_id.map(String::from))
         };
-        let marker = self.commit_object(bucket, marker, replace_null).await?;
-        Ok((true, Some(marker.version_id)))
+        tx.commit().await.map_err(db)?;
+        let garbage: Vec<String> = removed
+            .iter()
+            .flat_map(|r| segments(&r.segments))
+            .map(|s| s.blob)
+            .collect();
+        self.blobs.remove(garbage).await;
+        // Removing a named version that is a delete marker says so too.
+        let was_marker = marker || removed.first().is_some_and(|r| r.delete_marker);
+        Ok((was_marker, shown))
     }
 
     pub(crate) async fn delete_object(
@@ -641,8 +667,13 @@ impl ObjectStorage {
         let caller = self.caller(&req).await?;
         let input = req.input;
         let bucket = self.bucket(&caller, &input.bucket, Need::Write).await?;
+        let condition = DeleteCondition {
+            etag: input.if_match,
+            last_modified: input.if_match_last_modified_time,
+            size: input.if_match_size,
+        };
         let (marker, version) = self
-            .delete_key(&bucket, &input.key, input.version_id.as_deref())
+            .delete_key(&bucket, &input.key, input.version_id.as_deref(), &condition)
             .await?;
         self.usage.record(&bucket.account_id, &bucket.id, 0);
         Ok(S3Response::new(DeleteObjectOutput {
@@ -668,8 +699,13 @@ impl ObjectStorage {
         let quiet = input.delete.quiet.unwrap_or(false);
         let (mut deleted, mut errors) = (Vec::new(), Vec::new());
         for id in input.delete.objects {
+            let condition = DeleteCondition {
+                etag: id.e_tag.map(ETagCondition::ETag),
+                last_modified: id.last_modified_time,
+                size: id.size,
+            };
             match self
-                .delete_key(&bucket, &id.key, id.version_id.as_deref())
+                .delete_key(&bucket, &id.key, id.version_id.as_deref(), &condition)
                 .await
             {
                 Ok((marker, version)) => {
@@ -789,11 +825,12 @@ impl ObjectStorage {
                 cache_control: input.cache_control,
                 expires: input.expires.map(|t| micros_of(&t)),
                 content_type: input.content_type.clone(),
-                checksums: meta.checksums,
-                parts: meta.parts,
+                ..meta
             };
             content_type = input.content_type;
         }
+        // A copy was completed from no upload of its own.
+        meta.upload = None;
         let mut linked = Vec::new();
         for s in segments(&source.segments) {
             linked.push(Segment {
@@ -818,7 +855,7 @@ impl ObjectStorage {
             meta: meta.to_json(),
             created_at: now,
         };
-        let row = self.commit_object(&bucket, row, replace_null).await?;
+        let row = self.commit_object(&bucket, row, replace_null, None).await?;
         self.usage.record(&bucket.account_id, &bucket.id, 0);
         Ok(S3Response::new(CopyObjectOutput {
             copy_object_result: Some(CopyObjectResult {
@@ -827,7 +864,7 @@ impl ObjectStorage {
                 ..Default::default()
             }),
             copy_source_version_id: Self::shown_version(&source_bucket, &source.version_id),
-            version_id: Self::shown_version(&bucket, &row.version_id),
+            version_id: Self::written_version(&row.version_id),
             ..Default::default()
         }))
     }

@@ -101,18 +101,14 @@ pub async fn of_account(c: &mut Conn, account_id: &str) -> Result<Vec<BucketRow>
     .await
 }
 
-/// Whether the bucket holds any object version or multipart upload.
+/// Whether the bucket holds any object version or delete marker (incomplete
+/// multipart uploads do not count: deleting a bucket aborts them).
 pub async fn is_empty(c: &mut Conn, id: &str) -> Result<bool> {
-    let objects: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM objects WHERE bucket_id = $1")
+    let any: Option<i64> = sqlx::query_scalar("SELECT 1 FROM objects WHERE bucket_id = $1 LIMIT 1")
         .bind(id)
-        .fetch_one(&mut *c)
+        .fetch_optional(c)
         .await?;
-    let uploads: i64 =
-        sqlx::query_scalar("SELECT COUNT(*) FROM multipart_uploads WHERE bucket_id = $1")
-            .bind(id)
-            .fetch_one(c)
-            .await?;
-    Ok(objects == 0 && uploads == 0)
+    Ok(any.is_none())
 }
 
 pub async fn delete(c: &mut Conn, b: &BucketRow, at: i64) -> Result<()> {

@@ -259,6 +259,70 @@ pub async fn remove(c: &mut Conn, u: &UploadRow, at: i64, action: &str) -> Resul
     Ok(removed)
 }
 
+/// Aborts every upload of bucket `bucket_id` (as `remove` does one): their
+/// rows and parts go, with the events that end their metering; returns the
+/// parts, whose files the caller deletes once the transaction has committed.
+pub async fn abort_all(
+    c: &mut Conn,
+    account_id: &str,
+    bucket_id: &str,
+    at: i64,
+) -> Result<Vec<PartRow>> {
+    let uploads = crate::fetch_all(
+        &mut *c,
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {UPLOAD} FROM multipart_uploads WHERE bucket_id = $1 ORDER BY object_key, id"
+        )))
+        .bind(bucket_id),
+        upload,
+    )
+    .await?;
+    if uploads.is_empty() {
+        return Ok(Vec::new());
+    }
+    let removed = crate::fetch_all(
+        &mut *c,
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "DELETE FROM multipart_parts WHERE upload_id IN \
+             (SELECT id FROM multipart_uploads WHERE bucket_id = $1) RETURNING {PART}"
+        )))
+        .bind(bucket_id),
+        part,
+    )
+    .await?;
+    sqlx::query("DELETE FROM multipart_uploads WHERE bucket_id = $1")
+        .bind(bucket_id)
+        .execute(&mut *c)
+        .await?;
+    let mut of_upload: std::collections::HashMap<&str, (usize, i64)> = Default::default();
+    for p in &removed {
+        let entry = of_upload.entry(p.upload_id.as_str()).or_default();
+        entry.0 += 1;
+        entry.1 += p.size;
+    }
+    let mut log = Vec::new();
+    for u in &uploads {
+        let (parts, size) = of_upload.get(u.id.as_str()).copied().unwrap_or_default();
+        log.push(NewEvent {
+            at,
+            account_id: Some(account_id),
+            resource_type: "multipart_upload",
+            resource_id: &u.id,
+            action: "aborted",
+            data: json!({ "bucket_id": u.bucket_id, "key": u.key, "parts": parts }),
+        });
+        if parts > 0 {
+            let data = json!({ "upload_id": u.id, "parts": parts, "size": size });
+            log.push(part_event(account_id, bucket_id, at, "removed", data));
+        }
+    }
+    // Within both engines' limit of bound parameters per statement.
+    for events in log.chunks(1000) {
+        events::append_many(&mut *c, events).await?;
+    }
+    Ok(removed)
+}
+
 /// Every file a part uses.
 pub async fn all_blobs(c: &mut Conn) -> Result<Vec<String>> {
     Ok(sqlx::query_scalar("SELECT blob_id FROM multipart_parts")

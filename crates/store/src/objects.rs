@@ -155,6 +155,9 @@ pub async fn put(
 /// four statements per batch rather than per object (lookups ride on
 /// `RETURNING`), in rounds only where a batch writes one key twice.
 pub async fn put_many(c: &mut Conn, puts: &mut [Put]) -> Result<Vec<Vec<ObjectRow>>> {
+    if puts.is_empty() {
+        return Ok(Vec::new());
+    }
     let mut removed = vec![Vec::new(); puts.len()];
     // A key's n-th write in the batch goes in round n, after its earlier ones.
     let mut writes = std::collections::HashMap::new();

@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use nubo_store::buckets::BucketRow;
 use nubo_store::instances::InstanceRow;
+use nubo_store::multipart::{self, PartRow, UploadRow};
 use nubo_store::objects::{NULL_VERSION, ObjectRow, Put};
 use nubo_store::{
     Engine, PageQuery, Store, StoreError, accounts, buckets, events, hosts, ids, images, instances,
@@ -453,6 +454,111 @@ async fn a_batch_of_puts_leaves_each_key_one_latest_version_in_order() {
             .collect();
         let count = |a: &str| actions.iter().filter(|x| *x == a).count();
         assert_eq!((count("stored"), count("removed")), (6, 2), "{actions:?}");
+    }
+}
+
+#[tokio::test]
+async fn uploads_do_not_keep_a_bucket_and_aborting_them_all_ends_their_metering() {
+    for store in stores().await {
+        let account_id = account(&store, "uploads@example.com").await;
+        let bucket = BucketRow {
+            id: ids::new("bkt"),
+            name: format!("b{}", ids::random_u64()),
+            account_id: account_id.clone(),
+            region: "r".into(),
+            versioning: String::new(),
+            acl: buckets::PRIVATE.into(),
+            policy: None,
+            cors: None,
+            created_at: 1,
+        };
+        let b = bucket.id.as_str();
+        let mut tx = store.begin().await.unwrap();
+        buckets::insert(&mut tx, &bucket).await.unwrap();
+        for (n, key) in ["a", "b", "c"].into_iter().enumerate() {
+            let upload = UploadRow {
+                id: format!("up-{key}"),
+                bucket_id: b.into(),
+                key: key.into(),
+                meta: "{}".into(),
+                created_at: 2,
+            };
+            multipart::create(&mut tx, &account_id, &upload)
+                .await
+                .unwrap();
+            // Upload a has no part, b one, c two.
+            for part_number in 1..=n as i64 {
+                let part = PartRow {
+                    upload_id: upload.id.clone(),
+                    part_number,
+                    size: 10 * part_number,
+                    etag: "e".into(),
+                    blob_id: format!("blob-{key}-{part_number}"),
+                    checksums: "{}".into(),
+                    created_at: 3,
+                };
+                multipart::put_part(&mut tx, &account_id, b, &part)
+                    .await
+                    .unwrap();
+            }
+        }
+        assert!(
+            buckets::is_empty(&mut tx, b).await.unwrap(),
+            "uploads are not content"
+        );
+        let mut marker = version(b, "k", "v1", 4);
+        marker.delete_marker = true;
+        objects::put(&mut tx, &account_id, &mut marker, false)
+            .await
+            .unwrap();
+        assert!(
+            !buckets::is_empty(&mut tx, b).await.unwrap(),
+            "a delete marker is"
+        );
+        objects::remove_version(&mut tx, &account_id, b, "k", "v1", 5)
+            .await
+            .unwrap();
+        assert!(buckets::is_empty(&mut tx, b).await.unwrap());
+
+        let mut parts: Vec<String> = multipart::abort_all(&mut tx, &account_id, b, 6)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|p| p.blob_id)
+            .collect();
+        parts.sort();
+        assert_eq!(parts, ["blob-b-1", "blob-c-1", "blob-c-2"]);
+        buckets::delete(&mut tx, &bucket, 6).await.unwrap();
+        tx.commit().await.unwrap();
+
+        let mut c = store.conn().await.unwrap();
+        assert!(multipart::all_blobs(&mut c).await.unwrap().is_empty());
+        assert!(
+            multipart::get(&mut c, b, "up-a").await.unwrap().is_none(),
+            "no upload is left"
+        );
+        let logged = events::for_resource(&mut c, b).await.unwrap();
+        let removed: Vec<(i64, i64)> = logged
+            .iter()
+            .filter(|e| e.resource_type == "part" && e.action == "removed")
+            .map(|e| {
+                (
+                    e.data["parts"].as_i64().unwrap(),
+                    e.data["size"].as_i64().unwrap(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            removed,
+            [(1, 10), (2, 30)],
+            "one event per upload with parts"
+        );
+        let mut aborted = Vec::new();
+        for id in ["up-a", "up-b", "up-c"] {
+            let upload_events = events::for_resource(&mut c, id).await.unwrap();
+            aborted.extend(upload_events.into_iter().filter(|e| e.action == "aborted"));
+        }
+        assert_eq!(aborted.len(), 3, "every upload ends as aborted");
     }
 }
 

@@ -1,7 +1,9 @@
-"""Buckets: create (with location), head, list, delete (refused while not empty),
-invalid names, versioning on and off, canned ACLs (public-read vs private, read
-anonymously and by another account), CORS configuration and preflight, tenancy
-between two accounts, and the per-account bucket quota.
+"""Buckets: create (with location), head, list (in pages), delete (refused while
+an object is left, aborting incomplete multipart uploads), invalid names,
+versioning on, off and suspended, canned ACLs (public-read vs private, read
+anonymously and by another account), CORS configuration, preflight and actual
+requests, tenancy between two accounts, NoSuchBucket for anyone, and the
+per-account bucket quota.
 """
 from s3_common import (
     REGION,
@@ -44,8 +46,29 @@ def create_head_list_delete():
     assert b not in [x["Name"] for x in s3.list_buckets()["Buckets"]]
 
 
+def delete_aborts_uploads():
+    """Incomplete multipart uploads do not keep a bucket: deleting it aborts
+    them, as AWS does; an object still does."""
+    b = new_bucket(s3, "mpu-left")
+    for key in ("a", "b/c"):
+        up = s3.create_multipart_upload(Bucket=b, Key=key)["UploadId"]
+        s3.upload_part(Bucket=b, Key=key, UploadId=up, PartNumber=1, Body=b"p" * 100_000)
+    s3.create_multipart_upload(Bucket=b, Key="no-parts")
+    s3.put_object(Bucket=b, Key="k", Body=b"x")
+    expect_error("BucketNotEmpty", 409, s3.delete_bucket, Bucket=b)
+    assert len(s3.list_multipart_uploads(Bucket=b)["Uploads"]) == 3, "a refused delete aborts nothing"
+    s3.delete_object(Bucket=b, Key="k")
+    assert status_of(s3.delete_bucket(Bucket=b)) == 204
+    expect_error(None, 404, s3.head_bucket, Bucket=b)
+    # The name comes back empty: none of the uploads survived.
+    s3.create_bucket(Bucket=b, CreateBucketConfiguration={"LocationConstraint": REGION})
+    assert "Uploads" not in s3.list_multipart_uploads(Bucket=b), "the uploads are gone"
+    expect_error("NoSuchUpload", 404, s3.list_parts, Bucket=b, Key="b/c", UploadId=up)
+    s3.delete_bucket(Bucket=b)
+
+
 def invalid_names():
-    for name in ["A_B", "ab", "a" * 64, "192.168.0.1", "-abc", "abc-", "a..b", "Upper"]:
+    for name in ["A_B", "ab", "a" * 64, "192.168.0.1", "-abc", "abc-", "a..b", "Upper", "foo-.bar", "foo.-bar"]:
         expect_error(
             "InvalidBucketName",
             400,
@@ -76,12 +99,29 @@ def versioning():
     expect_error("BucketNotEmpty", 409, s3.delete_bucket, Bucket=b)
     destroy_bucket(s3, b)
 
+    # Suspending versioning of a bucket that never had it says so; its writes
+    # are null versions, which a PUT does not name.
+    b = new_bucket(s3, "susp")
+    s3.put_bucket_versioning(Bucket=b, VersioningConfiguration={"Status": "Suspended"})
+    assert s3.get_bucket_versioning(Bucket=b).get("Status") == "Suspended"
+    put = s3.put_object(Bucket=b, Key="k", Body=b"1")
+    assert "VersionId" not in put, f"a null version is not named: {put.get('VersionId')}"
+    listed = s3.list_object_versions(Bucket=b)["Versions"]
+    assert [(v["Key"], v["VersionId"]) for v in listed] == [("k", "null")], listed
+    destroy_bucket(s3, b)
+
 
 def acls():
     public = new_bucket(s3, "pub", ACL="public-read")
     private = new_bucket(s3, "priv")
     for b in (public, private):
         s3.put_object(Bucket=b, Key="doc.txt", Body=b"hello " + b.encode())
+    # The owner is named by its account id (accounts have no other name).
+    acl = s3.get_bucket_acl(Bucket=public)
+    me = s3.list_buckets()["Owner"]["ID"]
+    assert acl["Owner"] == {"ID": me, "DisplayName": me}, acl["Owner"]
+    grants = [(g["Grantee"]["Type"], g["Grantee"].get("ID"), g["Permission"]) for g in acl["Grants"]]
+    assert grants == [("Group", None, "READ"), ("CanonicalUser", me, "FULL_CONTROL")], grants
 
     status, _, body = http_request(object_url(public, "doc.txt"))
     assert status == 200 and body == b"hello " + public.encode(), f"anonymous GET of public-read: {status} {body[:200]}"
@@ -151,6 +191,17 @@ def cors():
     assert "PUT" in methods, f"Access-Control-Allow-Methods: {methods}"
     assert headers.get("Access-Control-Max-Age") == "3000", headers.get("Access-Control-Max-Age")
 
+    # The actual request gets the grant too, with the rule's methods; a
+    # preflight needs an origin and the method it asks for.
+    status, headers, _ = http_request(object_url(b, "k"), headers={"Origin": "https://app.example.com"})
+    assert status == 403, f"the object is private: {status}"
+    assert headers.get("Access-Control-Allow-Origin") == "https://app.example.com", dict(headers)
+    assert headers.get("Access-Control-Allow-Methods") == "GET, PUT", dict(headers)
+    status, _, body = http_request(object_url(b, "k"), method="OPTIONS")
+    assert (status, error_code(body)) == (400, "BadRequest"), f"OPTIONS without Origin: {status} {body[:200]}"
+    status, _, body = http_request(object_url(b, "k"), method="OPTIONS", headers={"Origin": "https://app.example.com"})
+    assert status == 400, f"OPTIONS without Access-Control-Request-Method: {status} {body[:200]}"
+
     status, _, _ = preflight("https://evil.example.com", "PUT")
     assert status == 403, f"preflight from an origin not allowed: {status}"
     status, _, _ = preflight("https://app.example.com", "DELETE")
@@ -189,6 +240,27 @@ def tenancy():
     other.delete_bucket(Bucket=b)
 
 
+def anonymous_on_missing_bucket():
+    """A bucket that does not exist answers NoSuchBucket whoever asks."""
+    name = bucket_name("gone")
+    expect_error("NoSuchBucket", 404, anonymous_client().delete_object, Bucket=name, Key="k")
+    expect_error("NoSuchBucket", 404, anonymous_client().put_object, Bucket=name, Key="k", Body=b"x")
+
+
+def list_buckets_in_pages():
+    made = sorted(new_bucket(s3, "pg") for _ in range(3))
+    seen, token = [], None
+    for _ in range(5):
+        page = s3.list_buckets(MaxBuckets=1, Prefix="pg-", **({"ContinuationToken": token} if token else {}))
+        seen += [x["Name"] for x in page["Buckets"]]
+        token = page.get("ContinuationToken")
+        if not token:
+            break
+    assert seen == made, f"one bucket a page, each once: {seen} != {made}"
+    for name in made:
+        s3.delete_bucket(Bucket=name)
+
+
 def quota():
     """At most 100 buckets per account by default; the 101st is TooManyBuckets."""
     held = len(s3.list_buckets()["Buckets"])
@@ -202,10 +274,13 @@ def quota():
 
 
 create_head_list_delete()
+delete_aborts_uploads()
 invalid_names()
 versioning()
 acls()
 cors()
 tenancy()
+anonymous_on_missing_bucket()
+list_buckets_in_pages()
 quota()
 done("buckets")

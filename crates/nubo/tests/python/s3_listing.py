@@ -1,8 +1,10 @@
 """Listing: ListObjectsV2 (Prefix, Delimiter and CommonPrefixes, StartAfter,
 MaxKeys with ContinuationToken paging, KeyCount, IsTruncated), ListObjects V1
-(Marker, NextMarker, Delimiter), an empty bucket, and versions: list_object_versions
-after overwrites and deletes, GET of an old version, delete of one version,
-delete markers.
+(Marker, NextMarker, Delimiter), an empty bucket, the edge cases tools hit (an
+empty delimiter, MaxKeys 0, an absent marker, an empty continuation token,
+FetchOwner, a prefix that needs encoding, Ceph's allow-unordered), and versions:
+list_object_versions after overwrites and deletes, GET of an old version, delete
+of one version, delete markers.
 """
 from s3_common import client, destroy_bucket, done, expect_error, new_bucket
 
@@ -129,6 +131,38 @@ def list_v1(b):
     assert keys(r) == ["b/1.txt", "b/2.txt"] and prefixes(r) == ["b/c/"], r
 
 
+def edge_cases(b):
+    everything = sorted(TREE + PAGED)
+    for listed in (s3.list_objects(Bucket=b, Delimiter=""), s3.list_objects_v2(Bucket=b, Delimiter="")):
+        assert "Delimiter" not in listed, f"an empty delimiter is no delimiter: {listed.get('Delimiter')!r}"
+        assert keys(listed) == everything and prefixes(listed) == [], listed
+    assert s3.list_objects(Bucket=b)["Marker"] == "", "ListObjects names its marker, empty when absent"
+    for listed in (s3.list_objects(Bucket=b, MaxKeys=0), s3.list_objects_v2(Bucket=b, MaxKeys=0)):
+        assert listed["IsTruncated"] is False and keys(listed) == [], f"MaxKeys 0: {listed}"
+    # boto3 asks for url-encoded keys; ListObjects gives its prefix back as sent.
+    newline = s3.list_objects(Bucket=b, Prefix="\n")
+    assert newline["Prefix"] == "\n" and keys(newline) == [], newline
+    # Some clients send an empty token on the first page.
+    first = s3.list_objects_v2(Bucket=b, ContinuationToken="")
+    assert first["ContinuationToken"] == "" and keys(first) == everything, first
+
+    assert "Owner" not in s3.list_objects_v2(Bucket=b, MaxKeys=1)["Contents"][0], "V2 lists owners when asked"
+    owner = s3.list_objects_v2(Bucket=b, MaxKeys=1, FetchOwner=True)["Contents"][0].get("Owner")
+    me = s3.list_buckets()["Owner"]
+    assert owner and owner["ID"] == me["ID"], f"FetchOwner: {owner} (the bucket's owner is {me})"
+    assert s3.list_objects(Bucket=b, MaxKeys=1)["Contents"][0].get("Owner") == owner, "V1 lists owners"
+
+    # Ceph's allow-unordered: nubo's order is as good as any, but it forbids a delimiter.
+    unordered = client()
+
+    def allow_unordered(params, **_):
+        params["url"] += "&allow-unordered=true"
+
+    unordered.meta.events.register("before-call.s3.ListObjects", allow_unordered)
+    assert sorted(keys(unordered.list_objects(Bucket=b))) == everything
+    expect_error("InvalidArgument", 400, unordered.list_objects, Bucket=b, Delimiter="/")
+
+
 def unversioned_versions(b):
     r = s3.list_object_versions(Bucket=b, Prefix="a.txt")
     assert [(v["Key"], v["VersionId"], v["IsLatest"]) for v in r["Versions"]] == [("a.txt", "null", True)], r
@@ -189,6 +223,7 @@ for key in TREE + PAGED:
     s3.put_object(Bucket=tree, Key=key, Body=key.encode())
 list_v2(tree)
 list_v1(tree)
+edge_cases(tree)
 unversioned_versions(tree)
 destroy_bucket(s3, tree)
 versions()

@@ -1,21 +1,26 @@
 """Multipart uploads: create, upload_part (5 MiB parts, last smaller),
 upload_part_copy with CopySourceRange, list_parts, list_multipart_uploads,
-complete (the multipart ETag, the whole body's SHA-256, metadata kept), abort
-(NoSuchUpload after), part numbers out of range, parts out of order, a wrong part
-ETag, and a non-final part under 5 MiB.
+complete (the multipart ETag, the whole body's SHA-256, metadata kept; again,
+as a retry does; conditionally; a part listed twice), each part read alone and
+GetObjectAttributes, the object's checksum from its parts' (COMPOSITE and
+FULL_OBJECT), abort (NoSuchUpload after), part numbers out of range, parts out
+of order, a wrong part ETag, and a non-final part under 5 MiB.
 """
+import base64
 import hashlib
 import os
 
 from s3_common import (
     MiB,
     client,
+    crc32_b64,
     destroy_bucket,
     done,
     expect_error,
     md5_hex,
     multipart_etag,
     new_bucket,
+    sha256_b64,
     status_of,
 )
 
@@ -106,6 +111,28 @@ def complete_upload():
     assert (key, uid) not in uploads(), "a completed upload is no longer listed"
     expect_error("NoSuchUpload", 404, s3.list_parts, Bucket=b, Key=key, UploadId=uid)
 
+    # Completing again (a client's retry) answers as the first time.
+    again = s3.complete_multipart_upload(Bucket=b, Key=key, UploadId=uid, MultipartUpload={"Parts": parts})
+    assert again["ETag"] == expected_etag, again
+
+    # Each part can be read alone.
+    for number, data in ((1, part1), (2, part2), (3, part3)):
+        got = s3.get_object(Bucket=b, Key=key, PartNumber=number)
+        assert got["Body"].read() == data, f"part {number}"
+        assert got["PartsCount"] == 3 and got["ETag"] == expected_etag, got
+        head = s3.head_object(Bucket=b, Key=key, PartNumber=number)
+        assert head["ContentLength"] == len(data) and head["PartsCount"] == 3, head
+    expect_error("InvalidPart", 400, s3.get_object, Bucket=b, Key=key, PartNumber=4)
+
+    attrs = s3.get_object_attributes(
+        Bucket=b, Key=key, ObjectAttributes=["ETag", "ObjectParts", "ObjectSize", "StorageClass"], MaxParts=2
+    )
+    assert attrs["ETag"] == expected_etag.strip('"') and attrs["ObjectSize"] == len(whole), attrs
+    assert attrs["StorageClass"] == "STANDARD", attrs
+    listed = attrs["ObjectParts"]
+    assert listed["TotalPartsCount"] == 3 and listed["IsTruncated"] is True and listed["NextPartNumberMarker"] == 2
+    assert [(p["PartNumber"], p["Size"]) for p in listed["Parts"]] == [(1, len(part1)), (2, len(part2))], listed
+
 
 def abort_upload():
     key = "aborted"
@@ -163,8 +190,99 @@ def refusals():
     assert s3.get_object(Bucket=b, Key=key)["Body"].read() == small2
 
 
+def resent_part():
+    """A part uploaded twice, both answers listed: the later one counts."""
+    key = "resent"
+    uid = s3.create_multipart_upload(Bucket=b, Key=key)["UploadId"]
+    first = s3.upload_part(Bucket=b, Key=key, UploadId=uid, PartNumber=1, Body=b"first")["ETag"]
+    second = s3.upload_part(Bucket=b, Key=key, UploadId=uid, PartNumber=1, Body=b"second")["ETag"]
+    parts = [{"PartNumber": 1, "ETag": first}, {"PartNumber": 1, "ETag": second}]
+    s3.complete_multipart_upload(Bucket=b, Key=key, UploadId=uid, MultipartUpload={"Parts": parts})
+    assert s3.get_object(Bucket=b, Key=key)["Body"].read() == b"second"
+
+
+def conditional_completion():
+    """CompleteMultipartUpload's If-None-Match / If-Match, as a PUT's."""
+    key = "cond"
+
+    def upload(data):
+        uid = s3.create_multipart_upload(Bucket=b, Key=key)["UploadId"]
+        etag = s3.upload_part(Bucket=b, Key=key, UploadId=uid, PartNumber=1, Body=data)["ETag"]
+        return uid, [{"PartNumber": 1, "ETag": etag}]
+
+    uid, parts = upload(b"one")
+    expect_error(
+        "NoSuchKey", 404, s3.complete_multipart_upload,
+        Bucket=b, Key=key, UploadId=uid, MultipartUpload={"Parts": parts}, IfMatch="*",
+    )
+    first = s3.complete_multipart_upload(
+        Bucket=b, Key=key, UploadId=uid, MultipartUpload={"Parts": parts}, IfNoneMatch="*"
+    )["ETag"]
+    uid, parts = upload(b"two")
+    expect_error(
+        "PreconditionFailed", 412, s3.complete_multipart_upload,
+        Bucket=b, Key=key, UploadId=uid, MultipartUpload={"Parts": parts}, IfNoneMatch="*",
+    )
+    assert (key, uid) in uploads(), "a refused completion keeps its upload"
+    s3.complete_multipart_upload(Bucket=b, Key=key, UploadId=uid, MultipartUpload={"Parts": parts}, IfMatch=first)
+    assert s3.get_object(Bucket=b, Key=key)["Body"].read() == b"two"
+
+
+def checksums():
+    """An upload started with a checksum algorithm: the object's checksum from
+    its parts', COMPOSITE (SHA-256) or FULL_OBJECT (CRC32, the CRC of the whole
+    object, which botocore checks as it downloads)."""
+    p1, p2 = os.urandom(5 * MiB), os.urandom(1000)
+    key = "sha-composite"
+    up = s3.create_multipart_upload(Bucket=b, Key=key, ChecksumAlgorithm="SHA256")
+    assert up["ChecksumAlgorithm"] == "SHA256" and up.get("ChecksumType") == "COMPOSITE", up
+    uid = up["UploadId"]
+    r1 = s3.upload_part(Bucket=b, Key=key, UploadId=uid, PartNumber=1, Body=p1, ChecksumAlgorithm="SHA256")
+    r2 = s3.upload_part(Bucket=b, Key=key, UploadId=uid, PartNumber=2, Body=p2, ChecksumAlgorithm="SHA256")
+    assert (r1["ChecksumSHA256"], r2["ChecksumSHA256"]) == (sha256_b64(p1), sha256_b64(p2))
+    parts = [
+        {"PartNumber": 1, "ETag": r1["ETag"], "ChecksumSHA256": r1["ChecksumSHA256"]},
+        {"PartNumber": 2, "ETag": r2["ETag"], "ChecksumSHA256": r2["ChecksumSHA256"]},
+    ]
+    digests = hashlib.sha256(p1).digest() + hashlib.sha256(p2).digest()
+    composite = base64.b64encode(hashlib.sha256(digests).digest()).decode() + "-2"
+    expect_error(
+        "BadDigest", 400, s3.complete_multipart_upload,
+        Bucket=b, Key=key, UploadId=uid, MultipartUpload={"Parts": parts}, ChecksumSHA256=sha256_b64(b"no"),
+    )
+    out = s3.complete_multipart_upload(
+        Bucket=b, Key=key, UploadId=uid, MultipartUpload={"Parts": parts}, ChecksumSHA256=composite
+    )
+    assert (out["ChecksumSHA256"], out["ChecksumType"]) == (composite, "COMPOSITE"), out
+    assert "ChecksumSHA256" not in s3.head_object(Bucket=b, Key=key), "checksums only when asked for"
+    head = s3.head_object(Bucket=b, Key=key, ChecksumMode="ENABLED")
+    assert (head["ChecksumSHA256"], head["ChecksumType"]) == (composite, "COMPOSITE"), head
+    part = s3.get_object(Bucket=b, Key=key, PartNumber=2, ChecksumMode="ENABLED")
+    assert part["ChecksumSHA256"] == sha256_b64(p2) and part["Body"].read() == p2, "a part carries its own"
+    attrs = s3.get_object_attributes(Bucket=b, Key=key, ObjectAttributes=["Checksum", "ObjectParts"])
+    assert attrs["Checksum"] == {"ChecksumSHA256": composite, "ChecksumType": "COMPOSITE"}, attrs
+    assert [p["ChecksumSHA256"] for p in attrs["ObjectParts"]["Parts"]] == [sha256_b64(p1), sha256_b64(p2)]
+
+    key = "crc-full"
+    up = s3.create_multipart_upload(Bucket=b, Key=key, ChecksumAlgorithm="CRC32", ChecksumType="FULL_OBJECT")
+    uid = up["UploadId"]
+    parts = []
+    for number, data in ((1, p1), (2, p2)):
+        r = s3.upload_part(Bucket=b, Key=key, UploadId=uid, PartNumber=number, Body=data, ChecksumAlgorithm="CRC32")
+        parts.append({"PartNumber": number, "ETag": r["ETag"], "ChecksumCRC32": r["ChecksumCRC32"]})
+    out = s3.complete_multipart_upload(Bucket=b, Key=key, UploadId=uid, MultipartUpload={"Parts": parts})
+    assert (out["ChecksumCRC32"], out["ChecksumType"]) == (crc32_b64(p1 + p2), "FULL_OBJECT"), out
+    got = s3.get_object(Bucket=b, Key=key, ChecksumMode="ENABLED")
+    assert got["ChecksumCRC32"] == crc32_b64(p1 + p2) and got["Body"].read() == p1 + p2
+
+    expect_error("InvalidRequest", 400, s3.create_multipart_upload, Bucket=b, Key="k", ChecksumAlgorithm="SHA256", ChecksumType="FULL_OBJECT")
+
+
 complete_upload()
 abort_upload()
 refusals()
+resent_part()
+conditional_completion()
+checksums()
 destroy_bucket(s3, b)
 done("multipart")

@@ -1,12 +1,22 @@
 """Objects: put/get/head/delete, ranges, copy (metadata COPY and REPLACE, across
-buckets), batch delete, metadata and content headers, conditional GETs,
+buckets), batch delete (also racing over the same versions), metadata and
+content headers, conditional GETs, PUTs (racing creators: one wins) and deletes,
+part numbers, request ids, a PUT of unknown length (chunked transfer encoding),
 NoSuchKey/NoSuchBucket, awkward keys and the 1024-byte key limit, empty objects,
 Content-MD5 and flexible checksums (SHA256, CRC32), ETag = MD5 of the body.
 """
 import datetime
+import http.client
 import os
+import re
+import threading
+
+from botocore.exceptions import ClientError
 
 from s3_common import (
+    ENDPOINT,
+    HOST,
+    PORT,
     client,
     crc32_b64,
     destroy_bucket,
@@ -16,6 +26,7 @@ from s3_common import (
     md5_b64,
     new_bucket,
     sha256_b64,
+    signed_headers,
     status_of,
 )
 
@@ -175,6 +186,134 @@ def conditionals():
     expect_error(None, 304, s3.get_object, Bucket=b, Key="cond", IfNoneMatch=etag, IfModifiedSince=modified - day)
 
 
+def conditional_writes():
+    """If-Match / If-None-Match on PUT hold at the moment the object commits."""
+    key = "cw"
+    expect_error("NoSuchKey", 404, s3.put_object, Bucket=b, Key=key, Body=b"0", IfMatch="*")
+    etag = s3.put_object(Bucket=b, Key=key, Body=b"1", IfNoneMatch="*")["ETag"]
+    expect_error("PreconditionFailed", 412, s3.put_object, Bucket=b, Key=key, Body=b"2", IfNoneMatch="*")
+    expect_error("PreconditionFailed", 412, s3.put_object, Bucket=b, Key=key, Body=b"2", IfMatch='"0123"')
+    etag = s3.put_object(Bucket=b, Key=key, Body=b"3", IfMatch=etag)["ETag"]
+    assert etag == etag_of(b"3") and s3.get_object(Bucket=b, Key=key)["Body"].read() == b"3"
+    # A refused write stores nothing, inline or in a file.
+    big = os.urandom(200_000)
+    expect_error("PreconditionFailed", 412, s3.put_object, Bucket=b, Key=key, Body=big, IfNoneMatch="*")
+    assert s3.get_object(Bucket=b, Key=key)["Body"].read() == b"3"
+
+    # Of writers racing to create a key with If-None-Match: *, exactly one wins.
+    racers = 8
+    results = [None] * racers
+
+    def create(i):
+        try:
+            client().put_object(Bucket=b, Key="race", Body=str(i).encode(), IfNoneMatch="*")
+            results[i] = "won"
+        except ClientError as e:
+            results[i] = e.response["Error"]["Code"]
+
+    threads = [threading.Thread(target=create, args=(i,)) for i in range(racers)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    assert sorted(results) == ["PreconditionFailed"] * (racers - 1) + ["won"], results
+    winner = results.index("won")
+    assert s3.get_object(Bucket=b, Key="race")["Body"].read() == str(winner).encode()
+
+
+def conditional_deletes():
+    """DeleteObject's If-Match, last-modified time and size, and the same per
+    key in DeleteObjects; deleting what is not there succeeds whatever they say."""
+    etag = s3.put_object(Bucket=b, Key="cd", Body=b"four")["ETag"]
+    modified = s3.head_object(Bucket=b, Key="cd")["LastModified"]
+    long_ago = datetime.datetime(2015, 1, 1, tzinfo=datetime.timezone.utc)
+    expect_error("PreconditionFailed", 412, s3.delete_object, Bucket=b, Key="cd", IfMatch='"0123"')
+    expect_error("PreconditionFailed", 412, s3.delete_object, Bucket=b, Key="cd", IfMatchSize=5)
+    expect_error("PreconditionFailed", 412, s3.delete_object, Bucket=b, Key="cd", IfMatchLastModifiedTime=long_ago)
+    s3.head_object(Bucket=b, Key="cd")
+    s3.delete_object(Bucket=b, Key="cd", IfMatch=etag, IfMatchSize=4, IfMatchLastModifiedTime=modified)
+    expect_error(None, 404, s3.head_object, Bucket=b, Key="cd")
+    assert status_of(s3.delete_object(Bucket=b, Key="cd", IfMatch='"0123"')) == 204
+
+    for k in ("cd/a", "cd/b"):
+        s3.put_object(Bucket=b, Key=k, Body=b"xy")
+    out = s3.delete_objects(
+        Bucket=b,
+        Delete={"Objects": [{"Key": "cd/a", "ETag": '"0123"'}, {"Key": "cd/b", "Size": 2}]},
+    )
+    assert [(e["Key"], e["Code"]) for e in out.get("Errors", [])] == [("cd/a", "PreconditionFailed")], out
+    assert [d["Key"] for d in out.get("Deleted", [])] == ["cd/b"], out
+    out = s3.delete_objects(Bucket=b, Delete={"Objects": [{"Key": "cd/a", "ETag": etag_of(b"xy")}]})
+    assert not out.get("Errors") and [d["Key"] for d in out["Deleted"]] == ["cd/a"], out
+
+
+def concurrent_batch_deletes():
+    """Batch deletes racing over the same versions each see every one deleted."""
+    vb = new_bucket(s3, "mdel")
+    s3.put_bucket_versioning(Bucket=vb, VersioningConfiguration={"Status": "Enabled"})
+    for _ in range(3):
+        for k in ("a", "b", "c"):
+            s3.put_object(Bucket=vb, Key=k, Body=k.encode())
+    doomed = [{"Key": v["Key"], "VersionId": v["VersionId"]} for v in s3.list_object_versions(Bucket=vb)["Versions"]]
+    assert len(doomed) == 9
+    results = [None] * 4
+
+    def delete(i):
+        results[i] = client().delete_objects(Bucket=vb, Delete={"Objects": doomed})
+
+    threads = [threading.Thread(target=delete, args=(i,)) for i in range(len(results))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    for r in results:
+        assert r is not None and len(r["Deleted"]) == 9 and "Errors" not in r, r
+    left = s3.list_object_versions(Bucket=vb)
+    assert "Versions" not in left and "DeleteMarkers" not in left, left
+    s3.delete_bucket(Bucket=vb)
+
+
+def part_numbers():
+    """A single-part object is its own part 1, and has no part 2."""
+    s3.put_object(Bucket=b, Key="single", Body=b"body")
+    got = s3.get_object(Bucket=b, Key="single", PartNumber=1)
+    assert got["Body"].read() == b"body" and got["ETag"] == etag_of(b"body")
+    expect_error("InvalidPart", 400, s3.get_object, Bucket=b, Key="single", PartNumber=2)
+    expect_error("InvalidRequest", 400, s3.get_object, Bucket=b, Key="single", PartNumber=1, Range="bytes=0-1")
+
+
+def request_ids():
+    """Every answer names its request; an error's body names the same one."""
+    seen = {}
+
+    def keep(http_response, **_):
+        seen["body"] = http_response.content
+
+    watched = client()
+    watched.meta.events.register("after-call.s3.GetObject", keep)
+    e = expect_error("NoSuchKey", 404, watched.get_object, Bucket=b, Key="no-such-key")
+    header = e.response["ResponseMetadata"]["RequestId"]
+    assert header and re.search(rb"<RequestId>([^<]+)</RequestId>", seen["body"]).group(1).decode() == header
+    assert s3.head_bucket(Bucket=b)["ResponseMetadata"]["RequestId"], "a success names its request too"
+
+
+def chunked_without_length():
+    """A PUT sent with Transfer-Encoding: chunked and no Content-Length."""
+    body = os.urandom(300_000)
+    path = f"/{b}/chunked"
+    headers = signed_headers("PUT", f"{ENDPOINT}{path}", body=body)
+    conn = http.client.HTTPConnection(HOST, PORT, timeout=60)
+    try:
+        conn.request("PUT", path, body=iter([body[:1000], body[1000:]]), headers=headers, encode_chunked=True)
+        resp = conn.getresponse()
+        answer = resp.read()
+    finally:
+        conn.close()
+    assert resp.status == 200, f"{resp.status} {answer[:300]}"
+    assert resp.getheader("ETag") == etag_of(body)
+    assert s3.get_object(Bucket=b, Key="chunked")["Body"].read() == body
+
+
 def missing():
     expect_error("NoSuchKey", 404, s3.get_object, Bucket=b, Key="never/was")
     expect_error("NoSuchBucket", 404, s3.get_object, Bucket="no-such-bucket-here", Key="k")
@@ -285,6 +424,12 @@ copies()
 batch_delete()
 metadata_and_headers()
 conditionals()
+conditional_writes()
+conditional_deletes()
+concurrent_batch_deletes()
+part_numbers()
+request_ids()
+chunked_without_length()
 missing()
 awkward_keys()
 key_length()

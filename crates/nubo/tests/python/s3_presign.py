@@ -1,6 +1,7 @@
 """Presigned URLs: boto3's generate_presigned_url for get_object and put_object,
 used with plain urllib (no AWS headers); an expired URL (AccessDenied, "Request
-has expired"); tampered URLs (SignatureDoesNotMatch); and `aws s3 presign`.
+has expired"); validity beyond a week or negative (AccessDenied); tampered URLs
+(SignatureDoesNotMatch); a browser's CORS preflight of one; `aws s3 presign`.
 """
 import time
 import urllib.parse
@@ -84,6 +85,35 @@ def tampered():
     assert s3.get_object(Bucket=b, Key="doc")["Body"].read() == b"the real one"
 
 
+def validity_bounds():
+    """A URL is valid for at most a week, and never for a negative time."""
+    s3.put_object(Bucket=b, Key="bounded", Body=b"b")
+    for expires in (7 * 24 * 3600 + 1, -7):
+        status, _, text = http_request(presign("get_object", "bounded", expires=expires))
+        assert status == 403 and error_code(text) == "AccessDenied", f"expires {expires}: {status} {text[:300]}"
+    status, _, _ = http_request(presign("get_object", "bounded", expires=7 * 24 * 3600))
+    assert status == 200, f"a week is allowed: {status}"
+
+
+def cors_preflight():
+    """A browser's preflight of a presigned URL: it carries no signature of its
+    own, and the bucket's CORS rules answer it."""
+    s3.put_object(Bucket=b, Key="cors", Body=b"c")
+    url = presign("put_object", "cors")
+    status, _, _ = http_request(url, method="OPTIONS")
+    assert status == 400, f"a preflight without Origin: {status}"
+    ask = {"Origin": "https://app.example", "Access-Control-Request-Method": "PUT"}
+    status, _, _ = http_request(url, method="OPTIONS", headers=ask)
+    assert status == 403, f"no CORS rule yet: {status}"
+    rule = {"AllowedOrigins": ["https://app.example"], "AllowedMethods": ["PUT"]}
+    s3.put_bucket_cors(Bucket=b, CORSConfiguration={"CORSRules": [rule]})
+    status, headers, _ = http_request(url, method="OPTIONS", headers=ask)
+    assert status == 200 and headers.get("Access-Control-Allow-Origin") == "https://app.example", (status, dict(headers))
+    assert headers.get("Access-Control-Allow-Methods") == "PUT", dict(headers)
+    status, headers, _ = http_request(url, method="PUT", data=b"from a page", headers={"Origin": "https://app.example"})
+    assert status == 200 and headers.get("Access-Control-Allow-Origin") == "https://app.example", (status, dict(headers))
+
+
 def cli_presign():
     s3.put_object(Bucket=b, Key="cli/file.txt", Body=b"presigned by the aws CLI")
     out = aws_cli(["s3", "presign", f"s3://{b}/cli/file.txt", "--expires-in", "600"])
@@ -96,6 +126,8 @@ def cli_presign():
 put_and_get()
 expired()
 tampered()
+validity_bounds()
+cors_preflight()
 cli_presign()
 destroy_bucket(s3, b)
 done("presign")

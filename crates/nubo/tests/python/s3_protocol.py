@@ -1,8 +1,9 @@
 """Protocol: virtual-hosted-style requests (Host: BUCKET.s3.localhost:PORT, sent
-to 127.0.0.1), UNSIGNED-PAYLOAD, streaming SigV4 chunked uploads
+to 127.0.0.1), signature version 2, UNSIGNED-PAYLOAD, streaming SigV4 chunked uploads
 (STREAMING-AWS4-HMAC-SHA256-PAYLOAD) with good and bad chunk signatures, bad
 signatures and payload hashes, clock skew (RequestTimeTooSkewed), malformed XML,
-and uploads cut short (Content-Length larger than what is sent): nothing partial
+Expect: 100-continue answered early (the connection closes) or not, and uploads
+cut short (Content-Length larger than what is sent): nothing partial
 is kept.
 """
 import datetime
@@ -12,10 +13,15 @@ import os
 import socket
 import time
 
+import boto3
+from botocore.config import Config
+
 from s3_common import (
+    ENDPOINT,
     HOST,
     PORT,
     REGION,
+    bucket_name,
     client,
     creds,
     destroy_bucket,
@@ -23,8 +29,10 @@ from s3_common import (
     error_code,
     etag_of,
     expect_error,
+    http_request,
     md5_b64,
     new_bucket,
+    other_client,
     send,
     sha256_hex,
     signature_of,
@@ -65,6 +73,28 @@ def virtual_hosted():
 
     status, _, text = signed_send("GET", "/vh/key.txt", host=f"no-such-bucket-vh.s3.localhost:{PORT}")
     assert status == 404 and error_code(text) == "NoSuchBucket", f"virtual host of a missing bucket: {status} {text[:300]}"
+
+
+def signature_v2():
+    """AWS's older signature (boto's "s3"), for bucket and object requests and
+    presigned URLs: it signs a bucket as /bucket/ where the request says /bucket."""
+    key_id, secret = creds()
+    cfg = Config(signature_version="s3", s3={"addressing_style": "path"}, retries={"max_attempts": 1})
+    v2 = boto3.client(
+        "s3", endpoint_url=ENDPOINT, aws_access_key_id=key_id, aws_secret_access_key=secret,
+        region_name=REGION, config=cfg,
+    )
+    name = bucket_name("v2")
+    v2.create_bucket(Bucket=name, CreateBucketConfiguration={"LocationConstraint": REGION})
+    v2.put_object(Bucket=name, Key="k", Body=b"signed the old way")
+    assert [o["Key"] for o in v2.list_objects(Bucket=name)["Contents"]] == ["k"]
+    assert v2.get_object(Bucket=name, Key="k")["Body"].read() == b"signed the old way"
+    url = v2.generate_presigned_url("get_object", Params={"Bucket": name, "Key": "k"}, ExpiresIn=300)
+    assert "Signature=" in url and "X-Amz-" not in url, url
+    status, _, body = http_request(url)
+    assert (status, body) == (200, b"signed the old way"), (status, body[:300])
+    v2.delete_object(Bucket=name, Key="k")
+    v2.delete_bucket(Bucket=name)
 
 
 def unsigned_payload():
@@ -164,6 +194,59 @@ def malformed_xml():
     assert s3.get_object(Bucket=b, Key="survivor")["Body"].read() == b"x"
 
 
+def raw_request(method, path, headers):
+    lines = [f"{method} {path} HTTP/1.1"] + [f"{k}: {v}" for k, v in headers.items()]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode()
+
+
+def read_answer(sock):
+    """One answer on a raw socket: (status, lower-cased headers, body)."""
+    f = sock.makefile("rb")
+    status = int(f.readline().split()[1])
+    headers = {}
+    for line in iter(f.readline, b"\r\n"):
+        name, _, value = line.decode().partition(":")
+        headers[name.strip().lower()] = value.strip()
+    return status, headers, f.read(int(headers.get("content-length", 0)))
+
+
+def expect_continue():
+    """A PUT with Expect: 100-continue answered from its headers alone (here:
+    another account's bucket) closes the connection and says so: the client,
+    which never sends the body, must not reuse it. (hyper takes the first bytes
+    of whatever comes next for the unread body: a DELETE sent next became
+    ELETE, and its signature did not match.) A PUT whose body was read keeps
+    the connection."""
+    theirs = new_bucket(other_client(), "their")
+    sock = socket.create_connection((HOST, PORT), timeout=30)
+    try:
+        put = signed_headers("PUT", f"http://{HOST}:{PORT}/{theirs}/k", {"Expect": "100-continue"}, b"12345")
+        put["Content-Length"] = "5"
+        sock.sendall(raw_request("PUT", f"/{theirs}/k", put))
+        status, headers, body = read_answer(sock)
+        assert (status, error_code(body)) == (403, "AccessDenied"), (status, body[:300])
+        assert headers.get("connection") == "close", f"the unread body closes the connection: {headers}"
+    finally:
+        sock.close()
+
+    sock = socket.create_connection((HOST, PORT), timeout=30)
+    try:
+        put = signed_headers("PUT", f"http://{HOST}:{PORT}/{b}/continued", {"Expect": "100-continue"}, b"12345")
+        put["Content-Length"] = "5"
+        sock.sendall(raw_request("PUT", f"/{b}/continued", put))
+        status, _, _ = read_answer(sock)
+        assert status == 100, f"100 Continue before the body: {status}"
+        sock.sendall(b"12345")
+        status, headers, _ = read_answer(sock)
+        assert status == 200 and "connection" not in headers, (status, headers)
+        sock.sendall(raw_request("GET", f"/{b}/continued", signed_headers("GET", f"http://{HOST}:{PORT}/{b}/continued")))
+        status, _, body = read_answer(sock)
+        assert (status, body) == (200, b"12345"), (status, body[:300])
+    finally:
+        sock.close()
+    other_client().delete_bucket(Bucket=theirs)
+
+
 def cut_short(path, headers, partial):
     """Sends the headers and part of the body on a raw socket, then hangs up."""
     lines = [f"PUT {path} HTTP/1.1"] + [f"{k}: {v}" for k, v in headers.items()]
@@ -207,11 +290,13 @@ def truncated_uploads():
 
 
 virtual_hosted()
+signature_v2()
 unsigned_payload()
 streaming_chunked()
 bad_signatures()
 clock_skew()
 malformed_xml()
+expect_continue()
 truncated_uploads()
 destroy_bucket(s3, b)
 done("protocol")
