@@ -20,11 +20,13 @@ pub struct Bucket {
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateBucketRequest {
-    /// 3 to 63 lower-case letters, digits, dots and hyphens; unique in the region.
+    /// 3 to 63 lower-case letters, digits, dots and hyphens, in labels
+    /// separated by single dots that begin and end with a letter or digit (as
+    /// DNS names do); not an IP address; unique in the region.
     #[schema(
         min_length = 3,
         max_length = 63,
-        pattern = "^[a-z0-9]((\\.?[a-z0-9-])*\\.?[a-z0-9])?$",
+        pattern = "^[a-z0-9]([a-z0-9-]*[a-z0-9])?(\\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*$",
         example = "my-bucket"
     )]
     pub name: String,
