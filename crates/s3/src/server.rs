@@ -133,7 +133,7 @@ async fn handle(
     let (body, ended) = request_body::watch(body);
     let req = Request::from_parts(parts, Body::http_body(body));
     let mut response = answer(s3, storage, req, &id).await;
-    request_body::close_if_unread(&mut response, declared, &ended);
+    request_body::close_if_unsafe(&mut response, &declared, &ended);
     if let Ok(v) = http::HeaderValue::from_str(&id) {
         response.headers_mut().insert("x-amz-request-id", v);
     }
