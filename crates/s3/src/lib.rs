@@ -19,6 +19,7 @@ mod commit;
 mod complete;
 mod conditions;
 mod cors;
+mod front;
 mod host;
 mod listing;
 mod meta;

@@ -8,7 +8,7 @@ use s3s::dto::*;
 use s3s::{S3, S3Request, S3Response, S3Result};
 
 use crate::ObjectStorage;
-use crate::server::RequestId;
+use crate::front::RequestId;
 
 pub struct Operations(pub Arc<ObjectStorage>);
 

@@ -1,4 +1,5 @@
-//! Whether a request's body was read to its end before the answer went out.
+//! Whether the connection may serve another request once a request is
+//! answered, as far as its body is concerned.
 //!
 //! An answer given without reading the body (an error found from the headers
 //! alone) must close the connection, and say so. Otherwise a client that sent
@@ -6,6 +7,13 @@
 //! the body, reuses the connection, and hyper (which drains what it takes for
 //! the unread body from whatever arrives next) eats the first bytes of its next
 //! request: `DELETE` became `ELETE`, and its signature did not match.
+//!
+//! An answer to `Expect: 100-continue` with an empty body closes too: hyper
+//! sends no `100 Continue` for it, so clients take the answer as an early one,
+//! and the aws CLI's botocore then reads the next answer on that connection
+//! with the status line of this one, finds no `Content-Length`, and waits for
+//! the connection to close: a small PUT after an empty one hung until its read
+//! timeout.
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -66,24 +74,39 @@ impl Body for Watched {
     }
 }
 
-/// Makes `response` close its connection if the request's body, which it
-/// declared, was not read to its end.
-pub fn close_if_unread<B>(response: &mut http::Response<B>, declared: bool, ended: &Ended) {
-    if declared && !ended.ended() {
+/// What a request said of its body.
+pub struct Declared {
+    /// It has one (a length above zero, or a transfer coding).
+    body: bool,
+    /// It expects `100 Continue` before sending it.
+    expects_continue: bool,
+}
+
+pub fn declared<B>(req: &http::Request<B>) -> Declared {
+    let headers = req.headers();
+    Declared {
+        body: headers.contains_key(http::header::TRANSFER_ENCODING)
+            || headers
+                .get(http::header::CONTENT_LENGTH)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse::<u64>().ok())
+                .is_some_and(|n| n > 0),
+        expects_continue: headers
+            .get(http::header::EXPECT)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.eq_ignore_ascii_case("100-continue")),
+    }
+}
+
+/// Makes `response` close its connection when its request's body was not
+/// read to its end, or when it expected `100 Continue` for no body at all.
+pub fn close_if_unsafe<B>(response: &mut http::Response<B>, declared: &Declared, ended: &Ended) {
+    let unread = declared.body && !ended.ended();
+    let no_continue = declared.expects_continue && !declared.body;
+    if unread || no_continue {
         response.headers_mut().insert(
             http::header::CONNECTION,
             http::HeaderValue::from_static("close"),
         );
     }
-}
-
-/// Whether a request says it has a body.
-pub fn declared<B>(req: &http::Request<B>) -> bool {
-    let headers = req.headers();
-    headers.contains_key(http::header::TRANSFER_ENCODING)
-        || headers
-            .get(http::header::CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse::<u64>().ok())
-            .is_some_and(|n| n > 0)
 }

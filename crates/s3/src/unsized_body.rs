@@ -37,8 +37,10 @@ pub fn is_unsized<B>(req: &Request<B>) -> bool {
 pub enum Refused {
     /// It is longer than the limit.
     TooLarge,
-    /// It could not be read (the client's fault) or written (ours).
-    Io(std::io::Error),
+    /// It could not be read: the client's fault.
+    Read(s3s::StdError),
+    /// It could not be written: ours.
+    Write(std::io::Error),
 }
 
 /// `req` with its body spooled under `tmp` and its `Content-Length` set.
@@ -51,19 +53,21 @@ pub async fn spool(req: Request<Body>, tmp: &Path, limit: u64) -> Result<Request
         .create_new(true)
         .open(&path)
         .await
-        .map_err(Refused::Io)?;
+        .map_err(Refused::Write)?;
     let _ = tokio::fs::remove_file(&path).await;
     let mut size = 0u64;
     while let Some(chunk) = body.next().await {
-        let chunk = chunk.map_err(|e| Refused::Io(std::io::Error::other(e)))?;
+        let chunk = chunk.map_err(Refused::Read)?;
         size += chunk.len() as u64;
         if size > limit {
             return Err(Refused::TooLarge);
         }
-        file.write_all(&chunk).await.map_err(Refused::Io)?;
+        file.write_all(&chunk).await.map_err(Refused::Write)?;
     }
-    file.flush().await.map_err(Refused::Io)?;
-    file.seek(SeekFrom::Start(0)).await.map_err(Refused::Io)?;
+    file.flush().await.map_err(Refused::Write)?;
+    file.seek(SeekFrom::Start(0))
+        .await
+        .map_err(Refused::Write)?;
     parts
         .headers
         .insert(http::header::CONTENT_LENGTH, HeaderValue::from(size));

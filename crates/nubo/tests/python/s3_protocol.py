@@ -215,8 +215,8 @@ def expect_continue():
     another account's bucket) closes the connection and says so: the client,
     which never sends the body, must not reuse it. (hyper takes the first bytes
     of whatever comes next for the unread body: a DELETE sent next became
-    ELETE, and its signature did not match.) A PUT whose body was read keeps
-    the connection."""
+    ELETE, and its signature did not match.) So does the answer to an empty
+    one. A PUT whose body was read keeps the connection."""
     theirs = new_bucket(other_client(), "their")
     sock = socket.create_connection((HOST, PORT), timeout=30)
     try:
@@ -226,6 +226,18 @@ def expect_continue():
         status, headers, body = read_answer(sock)
         assert (status, error_code(body)) == (403, "AccessDenied"), (status, body[:300])
         assert headers.get("connection") == "close", f"the unread body closes the connection: {headers}"
+    finally:
+        sock.close()
+
+    # An empty body gets no 100 Continue (hyper sends none), so its answer
+    # looks early to the client: the connection closes too.
+    sock = socket.create_connection((HOST, PORT), timeout=30)
+    try:
+        put = signed_headers("PUT", f"http://{HOST}:{PORT}/{b}/empty", {"Expect": "100-continue"}, b"")
+        put["Content-Length"] = "0"
+        sock.sendall(raw_request("PUT", f"/{b}/empty", put))
+        status, headers, _ = read_answer(sock)
+        assert status == 200 and headers.get("connection") == "close", (status, headers)
     finally:
         sock.close()
 
