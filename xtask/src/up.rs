@@ -20,12 +20,12 @@ const START_TIMEOUT: Duration = Duration::from_secs(60);
 pub const NUBOD_ARGS: &[&str] = &["--data-dir", ".nubo"];
 
 pub fn run(nubod_args: &[String]) -> Result {
-    packages::ensure(&[packages::REGION, &image::packages()].concat())?;
-    // The binaries build while the images do: on a fresh machine each takes
-    // minutes, and the kernel's compile, debootstrap's downloads and rustc
-    // overlap well even on two cores.
+    // The binaries build while the packages install and the images build: on
+    // a fresh machine each takes minutes, and apt's and debootstrap's
+    // downloads, the kernel's compile and rustc overlap well even on two cores.
     let build = Background::start()?;
-    let images = image::ensure_all();
+    let images = packages::ensure(&[packages::REGION, &image::packages()].concat())
+        .and_then(|()| image::ensure_all());
     let built = build.finish();
     for image in images? {
         image::install(&image, Path::new(".nubo/images"))?;
