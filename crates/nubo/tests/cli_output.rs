@@ -282,15 +282,7 @@ fn json_output_is_the_api_answer_for_every_command() {
         .unwrap();
     w.run(NoBody, &["security-group", "revoke", "web", &rule]);
 
-    let launch = [
-        "instance",
-        "launch",
-        "--image",
-        "nubo-micro",
-        "--type",
-        "n1.nano",
-    ];
-    let launched = w.run(Answer, &[&launch[..], &["--count", "2"]].concat());
+    let launched = w.run(Answer, &common::launch_micro(&["--count", "2"]));
     let i = id(&launched["instances"][0]);
     w.run(Answer, &["instance", "list"]);
     w.run(Answer, &["instance", "show", &i]);
@@ -514,15 +506,7 @@ fn wait_shows_progress_at_a_terminal_and_nothing_to_programs() {
     let r = Region::start_with(StoreKind::Sqlite, &["--config", config.to_str().unwrap()]);
     std::fs::remove_file(&config).unwrap();
     r.ok(&["signup", "--email", "progress@example.com"]);
-    let launch = [
-        "instance",
-        "launch",
-        "--image",
-        "nubo-micro",
-        "--type",
-        "n1.nano",
-        "--wait",
-    ];
+    let launch = common::launch_micro(&["--wait"]);
 
     let shown = at_terminal(&r, &[&launch[..], &["--count", "2"]].concat());
     assert!(

@@ -259,19 +259,9 @@ impl TlsRegion {
     }
 
     fn nubo(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_nubo"));
-        cmd.args(args)
-            .env("XDG_CONFIG_HOME", self.dir.join("config"))
-            .env("NUBO_ENDPOINT", &self.endpoint)
-            .env_remove("NUBO_CA_BUNDLE")
-            .env_remove("NUBO_ACCESS_KEY_ID")
-            .env_remove("NUBO_SECRET_ACCESS_KEY")
-            .env_remove("NUBO_REGION")
-            .env_remove("NUBO_PROFILE");
-        for (k, v) in env {
-            cmd.env(k, v);
-        }
-        cmd.output().unwrap()
+        common::nubo_command(&self.dir.join("config"), &self.endpoint, args, env)
+            .output()
+            .unwrap()
     }
 }
 
@@ -561,23 +551,8 @@ on_both_stores!(
         );
         let instance = launched[0].clone();
         r.wait_state(&c, &instance, "running");
-        let (s, v) = r.signed(
-            &c,
-            "POST",
-            "/v1/volumes",
-            Some(&json!({"size_gib": 2, "name": "data"}).to_string()),
-        );
-        assert_eq!(s, 202, "{v}");
-        let volume = v["id"].as_str().unwrap().to_string();
+        let volume = attach_new_volume(&r, &c, json!({"size_gib": 2, "name": "data"}), &instance);
         let path = format!("/v1/volumes/{volume}");
-        r.wait_for(&c, &path, "available");
-        let (s, v) = r.signed(
-            &c,
-            "POST",
-            &format!("{path}/attach"),
-            Some(&json!({"instance_id": instance}).to_string()),
-        );
-        assert_eq!(s, 202, "{v}");
         r.wait_for(&c, &path, "in-use");
         run(&mut objects(&r, &c, &["fill", "kept", "24"]));
 
@@ -698,24 +673,22 @@ fn a_volume_comes_back_with_its_bytes() {
     assert!(between.iter().all(|b| *b == 0), "zeros stay zeros");
 }
 
-/// Writes numbered 4 KiB blocks after the first 16 MiB of the first disk
-/// that appears, each acknowledged once it is on the disk.
-const APPENDER: &str = r#"#!/bin/sh
-while true; do
-  for b in /sys/block/vd*; do
-    [ -e "$b/serial" ] || continue
-    s=$(cat "$b/serial"); d=/dev/${b##*/}
-    i=0
-    while [ -e "$b" ] && printf 'block-%08d' $i | dd of="$d" bs=4096 seek=$((4096 + i)) conv=fsync,notrunc 2>/dev/null; do
-      echo "acked $s $i"
-      i=$((i + 1))
-      usleep 50000
-    done
-    exit 0
-  done
-  usleep 200000
-done
-"#;
+/// Creates a volume (`body`) and asks for it to be attached to `instance`.
+fn attach_new_volume(r: &Region, c: &Creds, body: serde_json::Value, instance: &str) -> String {
+    let (s, v) = r.signed(c, "POST", "/v1/volumes", Some(&body.to_string()));
+    assert_eq!(s, 202, "{v}");
+    let volume = v["id"].as_str().unwrap().to_string();
+    let path = format!("/v1/volumes/{volume}");
+    r.wait_for(c, &path, "available");
+    let (s, v) = r.signed(
+        c,
+        "POST",
+        &format!("{path}/attach"),
+        Some(&json!({"instance_id": instance}).to_string()),
+    );
+    assert_eq!(s, 202, "{v}");
+    volume
+}
 
 /// The highest block the appender acknowledged on `volume`.
 fn acked(r: &Region, c: &Creds, id: &str, volume: &str) -> Option<u64> {
@@ -733,27 +706,11 @@ fn a_volume_a_guest_writes_is_backed_up_as_of_a_moment_and_boots_again() {
     let instance = common::launch(
         &r,
         &c,
-        json!({"image": "nubo-micro", "instance_type": "n1.nano", "user_data": APPENDER}),
+        json!({"image": "nubo-micro", "instance_type": "n1.nano", "user_data": common::APPENDER}),
     )[0]
     .clone();
     r.wait_state_within(&c, &instance, "running", Duration::from_secs(120));
-    let (s, v) = r.signed(
-        &c,
-        "POST",
-        "/v1/volumes",
-        Some(&json!({"size_gib": 1}).to_string()),
-    );
-    assert_eq!(s, 202, "{v}");
-    let volume = v["id"].as_str().unwrap().to_string();
-    let path = format!("/v1/volumes/{volume}");
-    r.wait_for(&c, &path, "available");
-    let (s, v) = r.signed(
-        &c,
-        "POST",
-        &format!("{path}/attach"),
-        Some(&json!({"instance_id": instance}).to_string()),
-    );
-    assert_eq!(s, 202, "{v}");
+    let volume = attach_new_volume(&r, &c, json!({"size_gib": 1}), &instance);
     common::wait_until("20 blocks on the volume", Duration::from_secs(120), || {
         acked(&r, &c, &instance, &volume).is_some_and(|n| n >= 20)
     });

@@ -34,27 +34,6 @@ while true; do
 done
 "#;
 
-/// For the first disk that appears: says the checksum of its first 16 MiB,
-/// then writes numbered blocks after them, one by one, each acknowledged
-/// once it is on the disk, until the disk goes.
-const APPENDER: &str = r#"#!/bin/sh
-while true; do
-  for b in /sys/block/vd*; do
-    [ -e "$b/serial" ] || continue
-    s=$(cat "$b/serial"); d=/dev/${b##*/}
-    echo "sum $s $(head -c 16777216 "$d" | sha256sum | cut -d' ' -f1)"
-    i=0
-    while [ -e "$b" ] && printf 'block-%08d' $i | dd of="$d" bs=4096 seek=$((4096 + i)) conv=fsync,notrunc 2>/dev/null; do
-      echo "acked $s $i"
-      i=$((i + 1))
-      usleep 100000
-    done
-    exit 0
-  done
-  usleep 200000
-done
-"#;
-
 fn launch_with(r: &Region, script: &str, name: &str) -> String {
     let path = r.dir.join(format!("{name}.sh"));
     std::fs::write(&path, script).unwrap();
@@ -174,7 +153,7 @@ fn volumes_carry_data_between_instances_and_snapshots_restore_it() {
     let r = Region::start_qemu(StoreKind::Sqlite, &[]);
     r.ok(&["signup", "--email", "volumes@example.com"]);
     let keeper = launch_with(&r, KEEPER, "keeper");
-    let appender = launch_with(&r, APPENDER, "appender");
+    let appender = launch_with(&r, common::APPENDER, "appender");
 
     // A pattern written on one instance reads back the same on another.
     let data = id_of(&r.json(&[

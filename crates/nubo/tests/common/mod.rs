@@ -252,18 +252,9 @@ impl Region {
     }
 
     pub fn nubo_env(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_nubo"));
-        cmd.args(args)
-            .env("XDG_CONFIG_HOME", self.dir.join("config"))
-            .env("NUBO_ENDPOINT", &self.endpoint)
-            .env_remove("NUBO_ACCESS_KEY_ID")
-            .env_remove("NUBO_SECRET_ACCESS_KEY")
-            .env_remove("NUBO_REGION")
-            .env_remove("NUBO_PROFILE");
-        for (k, v) in env {
-            cmd.env(k, v);
-        }
-        cmd.output().expect("nubo runs")
+        nubo_command(&self.dir.join("config"), &self.endpoint, args, env)
+            .output()
+            .expect("nubo runs")
     }
 
     /// Runs the CLI, asserts success, returns stdout.
@@ -589,4 +580,50 @@ pub fn launch_micro<'a>(more: &[&'a str]) -> Vec<&'a str> {
         "n1.nano",
     ];
     [&launch[..], more].concat()
+}
+
+/// For the first disk that appears: says the checksum of its first 16 MiB,
+/// then writes numbered blocks after them, one by one, each acknowledged
+/// once it is on the disk, until the disk goes.
+pub const APPENDER: &str = r#"#!/bin/sh
+while true; do
+  for b in /sys/block/vd*; do
+    [ -e "$b/serial" ] || continue
+    s=$(cat "$b/serial"); d=/dev/${b##*/}
+    echo "sum $s $(head -c 16777216 "$d" | sha256sum | cut -d' ' -f1)"
+    i=0
+    while [ -e "$b" ] && printf 'block-%08d' $i | dd of="$d" bs=4096 seek=$((4096 + i)) conv=fsync,notrunc 2>/dev/null; do
+      echo "acked $s $i"
+      i=$((i + 1))
+      usleep 100000
+    done
+    exit 0
+  done
+  usleep 200000
+done
+"#;
+
+/// The `nubo` CLI with `args` against `endpoint`, its config under
+/// `config_home`, and nothing of the caller's own NUBO_* settings but `env`.
+pub fn nubo_command(
+    config_home: &std::path::Path,
+    endpoint: &str,
+    args: &[&str],
+    env: &[(&str, &str)],
+) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_nubo"));
+    cmd.args(args)
+        .env("XDG_CONFIG_HOME", config_home)
+        .env("NUBO_ENDPOINT", endpoint);
+    for var in [
+        "NUBO_CA_BUNDLE",
+        "NUBO_ACCESS_KEY_ID",
+        "NUBO_SECRET_ACCESS_KEY",
+        "NUBO_REGION",
+        "NUBO_PROFILE",
+    ] {
+        cmd.env_remove(var);
+    }
+    cmd.envs(env.iter().copied());
+    cmd
 }
