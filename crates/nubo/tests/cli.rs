@@ -136,15 +136,7 @@ on_both_stores!(launch_and_drive_instances, |store: StoreKind| {
     let running = r.json(&["instance", "list", "--state", "running"]);
     assert_eq!(running["items"].as_array().unwrap().len(), 2, "{running}");
     let quotas = r.json(&["quota", "show"]);
-    let used = |name: &str| -> Value {
-        quotas
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|q| q["resource"] == name)
-            .unwrap()["used"]
-            .clone()
-    };
+    let used = |name: &str| quota_used(&quotas, name).clone();
     assert_eq!(
         used("instances"),
         2,
@@ -241,15 +233,7 @@ on_both_stores!(networks_and_private_addresses, |store: StoreKind| {
 
     // A /28 has 11 addresses for instances: the 4 first and the broadcast are kept.
     let launch = |count: &str, network: Option<&str>| {
-        let mut args = vec![
-            "instance",
-            "launch",
-            "--image",
-            "nubo-micro",
-            "--type",
-            "n1.nano",
-        ];
-        args.extend(["--count", count]);
+        let mut args = common::launch_micro(&["--count", count]);
         if let Some(n) = network {
             args.extend(["--network", n]);
         }
@@ -606,16 +590,7 @@ on_both_stores!(
         r.ok(&["signup", "--email", "quota@example.com"]);
         let used = || -> (u64, u64, u64) {
             let quotas = r.json(&["quota", "show"]);
-            let of = |name: &str| {
-                quotas
-                    .as_array()
-                    .unwrap()
-                    .iter()
-                    .find(|q| q["resource"] == name)
-                    .unwrap()["used"]
-                    .as_u64()
-                    .unwrap()
-            };
+            let of = |name: &str| quota_used(&quotas, name).as_u64().unwrap();
             (of("instances"), of("vcpus"), of("memory_mib"))
         };
         let launch = |count: &str| {
@@ -662,3 +637,13 @@ on_both_stores!(
         assert_eq!(used(), (21, 21, 21 * 64));
     }
 );
+
+/// What `nubo quota show` says is used of `resource`.
+fn quota_used<'a>(quotas: &'a Value, resource: &str) -> &'a Value {
+    &quotas
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|q| q["resource"] == resource)
+        .unwrap()["used"]
+}

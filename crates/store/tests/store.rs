@@ -372,21 +372,26 @@ fn version(bucket_id: &str, key: &str, version_id: &str, seq: i64) -> ObjectRow 
     }
 }
 
+/// A private, unversioned bucket of `account_id` with a name of its own.
+fn private_bucket(account_id: &str) -> BucketRow {
+    BucketRow {
+        id: ids::new("bkt"),
+        name: format!("b{}", ids::random_u64()),
+        account_id: account_id.to_string(),
+        region: "r".into(),
+        versioning: String::new(),
+        acl: buckets::PRIVATE.into(),
+        policy: None,
+        cors: None,
+        created_at: 1,
+    }
+}
+
 #[tokio::test]
 async fn a_batch_of_puts_leaves_each_key_one_latest_version_in_order() {
     for store in stores().await {
         let account_id = account(&store, "batch@example.com").await;
-        let bucket = BucketRow {
-            id: ids::new("bkt"),
-            name: format!("b{}", ids::random_u64()),
-            account_id: account_id.clone(),
-            region: "r".into(),
-            versioning: String::new(),
-            acl: buckets::PRIVATE.into(),
-            policy: None,
-            cors: None,
-            created_at: 1,
-        };
+        let bucket = private_bucket(&account_id);
         let b = bucket.id.as_str();
         let mut tx = store.begin().await.unwrap();
         buckets::insert(&mut tx, &bucket).await.unwrap();
@@ -461,17 +466,7 @@ async fn a_batch_of_puts_leaves_each_key_one_latest_version_in_order() {
 async fn uploads_do_not_keep_a_bucket_and_aborting_them_all_ends_their_metering() {
     for store in stores().await {
         let account_id = account(&store, "uploads@example.com").await;
-        let bucket = BucketRow {
-            id: ids::new("bkt"),
-            name: format!("b{}", ids::random_u64()),
-            account_id: account_id.clone(),
-            region: "r".into(),
-            versioning: String::new(),
-            acl: buckets::PRIVATE.into(),
-            policy: None,
-            cors: None,
-            created_at: 1,
-        };
+        let bucket = private_bucket(&account_id);
         let b = bucket.id.as_str();
         let mut tx = store.begin().await.unwrap();
         buckets::insert(&mut tx, &bucket).await.unwrap();

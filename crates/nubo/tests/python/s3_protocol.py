@@ -210,6 +210,15 @@ def read_answer(sock):
     return status, headers, f.read(int(headers.get("content-length", 0)))
 
 
+def put_expecting_continue(sock, path, body):
+    """Sends the headers of a signed PUT of `body` with Expect: 100-continue,
+    and reads the first answer."""
+    put = signed_headers("PUT", f"http://{HOST}:{PORT}{path}", {"Expect": "100-continue"}, body)
+    put["Content-Length"] = str(len(body))
+    sock.sendall(raw_request("PUT", path, put))
+    return read_answer(sock)
+
+
 def expect_continue():
     """A PUT with Expect: 100-continue answered from its headers alone (here:
     another account's bucket) closes the connection and says so: the client,
@@ -220,10 +229,7 @@ def expect_continue():
     theirs = new_bucket(other_client(), "their")
     sock = socket.create_connection((HOST, PORT), timeout=30)
     try:
-        put = signed_headers("PUT", f"http://{HOST}:{PORT}/{theirs}/k", {"Expect": "100-continue"}, b"12345")
-        put["Content-Length"] = "5"
-        sock.sendall(raw_request("PUT", f"/{theirs}/k", put))
-        status, headers, body = read_answer(sock)
+        status, headers, body = put_expecting_continue(sock, f"/{theirs}/k", b"12345")
         assert (status, error_code(body)) == (403, "AccessDenied"), (status, body[:300])
         assert headers.get("connection") == "close", f"the unread body closes the connection: {headers}"
     finally:
@@ -233,20 +239,14 @@ def expect_continue():
     # looks early to the client: the connection closes too.
     sock = socket.create_connection((HOST, PORT), timeout=30)
     try:
-        put = signed_headers("PUT", f"http://{HOST}:{PORT}/{b}/empty", {"Expect": "100-continue"}, b"")
-        put["Content-Length"] = "0"
-        sock.sendall(raw_request("PUT", f"/{b}/empty", put))
-        status, headers, _ = read_answer(sock)
+        status, headers, _ = put_expecting_continue(sock, f"/{b}/empty", b"")
         assert status == 200 and headers.get("connection") == "close", (status, headers)
     finally:
         sock.close()
 
     sock = socket.create_connection((HOST, PORT), timeout=30)
     try:
-        put = signed_headers("PUT", f"http://{HOST}:{PORT}/{b}/continued", {"Expect": "100-continue"}, b"12345")
-        put["Content-Length"] = "5"
-        sock.sendall(raw_request("PUT", f"/{b}/continued", put))
-        status, _, _ = read_answer(sock)
+        status, _, _ = put_expecting_continue(sock, f"/{b}/continued", b"12345")
         assert status == 100, f"100 Continue before the body: {status}"
         sock.sendall(b"12345")
         status, headers, _ = read_answer(sock)
