@@ -18,5 +18,5 @@ pub fn dir() -> Result<PathBuf> {
         .or_else(|| var("XDG_CACHE_HOME").map(|dir| dir.join("nubo")))
         .or_else(|| var("HOME").map(|home| home.join(".cache/nubo")))
         .ok_or_else(|| Error::new("set HOME or NUBO_CACHE_DIR"))?;
-    std::path::absolute(&dir).map_err(|e| Error::new(format!("{}: {e}", dir.display())))
+    std::path::absolute(&dir).map_err(crate::cmd::io(&dir))
 }

@@ -66,6 +66,11 @@ pub fn check(cmd: &Command, status: ExitStatus) -> Result {
 
 /// Whether we run as root: then apt-get needs no sudo, and PostgreSQL, which
 /// refuses to run as root, must run as another user.
+/// An I/O error's message, prefixed by the path it happened on.
+pub fn io(path: &std::path::Path) -> impl Fn(std::io::Error) -> Error + '_ {
+    move |e| Error::new(format!("{}: {e}", path.display()))
+}
+
 pub fn is_root() -> Result<bool> {
     let out = capture(Command::new("id").arg("-u"))?;
     Ok(out.status.success() && String::from_utf8_lossy(&out.stdout).trim() == "0")

@@ -12,7 +12,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use crate::cmd::{self, Error, Result};
+use crate::cmd::{self, Error, Result, io};
 use crate::packages;
 
 const SUITE: &str = "bookworm";
@@ -113,10 +113,6 @@ pub fn ensure() -> Result<PathBuf> {
     fs::rename(&staging, &out).map_err(io(&out))?;
     remove_build(&build)?;
     Ok(out)
-}
-
-fn io(path: &Path) -> impl Fn(io::Error) -> Error + '_ {
-    move |e| Error::new(format!("{}: {e}", path.display()))
 }
 
 fn key() -> Result<u64> {

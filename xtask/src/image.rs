@@ -12,7 +12,7 @@ use std::hash::{DefaultHasher, Hash, Hasher};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use crate::cmd::{self, Error, Result};
+use crate::cmd::{self, Error, Result, io};
 use crate::packages;
 
 /// Debian packages the build reads from.
@@ -127,10 +127,6 @@ fn ensure_kernel(cache: &Path) -> Result<PathBuf> {
     fs::rename(&staging, &out).map_err(io(&out))?;
     let _ = fs::remove_dir_all(&build);
     Ok(out)
-}
-
-fn io(path: &Path) -> impl Fn(std::io::Error) -> Error + '_ {
-    move |e| Error::new(format!("{}: {e}", path.display()))
 }
 
 fn package_version(name: &str) -> Result<String> {

@@ -35,7 +35,6 @@ pub fn ensure() -> Result<PathBuf> {
             ])
             .arg(REQUIREMENTS),
     )?;
-    fs::write(venv.join(".complete"), requirements)
-        .map_err(|e| Error::new(format!("{}: {e}", venv.display())))?;
+    fs::write(venv.join(".complete"), requirements).map_err(cmd::io(&venv))?;
     Ok(python)
 }

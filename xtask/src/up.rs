@@ -80,13 +80,10 @@ struct Background {
 impl Background {
     fn start() -> Result<Background> {
         let dir = target_dir()?;
-        std::fs::create_dir_all(&dir).map_err(|e| Error::new(format!("{}: {e}", dir.display())))?;
+        std::fs::create_dir_all(&dir).map_err(cmd::io(&dir))?;
         let log = dir.join("nubo-release-build.log");
-        let file = std::fs::File::create(&log)
-            .map_err(|e| Error::new(format!("{}: {e}", log.display())))?;
-        let err = file
-            .try_clone()
-            .map_err(|e| Error::new(format!("{}: {e}", log.display())))?;
+        let file = std::fs::File::create(&log).map_err(cmd::io(&log))?;
+        let err = file.try_clone().map_err(cmd::io(&log))?;
         let mut command = build_command();
         command.stdout(file).stderr(err);
         eprintln!(
@@ -124,7 +121,7 @@ pub fn target_dir() -> Result<PathBuf> {
     let dir = env::var_os("CARGO_TARGET_DIR")
         .filter(|dir| !dir.is_empty())
         .map_or_else(|| PathBuf::from("target"), PathBuf::from);
-    std::path::absolute(&dir).map_err(|e| Error::new(format!("{}: {e}", dir.display())))
+    std::path::absolute(&dir).map_err(cmd::io(&dir))
 }
 
 /// The address nubod will listen on: the last `--listen ADDR` (or
