@@ -396,14 +396,15 @@ fn read_marker(files: &VmFiles) -> Option<String> {
 
 /// Whether `pid` is the QEMU of instance `id` (not a reused pid, not a zombie).
 fn pid_is_vm(pid: u32, id: &str) -> bool {
+    let name = process_name(id);
+    has_arg(pid, |arg| String::from_utf8_lossy(arg).contains(&name))
+}
+
+/// Whether live process `pid` has an argument that `matches`: how a pid from
+/// a file is told from a reused one. A zombie has no arguments left.
+pub(crate) fn has_arg(pid: impl std::fmt::Display, matches: impl Fn(&[u8]) -> bool) -> bool {
     std::fs::read(format!("/proc/{pid}/cmdline"))
-        .map(|cmdline| {
-            let name = process_name(id);
-            cmdline
-                .split(|b| *b == 0)
-                .any(|arg| String::from_utf8_lossy(arg).contains(&name))
-        })
-        .unwrap_or(false)
+        .is_ok_and(|cmdline| cmdline.split(|b| *b == 0).any(matches))
 }
 
 fn kill(pid: u32) {

@@ -114,13 +114,8 @@ fn running(dir: &Path) -> bool {
         return false;
     };
     let pid = pid.as_raw_nonzero();
-    let ours = std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|cmdline| {
-        let needle = format!("--pid-file={}", pid_file(dir).display());
-        cmdline
-            .split(|b| *b == 0)
-            .any(|arg| arg == needle.as_bytes())
-    });
-    ours && !zombie(pid)
+    let needle = format!("--pid-file={}", pid_file(dir).display());
+    crate::qemu::has_arg(pid, |arg| arg == needle.as_bytes()) && !zombie(pid)
 }
 
 /// Gone, or a zombie its (re)parent has yet to reap: either way it serves
